@@ -1,0 +1,638 @@
+//! The executor: replays an instance's past events and applies its new events to the orchestrator
+//! code, one completion at a time, and returns the turn (new actions, history delta, outcome).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use chrono::{DateTime, Utc};
+
+use super::action::Action;
+use super::context::{Completion, InstanceInfo, OrchestrationContext, Shared};
+use super::error::{panic_message, ExecuteError};
+use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
+use super::registry::{OrchestratorFuture, Registry};
+
+/// The result of running one orchestration turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// New work to dispatch, in sequence order.
+    pub actions: Vec<Action>,
+    /// Events to append to the history after `past_events`: the new events, the decision events
+    /// of `actions`, the completion event if the execution ended, and OrchestratorCompleted.
+    pub history_delta: Vec<HistoryEvent>,
+    /// The latest custom status (JSON text) set by the code.
+    pub custom_status: Option<String>,
+    pub outcome: TurnOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnOutcome {
+    /// Waiting for more events.
+    Running,
+    /// Suspended by a client: events are held until it is resumed.
+    Suspended,
+    Completed {
+        output: Option<String>,
+    },
+    Failed {
+        details: FailureDetails,
+    },
+    Terminated {
+        reason: Option<String>,
+    },
+    /// The runtime starts a new execution with `input`, then appends `carryover_events`.
+    ContinuedAsNew {
+        input: Option<String>,
+        carryover_events: Vec<HistoryEvent>,
+    },
+}
+
+impl TurnOutcome {
+    pub fn status(&self) -> OrchestrationStatus {
+        match self {
+            Self::Running => OrchestrationStatus::Running,
+            Self::Suspended => OrchestrationStatus::Suspended,
+            Self::Completed { .. } => OrchestrationStatus::Completed,
+            Self::Failed { .. } => OrchestrationStatus::Failed,
+            Self::Terminated { .. } => OrchestrationStatus::Terminated,
+            Self::ContinuedAsNew { .. } => OrchestrationStatus::ContinuedAsNew,
+        }
+    }
+}
+
+/// Error type recorded for orchestrations whose code no longer matches their history.
+pub const NONDETERMINISM_ERROR_TYPE: &str = "NonDeterministicOrchestration";
+
+/// Runs one turn of `instance_id`. `past_events` are replayed (`is_replaying() == true`),
+/// then `new_events` are applied. A valid history starts with OrchestratorStarted followed by
+/// ExecutionStarted; callers open each turn's `new_events` with an OrchestratorStarted that
+/// carries the turn's time.
+pub fn execute(
+    registry: &Registry,
+    instance_id: &str,
+    past_events: &[HistoryEvent],
+    new_events: &[HistoryEvent],
+) -> Result<Turn, ExecuteError> {
+    let started = past_events
+        .iter()
+        .chain(new_events)
+        .find(|event| matches!(event.kind, EventKind::ExecutionStarted { .. }))
+        .ok_or_else(|| ExecuteError::MissingExecutionStarted(instance_id.to_string()))?;
+    let EventKind::ExecutionStarted {
+        name,
+        orchestration_instance,
+        parent_instance,
+        ..
+    } = &started.kind
+    else {
+        unreachable!("found by matching ExecutionStarted");
+    };
+    if orchestration_instance.instance_id != instance_id {
+        return Err(ExecuteError::InstanceMismatch {
+            requested: instance_id.to_string(),
+            found: orchestration_instance.instance_id.clone(),
+        });
+    }
+    let ctx = OrchestrationContext::new(
+        InstanceInfo {
+            instance_id: instance_id.to_string(),
+            execution_id: orchestration_instance.execution_id.clone(),
+            name: name.clone(),
+            parent: parent_instance.clone(),
+        },
+        started.timestamp,
+    );
+    let mut executor = Executor {
+        registry,
+        ctx,
+        seen_orchestrator_started: false,
+        root: None,
+        root_started: false,
+        root_result: None,
+        complete_sequence: None,
+        engine_failure: None,
+        terminated: None,
+        suspended: false,
+        held: Vec::new(),
+        recorded_completion: None,
+    };
+    for (index, event) in past_events.iter().chain(new_events).enumerate() {
+        executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
+        executor.apply(event)?;
+        if executor.stopped() {
+            break;
+        }
+    }
+    Ok(executor.finish(new_events))
+}
+
+/// How an execution's end was recorded in history.
+enum RecordedCompletion {
+    /// Matched the code's own completion.
+    Code,
+    /// Written by the engine or a client (failure, termination): replays as recorded.
+    Engine(TurnOutcome),
+}
+
+struct Executor<'a> {
+    registry: &'a Registry,
+    ctx: OrchestrationContext,
+    seen_orchestrator_started: bool,
+    root: Option<OrchestratorFuture>,
+    root_started: bool,
+    root_result: Option<Result<Option<String>, FailureDetails>>,
+    complete_sequence: Option<i32>,
+    /// Failure decided by the engine: nondeterminism, a panic, a foreign await.
+    engine_failure: Option<FailureDetails>,
+    terminated: Option<Option<String>>,
+    suspended: bool,
+    /// Messages that arrived while suspended, applied on resume.
+    held: Vec<&'a HistoryEvent>,
+    recorded_completion: Option<RecordedCompletion>,
+}
+
+impl<'a> Executor<'a> {
+    fn shared(&self) -> &Rc<Shared> {
+        self.ctx.shared()
+    }
+
+    fn stopped(&self) -> bool {
+        self.engine_failure.is_some() || self.terminated.is_some() || self.recorded_completion.is_some()
+    }
+
+    fn apply(&mut self, event: &'a HistoryEvent) -> Result<(), ExecuteError> {
+        match &event.kind {
+            EventKind::OrchestratorStarted => {
+                self.seen_orchestrator_started = true;
+                self.shared().state.borrow_mut().current_time = event.timestamp;
+            }
+            EventKind::OrchestratorCompleted | EventKind::GenericEvent { .. } => {}
+            EventKind::ExecutionStarted { input, .. } => self.start(input.clone())?,
+            EventKind::TaskScheduled { .. }
+            | EventKind::TimerCreated { .. }
+            | EventKind::SubOrchestrationInstanceCreated { .. }
+            | EventKind::EventSent { .. } => self.match_decision(event),
+            EventKind::ExecutionCompleted { .. } | EventKind::ContinueAsNew { .. } => {
+                self.match_completion(event)
+            }
+            // A terminate that arrives after the code already ended changes nothing.
+            EventKind::ExecutionTerminated { input } => {
+                let ended = self.root_result.is_some()
+                    || self.shared().state.borrow().continue_as_new.is_some();
+                if !ended {
+                    self.terminated = Some(input.clone());
+                }
+            }
+            EventKind::ExecutionSuspended { .. } => self.suspended = true,
+            EventKind::ExecutionResumed { .. } => {
+                self.suspended = false;
+                for held in std::mem::take(&mut self.held) {
+                    self.apply_message(held);
+                    if self.stopped() {
+                        break;
+                    }
+                }
+            }
+            EventKind::TaskCompleted { .. }
+            | EventKind::TaskFailed { .. }
+            | EventKind::SubOrchestrationInstanceCompleted { .. }
+            | EventKind::SubOrchestrationInstanceFailed { .. }
+            | EventKind::TimerFired { .. }
+            | EventKind::EventRaised { .. } => {
+                if self.suspended {
+                    self.held.push(event);
+                } else {
+                    self.apply_message(event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, input: Option<String>) -> Result<(), ExecuteError> {
+        let instance_id = &self.shared().info.instance_id;
+        if self.root_started {
+            return Err(ExecuteError::CorruptHistory {
+                instance_id: instance_id.clone(),
+                message: "more than one ExecutionStarted event".to_string(),
+            });
+        }
+        if !self.seen_orchestrator_started {
+            return Err(ExecuteError::MissingOrchestratorStarted(instance_id.clone()));
+        }
+        self.root_started = true;
+        let name = self.shared().info.name.clone();
+        match self.registry.start_orchestrator(&name, self.ctx.clone(), input) {
+            Some(root) => {
+                self.root = Some(root);
+                self.poll_root();
+            }
+            None => {
+                self.engine_failure = Some(FailureDetails::new(
+                    "OrchestratorNotFound",
+                    format!("no orchestrator named '{name}' is registered"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A completion or external event: resolve the waiting task and let the code run on.
+    fn apply_message(&mut self, event: &HistoryEvent) {
+        let (task_id, completion) = match &event.kind {
+            EventKind::EventRaised { name, input } => {
+                let delivered = self
+                    .shared()
+                    .state
+                    .borrow_mut()
+                    .deliver_event(name, input.clone());
+                if let Some(waker) = delivered {
+                    self.wake_and_poll(waker);
+                }
+                return;
+            }
+            EventKind::TaskCompleted {
+                task_scheduled_id,
+                result,
+            }
+            | EventKind::SubOrchestrationInstanceCompleted {
+                task_scheduled_id,
+                result,
+            } => (*task_scheduled_id, Completion::Value(result.clone())),
+            EventKind::TaskFailed {
+                task_scheduled_id,
+                reason,
+                details,
+                failure_details,
+            }
+            | EventKind::SubOrchestrationInstanceFailed {
+                task_scheduled_id,
+                reason,
+                details,
+                failure_details,
+            } => (
+                *task_scheduled_id,
+                Completion::Failure(failure_from(reason, details, failure_details)),
+            ),
+            EventKind::TimerFired { timer_id, .. } => (*timer_id, Completion::Fired),
+            _ => return,
+        };
+        let mut state = self.shared().state.borrow_mut();
+        // Completions for sequence numbers this code never recorded are stale or duplicated
+        // deliveries (the queue is at-least-once): ignored, as DurableTask.Core does.
+        let Some(record) = usize::try_from(task_id)
+            .ok()
+            .and_then(|index| state.actions.get(index))
+            .and_then(Option::as_ref)
+            .filter(|record| record.recorded)
+        else {
+            return;
+        };
+        if !record.action.accepts_completion(&event.kind) {
+            let actual = format!("scheduled {} there", record.action.describe());
+            drop(state);
+            self.nondeterminism(task_id, format!("a {:?} event", event.event_type()), actual);
+            return;
+        }
+        let Some(slot) = record.slot else { return };
+        let delivered = state.resolve(slot, completion);
+        drop(state);
+        if let Some(waker) = delivered {
+            self.wake_and_poll(waker);
+        }
+    }
+
+    fn wake_and_poll(&mut self, waker: Option<Waker>) {
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        self.poll_root();
+    }
+
+    fn poll_root(&mut self) {
+        if self.root_result.is_some() || self.engine_failure.is_some() {
+            return;
+        }
+        let Some(root) = self.root.as_mut() else {
+            return;
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(&mut cx)));
+        match polled {
+            Ok(Poll::Ready(result)) => {
+                self.root = None;
+                let mut state = self.shared().state.borrow_mut();
+                let sequence = state.next_sequence();
+                state.actions.push(None);
+                drop(state);
+                self.complete_sequence = Some(sequence);
+                self.root_result = Some(result.map_err(|error| error.into_details()));
+            }
+            Ok(Poll::Pending) => {
+                let state = self.shared().state.borrow();
+                if state.live_pending == 0 && state.continue_as_new.is_none() {
+                    drop(state);
+                    self.root = None;
+                    self.engine_failure = Some(FailureDetails::new(
+                        "ForeignAwait",
+                        format!(
+                            "orchestrator '{}' is waiting on something the orchestration context did \
+                             not create (for example a tokio timer, a channel or a socket); \
+                             orchestrators may only await durable tasks from the context",
+                            self.shared().info.name
+                        ),
+                    ));
+                }
+            }
+            Err(payload) => {
+                self.root = None;
+                self.engine_failure = Some(FailureDetails::new(
+                    "Panic",
+                    format!(
+                        "orchestrator '{}' panicked: {}",
+                        self.shared().info.name,
+                        panic_message(payload.as_ref())
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn match_decision(&mut self, event: &HistoryEvent) {
+        let sequence = event.event_id;
+        let actual = {
+            let mut state = self.shared().state.borrow_mut();
+            let record = usize::try_from(sequence)
+                .ok()
+                .and_then(|index| state.actions.get_mut(index))
+                .and_then(Option::as_mut);
+            match record {
+                Some(record) if !record.recorded && record.action.matches_decision(&event.kind) => {
+                    record.recorded = true;
+                    return;
+                }
+                Some(record) if record.recorded => Some(
+                    "already matched that sequence number to an earlier history event".to_string(),
+                ),
+                Some(record) => Some(format!("scheduled {} there", record.action.describe())),
+                None => None,
+            }
+        };
+        let actual = actual.unwrap_or_else(|| self.code_position(sequence));
+        self.nondeterminism(sequence, describe_event(&event.kind), actual);
+    }
+
+    fn match_completion(&mut self, event: &HistoryEvent) {
+        let recorded_status = match &event.kind {
+            EventKind::ExecutionCompleted {
+                orchestration_status,
+                ..
+            } => *orchestration_status,
+            _ => OrchestrationStatus::ContinuedAsNew,
+        };
+        // Endings the engine or a client decided carry no sequence number: they replay as written.
+        if event.event_id < 0 {
+            self.recorded_completion = Some(RecordedCompletion::Engine(recorded_outcome(event)));
+            return;
+        }
+        let code_sequence = match (&self.root_result, &self.shared().state.borrow().continue_as_new) {
+            (_, Some(request)) => Some((request.sequence, OrchestrationStatus::ContinuedAsNew)),
+            (Some(Ok(_)), None) => self.complete_sequence.map(|s| (s, OrchestrationStatus::Completed)),
+            (Some(Err(_)), None) => self.complete_sequence.map(|s| (s, OrchestrationStatus::Failed)),
+            (None, None) => None,
+        };
+        match code_sequence {
+            Some((sequence, status)) if sequence == event.event_id && status == recorded_status => {
+                self.recorded_completion = Some(RecordedCompletion::Code);
+            }
+            Some((sequence, status)) if sequence == event.event_id => self.nondeterminism(
+                sequence,
+                describe_event(&event.kind),
+                format!("ended with status {status:?}"),
+            ),
+            _ => {
+                let actual = self.code_position(event.event_id);
+                self.nondeterminism(event.event_id, describe_event(&event.kind), actual);
+            }
+        }
+    }
+
+    /// What the code did at `sequence`, for a history event it has no action for.
+    fn code_position(&self, sequence: i32) -> String {
+        let state = self.shared().state.borrow();
+        if let Some(request) = &state.continue_as_new {
+            return format!("continued as new at sequence #{}", request.sequence);
+        }
+        match self.complete_sequence {
+            Some(done) if done == sequence => "completed the orchestration there".to_string(),
+            Some(done) => format!("completed the orchestration at sequence #{done}"),
+            None => format!(
+                "has not scheduled anything there (it scheduled {} action(s) and is waiting)",
+                state.actions.len()
+            ),
+        }
+    }
+
+    fn nondeterminism(&mut self, sequence: i32, expected: String, actual: String) {
+        let info = &self.shared().info;
+        let message = format!(
+            "non-deterministic orchestration '{}' (instance '{}'): at sequence #{sequence} the \
+             history has {expected}, but the orchestrator code {actual}; was the orchestrator code \
+             changed while this instance was running?",
+            info.name, info.instance_id
+        );
+        self.root = None;
+        self.engine_failure = Some(FailureDetails::new(NONDETERMINISM_ERROR_TYPE, message));
+    }
+
+    fn outcome(&mut self) -> (TurnOutcome, bool) {
+        if let Some(RecordedCompletion::Engine(outcome)) = &self.recorded_completion {
+            return (outcome.clone(), false);
+        }
+        if let Some(details) = self.engine_failure.clone() {
+            return (TurnOutcome::Failed { details }, false);
+        }
+        if let Some(reason) = self.terminated.clone() {
+            return (TurnOutcome::Terminated { reason }, false);
+        }
+        let mut state = self.shared().state.borrow_mut();
+        if let Some(request) = state.continue_as_new.as_ref() {
+            let input = match &request.input {
+                Ok(input) => input.clone(),
+                Err(message) => {
+                    let details = FailureDetails::new("InputSerialization", message.clone());
+                    drop(state);
+                    self.engine_failure = Some(details.clone());
+                    return (TurnOutcome::Failed { details }, false);
+                }
+            };
+            let now = state.current_time;
+            let carryover_events = state
+                .take_unconsumed_events()
+                .into_iter()
+                .map(|event| {
+                    HistoryEvent::message(
+                        now,
+                        EventKind::EventRaised {
+                            name: event.name,
+                            input: event.input,
+                        },
+                    )
+                })
+                .collect();
+            return (
+                TurnOutcome::ContinuedAsNew {
+                    input,
+                    carryover_events,
+                },
+                true,
+            );
+        }
+        drop(state);
+        match &self.root_result {
+            Some(Ok(output)) => (TurnOutcome::Completed { output: output.clone() }, true),
+            Some(Err(details)) => (TurnOutcome::Failed { details: details.clone() }, false),
+            None if self.suspended => (TurnOutcome::Suspended, true),
+            None => (TurnOutcome::Running, true),
+        }
+    }
+
+    fn finish(mut self, new_events: &[HistoryEvent]) -> Turn {
+        let ended_earlier = self.recorded_completion.is_some();
+        let (outcome, dispatch) = self.outcome();
+        let state = self.shared().state.borrow();
+        let now = state.current_time;
+        let custom_status = state.custom_status.clone();
+        let mut history_delta = new_events.to_vec();
+        let mut actions = Vec::new();
+        if dispatch && !ended_earlier {
+            for record in state.actions.iter().flatten().filter(|r| !r.recorded) {
+                history_delta.push(record.action.to_history_event(now));
+                actions.push(record.action.clone());
+            }
+        }
+        if !ended_earlier {
+            if let Some(event) = completion_event(&outcome, self.completion_sequence(&state), now) {
+                history_delta.push(event);
+            }
+        }
+        drop(state);
+        if !history_delta.is_empty() {
+            history_delta.push(HistoryEvent::message(now, EventKind::OrchestratorCompleted));
+        }
+        // Drop the orchestrator before the context so its futures release their slots first.
+        self.root = None;
+        Turn {
+            actions,
+            history_delta,
+            custom_status,
+            outcome,
+        }
+    }
+
+    /// The sequence number of a completion the code itself produced; `-1` otherwise.
+    fn completion_sequence(&self, state: &super::context::ContextState) -> i32 {
+        if self.engine_failure.is_some() || self.terminated.is_some() {
+            return -1;
+        }
+        if let Some(request) = &state.continue_as_new {
+            return request.sequence;
+        }
+        self.complete_sequence.unwrap_or(-1)
+    }
+}
+
+/// The history event that records the end of an execution, if the outcome is an end.
+fn completion_event(outcome: &TurnOutcome, sequence: i32, now: DateTime<Utc>) -> Option<HistoryEvent> {
+    let kind = match outcome {
+        TurnOutcome::Running | TurnOutcome::Suspended => return None,
+        TurnOutcome::Completed { output } => EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Completed,
+            result: output.clone(),
+            failure_details: None,
+        },
+        TurnOutcome::Failed { details } => EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Failed,
+            result: None,
+            failure_details: Some(details.clone()),
+        },
+        TurnOutcome::Terminated { reason } => EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Terminated,
+            result: reason.clone(),
+            failure_details: None,
+        },
+        TurnOutcome::ContinuedAsNew { input, .. } => EventKind::ContinueAsNew {
+            result: input.clone(),
+        },
+    };
+    Some(HistoryEvent::new(sequence, now, kind))
+}
+
+/// The outcome an engine-written completion event stands for.
+fn recorded_outcome(event: &HistoryEvent) -> TurnOutcome {
+    match &event.kind {
+        EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Completed,
+            result,
+            ..
+        } => TurnOutcome::Completed {
+            output: result.clone(),
+        },
+        EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Terminated,
+            result,
+            ..
+        } => TurnOutcome::Terminated {
+            reason: result.clone(),
+        },
+        EventKind::ExecutionCompleted {
+            failure_details,
+            result,
+            ..
+        } => TurnOutcome::Failed {
+            details: failure_details.clone().unwrap_or_else(|| {
+                FailureDetails::new("Failed", result.clone().unwrap_or_default())
+            }),
+        },
+        EventKind::ContinueAsNew { result } => TurnOutcome::ContinuedAsNew {
+            input: result.clone(),
+            carryover_events: Vec::new(),
+        },
+        _ => TurnOutcome::Running,
+    }
+}
+
+fn failure_from(
+    reason: &Option<String>,
+    details: &Option<String>,
+    failure_details: &Option<FailureDetails>,
+) -> FailureDetails {
+    failure_details.clone().unwrap_or_else(|| {
+        let mut failure = FailureDetails::new(
+            "TaskFailed",
+            reason.clone().unwrap_or_else(|| "task failed".to_string()),
+        );
+        failure.stack_trace = details.clone();
+        failure
+    })
+}
+
+fn describe_event(kind: &EventKind) -> String {
+    match kind {
+        EventKind::TaskScheduled { name, .. } => format!("TaskScheduled for activity '{name}'"),
+        EventKind::TimerCreated { .. } => "TimerCreated".to_string(),
+        EventKind::SubOrchestrationInstanceCreated { name, .. } => {
+            format!("SubOrchestrationInstanceCreated for sub-orchestration '{name}'")
+        }
+        EventKind::EventSent {
+            name, instance_id, ..
+        } => format!("EventSent of event '{name}' to '{instance_id}'"),
+        EventKind::ExecutionCompleted {
+            orchestration_status,
+            ..
+        } => format!("ExecutionCompleted with status {orchestration_status:?}"),
+        EventKind::ContinueAsNew { .. } => "ContinueAsNew".to_string(),
+        other => format!("{:?}", other.event_type()),
+    }
+}

@@ -1,0 +1,202 @@
+//! Retry policies for activities and sub-orchestrations. Retries live in the orchestrator: each
+//! attempt is a new scheduled task and each wait between attempts a durable timer, so they replay.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::context::{add_saturating, OrchestrationContext};
+use super::error::TaskError;
+
+/// Durable Functions' default cap on a single retry delay.
+const DEFAULT_MAX_RETRY_INTERVAL: Duration = Duration::from_secs(6 * 24 * 60 * 60);
+
+/// How often and how patiently to retry: delay before attempt `n + 1` is
+/// `first_retry_interval * backoff_coefficient^(n - 1)`, capped at `max_retry_interval`; no new
+/// attempt starts later than `retry_timeout` after the first one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_retry_interval: Duration,
+    pub backoff_coefficient: f64,
+    pub max_retry_interval: Duration,
+    pub retry_timeout: Option<Duration>,
+}
+
+impl RetryPolicy {
+    pub fn new(max_attempts: u32, first_retry_interval: Duration) -> Self {
+        Self {
+            max_attempts,
+            first_retry_interval,
+            backoff_coefficient: 1.0,
+            max_retry_interval: DEFAULT_MAX_RETRY_INTERVAL,
+            retry_timeout: None,
+        }
+    }
+
+    pub fn with_backoff_coefficient(mut self, coefficient: f64) -> Self {
+        self.backoff_coefficient = coefficient;
+        self
+    }
+
+    pub fn with_max_retry_interval(mut self, interval: Duration) -> Self {
+        self.max_retry_interval = interval;
+        self
+    }
+
+    pub fn with_retry_timeout(mut self, timeout: Duration) -> Self {
+        self.retry_timeout = Some(timeout);
+        self
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("max_attempts must be at least 1".to_string());
+        }
+        if self.first_retry_interval.is_zero() {
+            return Err("first_retry_interval must be greater than zero".to_string());
+        }
+        if !self.backoff_coefficient.is_finite() || self.backoff_coefficient < 1.0 {
+            return Err("backoff_coefficient must be a finite number >= 1".to_string());
+        }
+        Ok(())
+    }
+
+    /// Delay before the attempt that follows failed attempt number `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let seconds =
+            self.first_retry_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
+        let capped = seconds.min(self.max_retry_interval.as_secs_f64());
+        Duration::try_from_secs_f64(capped).unwrap_or(self.max_retry_interval)
+    }
+
+    /// When the next attempt would start, or `None` if the policy says stop.
+    fn next_attempt_at(
+        &self,
+        attempt: u32,
+        first_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let next = add_saturating(now, self.delay_after(attempt));
+        match self.retry_timeout {
+            Some(timeout) if next > add_saturating(first_attempt_at, timeout) => None,
+            _ => Some(next),
+        }
+    }
+}
+
+impl OrchestrationContext {
+    /// [`call_activity`](Self::call_activity) with retries. The final error reports the number of
+    /// attempts made; a non-retriable activity failure stops at once.
+    pub fn call_activity_with_retry<T: DeserializeOwned + 'static>(
+        &self,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+        policy: &RetryPolicy,
+    ) -> impl Future<Output = Result<T, TaskError>> + 'static {
+        let ctx = self.clone();
+        let name = name.to_string();
+        let input = serde_json::to_value(input);
+        let policy = policy.clone();
+        async move {
+            let input = input.map_err(|e| TaskError::InputSerialization {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            retry(&ctx, &name, &policy, || ctx.call_activity::<T>(&name, &input)).await
+        }
+    }
+
+    /// [`call_sub_orchestrator`](Self::call_sub_orchestrator) with retries. With no explicit
+    /// instance id each attempt is a new child instance.
+    pub fn call_sub_orchestrator_with_retry<T: DeserializeOwned + 'static>(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: &(impl Serialize + ?Sized),
+        policy: &RetryPolicy,
+    ) -> impl Future<Output = Result<T, TaskError>> + 'static {
+        let ctx = self.clone();
+        let name = name.to_string();
+        let instance_id = instance_id.map(str::to_string);
+        let input = serde_json::to_value(input);
+        let policy = policy.clone();
+        async move {
+            let input = input.map_err(|e| TaskError::InputSerialization {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            retry(&ctx, &name, &policy, || {
+                ctx.call_sub_orchestrator::<T>(&name, instance_id.as_deref(), &input)
+            })
+            .await
+        }
+    }
+}
+
+async fn retry<T, F>(
+    ctx: &OrchestrationContext,
+    name: &str,
+    policy: &RetryPolicy,
+    mut attempt_once: impl FnMut() -> F,
+) -> Result<T, TaskError>
+where
+    F: Future<Output = Result<T, TaskError>>,
+{
+    policy
+        .validate()
+        .map_err(|message| TaskError::InvalidRetryPolicy {
+            name: name.to_string(),
+            message,
+        })?;
+    let first_attempt_at = ctx.current_utc_datetime();
+    let mut attempt = 1;
+    loop {
+        let error = match attempt_once().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let retriable = error
+            .failure_details()
+            .is_some_and(|details| !details.is_non_retriable);
+        let next = if retriable {
+            policy.next_attempt_at(attempt, first_attempt_at, ctx.current_utc_datetime())
+        } else {
+            None
+        };
+        match next {
+            Some(fire_at) => ctx.create_timer(fire_at).await,
+            None => return Err(with_attempts(error, attempt)),
+        }
+        attempt += 1;
+    }
+}
+
+fn with_attempts(error: TaskError, attempts: u32) -> TaskError {
+    match error {
+        TaskError::ActivityFailed { name, details, .. } => TaskError::ActivityFailed {
+            name,
+            attempts,
+            details,
+        },
+        TaskError::SubOrchestrationFailed {
+            name,
+            instance_id,
+            details,
+            ..
+        } => TaskError::SubOrchestrationFailed {
+            name,
+            instance_id,
+            attempts,
+            details,
+        },
+        other => other,
+    }
+}

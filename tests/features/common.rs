@@ -1,0 +1,1 @@
+//! Shared registries and helpers for the feature tests.
