@@ -1,7 +1,9 @@
 //! DurableOrchestrator: durable orchestrations for Azure Functions custom handlers.
 //!
-//! Layers, each depending only on the ones above it: [`engine`] (pure replay), then the storage,
-//! runtime and handler layers; [`testkit`] runs orchestrations in memory for tests and benchmarks.
+//! Layers, each depending only on the ones before it: [`engine`] (pure replay), the storage and
+//! runtime layers (to come), then [`handler`] (the HTTP surface the Functions host calls).
+//! [`testkit`] runs orchestrations in memory for tests and benchmarks.
 
 pub mod engine;
+pub mod handler;
 pub mod testkit;

@@ -4,7 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Either<A, B> {
@@ -13,37 +14,109 @@ pub enum Either<A, B> {
 }
 
 /// Waits for every future and returns their outputs in the order given.
+///
+/// After the first poll only children whose waker fired are polled again, so a fan-in of `n`
+/// tasks costs O(1) per completion rather than O(n).
 pub fn join_all<F: Future + Unpin>(futures: impl IntoIterator<Item = F>) -> JoinAll<F> {
     let futures: Vec<Option<F>> = futures.into_iter().map(Some).collect();
     let outputs = futures.iter().map(|_| None).collect();
-    JoinAll { futures, outputs }
+    JoinAll {
+        remaining: futures.len(),
+        futures,
+        outputs,
+        wakers: Vec::new(),
+        woken: Arc::new(Woken::default()),
+    }
 }
 
 pub struct JoinAll<F: Future> {
     futures: Vec<Option<F>>,
     outputs: Vec<Option<F::Output>>,
+    remaining: usize,
+    /// One waker per child, created on the first poll.
+    wakers: Vec<Waker>,
+    woken: Arc<Woken>,
+}
+
+/// Indexes of children that asked to be polled again, and the waker of whoever polls the join.
+#[derive(Default)]
+struct Woken {
+    children: Mutex<Vec<usize>>,
+    parent: Mutex<Option<Waker>>,
+}
+
+struct ChildWaker {
+    index: usize,
+    woken: Arc<Woken>,
+}
+
+impl Wake for ChildWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        lock(&self.woken.children).push(self.index);
+        if let Some(parent) = lock(&self.woken.parent).as_ref() {
+            parent.wake_by_ref();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<F: Future + Unpin> Unpin for JoinAll<F> {}
+
+impl<F: Future + Unpin> JoinAll<F> {
+    fn poll_child(&mut self, index: usize) {
+        let Some(future) = self.futures[index].as_mut() else {
+            return;
+        };
+        let mut cx = Context::from_waker(&self.wakers[index]);
+        if let Poll::Ready(value) = Pin::new(future).poll(&mut cx) {
+            self.outputs[index] = Some(value);
+            self.futures[index] = None;
+            self.remaining -= 1;
+        }
+    }
+}
 
 impl<F: Future + Unpin> Future for JoinAll<F> {
     type Output = Vec<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let mut pending = false;
-        for (slot, output) in this.futures.iter_mut().zip(this.outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match Pin::new(future).poll(cx) {
-                    Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    Poll::Pending => pending = true,
-                }
+        {
+            let mut parent = lock(&this.woken.parent);
+            if !parent.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *parent = Some(cx.waker().clone());
             }
         }
-        if pending {
+        if this.wakers.is_empty() && !this.futures.is_empty() {
+            this.wakers = (0..this.futures.len())
+                .map(|index| {
+                    Waker::from(Arc::new(ChildWaker {
+                        index,
+                        woken: this.woken.clone(),
+                    }))
+                })
+                .collect();
+            for index in 0..this.futures.len() {
+                this.poll_child(index);
+            }
+        }
+        loop {
+            let woken = std::mem::take(&mut *lock(&this.woken.children));
+            if woken.is_empty() {
+                break;
+            }
+            for index in woken {
+                this.poll_child(index);
+            }
+        }
+        if this.remaining > 0 {
             return Poll::Pending;
         }
         Poll::Ready(this.outputs.iter_mut().filter_map(Option::take).collect())

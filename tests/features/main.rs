@@ -2,3 +2,4 @@
 //! runtime (and hand-written histories where the exact event order matters).
 
 mod common;
+mod activities;

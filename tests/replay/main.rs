@@ -1,2 +1,4 @@
 //! Replay and determinism tests: recorded JSON histories, every-prefix property tests,
 //! nondeterminism reports, duplicate and out-of-order completions, panics and foreign awaits.
+
+mod fixtures;

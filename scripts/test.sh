@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, and all tests (unit, property, integration, and a
+# smoke pass of the benchmark binaries). Builds once; every test reuses the same target dir.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+echo "==> cargo test"
+cargo test --locked --all-targets
