@@ -167,13 +167,17 @@ fn main() {
         "replay_sequence",
         "ns_per_event",
         1,
-        (0..runs).map(|_| replay_ns_per_event(&registry, &sequence)).collect(),
+        (0..runs)
+            .map(|_| replay_ns_per_event(&registry, &sequence))
+            .collect(),
     );
     report(
         "replay_fan_out",
         "ns_per_event",
         1,
-        (0..runs).map(|_| replay_ns_per_event(&registry, &fan_out)).collect(),
+        (0..runs)
+            .map(|_| replay_ns_per_event(&registry, &fan_out))
+            .collect(),
     );
 
     let instances = if quick { 100 } else { THROUGHPUT_INSTANCES };
@@ -183,6 +187,8 @@ fn main() {
         "two_activity_orchestrations",
         "per_sec",
         0,
-        (0..runs).map(|_| throughput(&registry, instances)).collect(),
+        (0..runs)
+            .map(|_| throughput(&registry, instances))
+            .collect(),
     );
 }

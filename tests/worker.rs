@@ -63,5 +63,8 @@ fn worker_without_a_port_exits_with_a_clear_error() {
         .expect("worker runs");
     assert!(!output.status.success());
     let logs = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(logs.contains("FUNCTIONS_CUSTOMHANDLER_PORT is not set"), "{logs}");
+    assert!(
+        logs.contains("FUNCTIONS_CUSTOMHANDLER_PORT is not set"),
+        "{logs}"
+    );
 }

@@ -13,7 +13,9 @@ const PORT_VARIABLE: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_target(false)
         .init();
     match run().await {
@@ -27,7 +29,11 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let port: u16 = std::env::var(PORT_VARIABLE)
-        .with_context(|| format!("{PORT_VARIABLE} is not set; the Functions host sets it when it starts the worker"))?
+        .with_context(|| {
+            format!(
+                "{PORT_VARIABLE} is not set; the Functions host sets it when it starts the worker"
+            )
+        })?
         .parse()
         .with_context(|| format!("{PORT_VARIABLE} must be a port number"))?;
     // The host always calls http://127.0.0.1:{port}; nothing else should reach the worker.
@@ -46,13 +52,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {},
             _ = terminate.recv() => {},

@@ -145,7 +145,11 @@ impl ContextState {
         Some(slot_ref.waker.take())
     }
 
-    pub(crate) fn take_result(&mut self, slot: usize, waker: &Waker) -> Option<(Completion, Label)> {
+    pub(crate) fn take_result(
+        &mut self,
+        slot: usize,
+        waker: &Waker,
+    ) -> Option<(Completion, Label)> {
         let slot_ref = &mut self.slots[slot];
         match slot_ref.result.take() {
             Some(completion) => {
@@ -173,7 +177,11 @@ impl ContextState {
 
     /// Hands an external event to the oldest live waiter, or buffers it until someone waits.
     /// Returns the waker of the waiter that received it.
-    pub(crate) fn deliver_event(&mut self, name: &str, input: Option<String>) -> Option<Option<Waker>> {
+    pub(crate) fn deliver_event(
+        &mut self,
+        name: &str,
+        input: Option<String>,
+    ) -> Option<Option<Waker>> {
         let key = name.to_ascii_lowercase();
         if let Some(waiters) = self.event_waiters.get_mut(&key) {
             while let Some(slot) = waiters.pop_front() {
@@ -490,7 +498,10 @@ impl<T> Future for ContinueAsNew<T> {
     }
 }
 
-fn serialize_input(name: &str, input: &(impl Serialize + ?Sized)) -> Result<Option<String>, TaskError> {
+fn serialize_input(
+    name: &str,
+    input: &(impl Serialize + ?Sized),
+) -> Result<Option<String>, TaskError> {
     serde_json::to_string(input)
         .map(Some)
         .map_err(|e| TaskError::InputSerialization {
@@ -513,7 +524,10 @@ fn decode<T: DeserializeOwned>(name: &str, text: Option<&str>) -> Result<T, Task
     })
 }
 
-fn map_task_result<T: DeserializeOwned>(completion: Completion, label: &Label) -> Result<T, TaskError> {
+fn map_task_result<T: DeserializeOwned>(
+    completion: Completion,
+    label: &Label,
+) -> Result<T, TaskError> {
     match (completion, label) {
         (Completion::Value(text), Label::Activity(name))
         | (Completion::Value(text), Label::SubOrchestration { name, .. }) => {
@@ -522,14 +536,14 @@ fn map_task_result<T: DeserializeOwned>(completion: Completion, label: &Label) -
         (Completion::Failure(details), Label::Activity(name)) => Err(TaskError::ActivityFailed {
             name: name.clone(),
             attempts: 1,
-            details,
+            details: Box::new(details),
         }),
         (Completion::Failure(details), Label::SubOrchestration { name, instance_id }) => {
             Err(TaskError::SubOrchestrationFailed {
                 name: name.clone(),
                 instance_id: instance_id.clone(),
                 attempts: 1,
-                details,
+                details: Box::new(details),
             })
         }
         (_, label) => Err(TaskError::ResultDeserialization {
@@ -539,7 +553,10 @@ fn map_task_result<T: DeserializeOwned>(completion: Completion, label: &Label) -
     }
 }
 
-fn map_event_payload<T: DeserializeOwned>(completion: Completion, label: &Label) -> Result<T, TaskError> {
+fn map_event_payload<T: DeserializeOwned>(
+    completion: Completion,
+    label: &Label,
+) -> Result<T, TaskError> {
     match completion {
         Completion::Value(text) => decode(&label_name(label), text.as_deref()),
         _ => Err(TaskError::ResultDeserialization {

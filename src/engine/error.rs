@@ -13,14 +13,14 @@ pub enum TaskError {
     ActivityFailed {
         name: String,
         attempts: u32,
-        details: FailureDetails,
+        details: Box<FailureDetails>,
     },
     #[error("sub-orchestration '{name}' (instance '{instance_id}') failed{}: {}", attempts_suffix(*.attempts), .details.error_message)]
     SubOrchestrationFailed {
         name: String,
         instance_id: String,
         attempts: u32,
-        details: FailureDetails,
+        details: Box<FailureDetails>,
     },
     #[error("timed out waiting for external event '{name}'")]
     Timeout { name: String },
@@ -45,7 +45,7 @@ impl TaskError {
     pub fn failure_details(&self) -> Option<&FailureDetails> {
         match self {
             Self::ActivityFailed { details, .. } | Self::SubOrchestrationFailed { details, .. } => {
-                Some(details)
+                Some(details.as_ref())
             }
             _ => None,
         }
@@ -177,7 +177,9 @@ pub enum ExecuteError {
         instance_id: String,
         message: String,
     },
-    #[error("executor was asked to run instance '{requested}' but the history belongs to '{found}'")]
+    #[error(
+        "executor was asked to run instance '{requested}' but the history belongs to '{found}'"
+    )]
     InstanceMismatch { requested: String, found: String },
 }
 

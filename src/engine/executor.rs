@@ -124,7 +124,14 @@ pub fn execute(
             break;
         }
     }
-    Ok(executor.finish(new_events))
+    // A history that already records its end gets nothing appended, however the replay ends.
+    let past_ended = past_events.iter().any(|event| {
+        matches!(
+            event.kind,
+            EventKind::ExecutionCompleted { .. } | EventKind::ContinueAsNew { .. }
+        )
+    });
+    Ok(executor.finish(new_events, past_ended))
 }
 
 /// How an execution's end was recorded in history.
@@ -158,7 +165,9 @@ impl<'a> Executor<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.engine_failure.is_some() || self.terminated.is_some() || self.recorded_completion.is_some()
+        self.engine_failure.is_some()
+            || self.terminated.is_some()
+            || self.recorded_completion.is_some()
     }
 
     fn apply(&mut self, event: &'a HistoryEvent) -> Result<(), ExecuteError> {
@@ -219,11 +228,16 @@ impl<'a> Executor<'a> {
             });
         }
         if !self.seen_orchestrator_started {
-            return Err(ExecuteError::MissingOrchestratorStarted(instance_id.clone()));
+            return Err(ExecuteError::MissingOrchestratorStarted(
+                instance_id.clone(),
+            ));
         }
         self.root_started = true;
         let name = self.shared().info.name.clone();
-        match self.registry.start_orchestrator(&name, self.ctx.clone(), input) {
+        match self
+            .registry
+            .start_orchestrator(&name, self.ctx.clone(), input)
+        {
             Some(root) => {
                 self.root = Some(root);
                 self.poll_root();
@@ -396,10 +410,17 @@ impl<'a> Executor<'a> {
             self.recorded_completion = Some(RecordedCompletion::Engine(recorded_outcome(event)));
             return;
         }
-        let code_sequence = match (&self.root_result, &self.shared().state.borrow().continue_as_new) {
+        let code_sequence = match (
+            &self.root_result,
+            &self.shared().state.borrow().continue_as_new,
+        ) {
             (_, Some(request)) => Some((request.sequence, OrchestrationStatus::ContinuedAsNew)),
-            (Some(Ok(_)), None) => self.complete_sequence.map(|s| (s, OrchestrationStatus::Completed)),
-            (Some(Err(_)), None) => self.complete_sequence.map(|s| (s, OrchestrationStatus::Failed)),
+            (Some(Ok(_)), None) => self
+                .complete_sequence
+                .map(|s| (s, OrchestrationStatus::Completed)),
+            (Some(Err(_)), None) => self
+                .complete_sequence
+                .map(|s| (s, OrchestrationStatus::Failed)),
             (None, None) => None,
         };
         match code_sequence {
@@ -421,6 +442,13 @@ impl<'a> Executor<'a> {
     /// What the code did at `sequence`, for a history event it has no action for.
     fn code_position(&self, sequence: i32) -> String {
         let state = self.shared().state.borrow();
+        let scheduled = usize::try_from(sequence)
+            .ok()
+            .and_then(|index| state.actions.get(index))
+            .and_then(Option::as_ref);
+        if let Some(record) = scheduled {
+            return format!("scheduled {} there", record.action.describe());
+        }
         if let Some(request) = &state.continue_as_new {
             return format!("continued as new at sequence #{}", request.sequence);
         }
@@ -491,15 +519,25 @@ impl<'a> Executor<'a> {
         }
         drop(state);
         match &self.root_result {
-            Some(Ok(output)) => (TurnOutcome::Completed { output: output.clone() }, true),
-            Some(Err(details)) => (TurnOutcome::Failed { details: details.clone() }, false),
+            Some(Ok(output)) => (
+                TurnOutcome::Completed {
+                    output: output.clone(),
+                },
+                true,
+            ),
+            Some(Err(details)) => (
+                TurnOutcome::Failed {
+                    details: details.clone(),
+                },
+                false,
+            ),
             None if self.suspended => (TurnOutcome::Suspended, true),
             None => (TurnOutcome::Running, true),
         }
     }
 
-    fn finish(mut self, new_events: &[HistoryEvent]) -> Turn {
-        let ended_earlier = self.recorded_completion.is_some();
+    fn finish(mut self, new_events: &[HistoryEvent], past_ended: bool) -> Turn {
+        let ended_earlier = past_ended || self.recorded_completion.is_some();
         let (outcome, dispatch) = self.outcome();
         let state = self.shared().state.borrow();
         let now = state.current_time;
@@ -544,7 +582,11 @@ impl<'a> Executor<'a> {
 }
 
 /// The history event that records the end of an execution, if the outcome is an end.
-fn completion_event(outcome: &TurnOutcome, sequence: i32, now: DateTime<Utc>) -> Option<HistoryEvent> {
+fn completion_event(
+    outcome: &TurnOutcome,
+    sequence: i32,
+    now: DateTime<Utc>,
+) -> Option<HistoryEvent> {
     let kind = match outcome {
         TurnOutcome::Running | TurnOutcome::Suspended => return None,
         TurnOutcome::Completed { output } => EventKind::ExecutionCompleted {

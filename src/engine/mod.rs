@@ -13,7 +13,9 @@ mod retry;
 pub mod verify;
 
 pub use action::Action;
-pub use combinators::{join2, join_all, select2, select_first, Either, Join2, JoinAll, Select2, SelectFirst};
+pub use combinators::{
+    join2, join_all, select2, select_first, Either, Join2, JoinAll, Select2, SelectFirst,
+};
 pub use context::{ContinueAsNew, OrchestrationContext};
 pub(crate) use error::panic_message;
 pub use error::{ActivityError, ExecuteError, OrchestrationError, TaskError};

@@ -12,11 +12,14 @@ use serde::Serialize;
 use super::context::OrchestrationContext;
 use super::error::{ActivityError, OrchestrationError};
 
-pub(crate) type OrchestratorFuture = Pin<Box<dyn Future<Output = Result<Option<String>, OrchestrationError>>>>;
-type OrchestratorFn = dyn Fn(OrchestrationContext, Option<String>) -> OrchestratorFuture + Send + Sync;
+pub(crate) type OrchestratorFuture =
+    Pin<Box<dyn Future<Output = Result<Option<String>, OrchestrationError>>>>;
+type OrchestratorFn =
+    dyn Fn(OrchestrationContext, Option<String>) -> OrchestratorFuture + Send + Sync;
 
 /// The future of a running activity: JSON output text or the failure.
-pub type ActivityFuture = Pin<Box<dyn Future<Output = Result<Option<String>, ActivityError>> + Send>>;
+pub type ActivityFuture =
+    Pin<Box<dyn Future<Output = Result<Option<String>, ActivityError>> + Send>>;
 type ActivityFn = dyn Fn(ActivityContext, Option<String>) -> ActivityFuture + Send + Sync;
 
 /// What an activity knows about the call it is serving.
@@ -34,7 +37,10 @@ impl ActivityContext {
     /// effectively-once. The execution id is part of it because continue-as-new restarts
     /// sequence numbers within the same instance id.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}:{}", self.instance_id, self.execution_id, self.task_id)
+        format!(
+            "{}:{}:{}",
+            self.instance_id, self.execution_id, self.task_id
+        )
     }
 }
 
@@ -86,7 +92,11 @@ impl Registry {
     }
 
     /// Starts the activity `ctx.name` with its JSON input; `None` if no such activity exists.
-    pub fn start_activity(&self, ctx: ActivityContext, input: Option<String>) -> Option<ActivityFuture> {
+    pub fn start_activity(
+        &self,
+        ctx: ActivityContext,
+        input: Option<String>,
+    ) -> Option<ActivityFuture> {
         let handler = self.inner.activities.get(&ctx.name.to_ascii_lowercase())?;
         Some(handler(ctx, input))
     }
@@ -109,19 +119,24 @@ impl RegistryBuilder {
         Fut: Future<Output = Result<O, OrchestrationError>> + 'static,
     {
         let function_name = name.to_string();
-        let wrapped = move |ctx: OrchestrationContext, input: Option<String>| -> OrchestratorFuture {
-            match decode_input::<I>(&function_name, "orchestrator", input.as_deref()) {
-                Ok(value) => {
-                    let running = handler(ctx, value);
-                    Box::pin(async move { encode_output(running.await?) })
+        let wrapped =
+            move |ctx: OrchestrationContext, input: Option<String>| -> OrchestratorFuture {
+                match decode_input::<I>(&function_name, "orchestrator", input.as_deref()) {
+                    Ok(value) => {
+                        let running = handler(ctx, value);
+                        Box::pin(async move { encode_output(running.await?) })
+                    }
+                    Err(message) => Box::pin(std::future::ready(Err(
+                        OrchestrationError::with_type("InvalidInput", message),
+                    ))),
                 }
-                Err(message) => Box::pin(std::future::ready(Err(OrchestrationError::with_type(
-                    "InvalidInput",
-                    message,
-                )))),
-            }
-        };
-        if self.check_name(name, self.registry.orchestrators.contains_key(&name.to_ascii_lowercase())) {
+            };
+        if self.check_name(
+            name,
+            self.registry
+                .orchestrators
+                .contains_key(&name.to_ascii_lowercase()),
+        ) {
             self.registry
                 .orchestrators
                 .insert(name.to_ascii_lowercase(), Arc::new(wrapped));
@@ -158,7 +173,12 @@ impl RegistryBuilder {
                 )))),
             }
         };
-        if self.check_name(name, self.registry.activities.contains_key(&name.to_ascii_lowercase())) {
+        if self.check_name(
+            name,
+            self.registry
+                .activities
+                .contains_key(&name.to_ascii_lowercase()),
+        ) {
             self.registry
                 .activities
                 .insert(name.to_ascii_lowercase(), Arc::new(wrapped));
@@ -192,7 +212,11 @@ impl RegistryBuilder {
     }
 }
 
-fn decode_input<I: DeserializeOwned>(name: &str, what: &str, input: Option<&str>) -> Result<I, String> {
+fn decode_input<I: DeserializeOwned>(
+    name: &str,
+    what: &str,
+    input: Option<&str>,
+) -> Result<I, String> {
     serde_json::from_str(input.unwrap_or("null"))
         .map_err(|e| format!("the input of {what} '{name}' is not valid: {e}"))
 }

@@ -110,7 +110,10 @@ impl OrchestrationContext {
                 name: name.clone(),
                 message: e.to_string(),
             })?;
-            retry(&ctx, &name, &policy, || ctx.call_activity::<T>(&name, &input)).await
+            retry(&ctx, &name, &policy, || {
+                ctx.call_activity::<T>(&name, &input)
+            })
+            .await
         }
     }
 

@@ -43,7 +43,8 @@ impl HistoryBuilder {
     }
 
     pub fn push(mut self, event_id: i32, kind: EventKind) -> Self {
-        self.events.push(HistoryEvent::new(event_id, self.time, kind));
+        self.events
+            .push(HistoryEvent::new(event_id, self.time, kind));
         self
     }
 

@@ -11,8 +11,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::engine::{
-    execute, panic_message, Action, ActivityContext, EventKind, ExecuteError, FailureDetails, HistoryEvent,
-    OrchestrationInstance, OrchestrationStatus, ParentInstance, Registry, TurnOutcome,
+    execute, panic_message, Action, ActivityContext, EventKind, ExecuteError, FailureDetails,
+    HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstance, Registry,
+    TurnOutcome,
 };
 
 const EXECUTION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2d0c_6a5e_8f1b_4c53_9a47_0b1e_3c5d_7f90);
@@ -178,7 +179,9 @@ impl InMemoryRuntime {
     }
 
     pub fn state(&self, instance_id: &str) -> Option<&InstanceState> {
-        self.instances.get(instance_id).map(|instance| &instance.state)
+        self.instances
+            .get(instance_id)
+            .map(|instance| &instance.state)
     }
 
     /// The history of the instance's current execution.
@@ -230,7 +233,8 @@ impl InMemoryRuntime {
     /// Advances the clock to each next timer until no work and no timers remain, or `limit`
     /// orchestration time has passed. Returns the turns executed.
     pub fn run_to_completion(&mut self, limit: Duration) -> Result<u64, RuntimeError> {
-        let deadline = self.now + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+        let deadline =
+            self.now + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
         let mut turns = self.run_until_idle()?;
         while let Some(at) = self.next_timer().filter(|at| *at <= deadline) {
             self.now = self.now.max(at);
@@ -255,7 +259,13 @@ impl InMemoryRuntime {
             }
         }
         let execution_id = self.new_execution_id(instance_id);
-        let started = self.execution_started(instance_id, &execution_id, name, input.clone(), parent.clone());
+        let started = self.execution_started(
+            instance_id,
+            &execution_id,
+            name,
+            input.clone(),
+            parent.clone(),
+        );
         self.instances.insert(
             instance_id.to_string(),
             Instance {
@@ -396,17 +406,19 @@ impl InMemoryRuntime {
                 "ActivityNotFound",
                 format!("no activity named '{}' is registered", work.name),
             )),
-            Some(running) => match catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(running))) {
-                Ok(result) => result.map_err(|error| error.into_details()),
-                Err(payload) => Err(FailureDetails::new(
-                    "Panic",
-                    format!(
-                        "activity '{}' panicked: {}",
-                        work.name,
-                        panic_message(payload.as_ref())
-                    ),
-                )),
-            },
+            Some(running) => {
+                match catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(running))) {
+                    Ok(result) => result.map_err(|error| error.into_details()),
+                    Err(payload) => Err(FailureDetails::new(
+                        "Panic",
+                        format!(
+                            "activity '{}' panicked: {}",
+                            work.name,
+                            panic_message(payload.as_ref())
+                        ),
+                    )),
+                }
+            }
         };
         let kind = match result {
             Ok(result) => EventKind::TaskCompleted {
@@ -440,7 +452,10 @@ impl InMemoryRuntime {
             return Ok(());
         }
         let mut new_events = Vec::with_capacity(instance.inbox.len() + 1);
-        new_events.push(HistoryEvent::message(self.now, EventKind::OrchestratorStarted));
+        new_events.push(HistoryEvent::message(
+            self.now,
+            EventKind::OrchestratorStarted,
+        ));
         new_events.append(&mut instance.inbox);
         let turn = execute(&self.registry, instance_id, &instance.history, &new_events)?;
         self.turns += 1;
@@ -460,10 +475,13 @@ impl InMemoryRuntime {
             TurnOutcome::Running | TurnOutcome::Suspended => {}
             TurnOutcome::Completed { output } => {
                 self.finish(instance_id, output.clone(), None);
-                self.notify_parent(parent, EventKind::SubOrchestrationInstanceCompleted {
-                    task_scheduled_id: -1,
-                    result: output,
-                });
+                self.notify_parent(
+                    parent,
+                    EventKind::SubOrchestrationInstanceCompleted {
+                        task_scheduled_id: -1,
+                        result: output,
+                    },
+                );
             }
             TurnOutcome::Failed { details } => {
                 self.finish(instance_id, None, Some(details.clone()));
@@ -473,7 +491,10 @@ impl InMemoryRuntime {
                 self.finish(instance_id, reason.clone(), None);
                 let details = FailureDetails::new(
                     "Terminated",
-                    format!("the sub-orchestration was terminated: {}", reason.unwrap_or_default()),
+                    format!(
+                        "the sub-orchestration was terminated: {}",
+                        reason.unwrap_or_default()
+                    ),
                 );
                 self.notify_parent(parent, failed_child(details));
             }
@@ -485,7 +506,12 @@ impl InMemoryRuntime {
         Ok(())
     }
 
-    fn finish(&mut self, instance_id: &str, output: Option<String>, failure: Option<FailureDetails>) {
+    fn finish(
+        &mut self,
+        instance_id: &str,
+        output: Option<String>,
+        failure: Option<FailureDetails>,
+    ) {
         if let Some(instance) = self.instances.get_mut(instance_id) {
             instance.state.output = output;
             instance.state.failure = failure;
@@ -501,8 +527,12 @@ impl InMemoryRuntime {
         carryover_events: Vec<HistoryEvent>,
     ) {
         let execution_id = self.new_execution_id(instance_id);
-        let parent = self.instances.get(instance_id).and_then(|i| i.parent.clone());
-        let started = self.execution_started(instance_id, &execution_id, name, input.clone(), parent);
+        let parent = self
+            .instances
+            .get(instance_id)
+            .and_then(|i| i.parent.clone());
+        let started =
+            self.execution_started(instance_id, &execution_id, name, input.clone(), parent);
         if let Some(instance) = self.instances.get_mut(instance_id) {
             instance.state.execution_id = execution_id;
             instance.state.input = input;
@@ -588,7 +618,8 @@ impl InMemoryRuntime {
                     Err(RuntimeError::UnknownOrchestrator(name))
                 };
                 if let Err(error) = created {
-                    let details = FailureDetails::new("SubOrchestrationNotStarted", error.to_string());
+                    let details =
+                        FailureDetails::new("SubOrchestrationNotStarted", error.to_string());
                     self.notify_parent(Some(parent), failed_child(details));
                 }
             }
