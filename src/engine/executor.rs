@@ -74,20 +74,24 @@ pub fn execute(
     past_events: &[HistoryEvent],
     new_events: &[HistoryEvent],
 ) -> Result<Turn, ExecuteError> {
-    let started = past_events
+    let (started_at, name, orchestration_instance, parent_instance) = past_events
         .iter()
         .chain(new_events)
-        .find(|event| matches!(event.kind, EventKind::ExecutionStarted { .. }))
+        .find_map(|event| match &event.kind {
+            EventKind::ExecutionStarted {
+                name,
+                orchestration_instance,
+                parent_instance,
+                ..
+            } => Some((
+                event.timestamp,
+                name,
+                orchestration_instance,
+                parent_instance,
+            )),
+            _ => None,
+        })
         .ok_or_else(|| ExecuteError::MissingExecutionStarted(instance_id.to_string()))?;
-    let EventKind::ExecutionStarted {
-        name,
-        orchestration_instance,
-        parent_instance,
-        ..
-    } = &started.kind
-    else {
-        unreachable!("found by matching ExecutionStarted");
-    };
     if orchestration_instance.instance_id != instance_id {
         return Err(ExecuteError::InstanceMismatch {
             requested: instance_id.to_string(),
@@ -101,7 +105,7 @@ pub fn execute(
             name: name.clone(),
             parent: parent_instance.clone(),
         },
-        started.timestamp,
+        started_at,
     );
     let mut executor = Executor {
         registry,

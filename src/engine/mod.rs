@@ -16,6 +16,7 @@ pub use action::Action;
 pub use combinators::{
     join2, join_all, select2, select_first, Either, Join2, JoinAll, Select2, SelectFirst,
 };
+pub(crate) use context::add_saturating;
 pub use context::{ContinueAsNew, OrchestrationContext};
 pub(crate) use error::panic_message;
 pub use error::{ActivityError, ExecuteError, OrchestrationError, TaskError};

@@ -11,9 +11,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::engine::{
-    execute, panic_message, Action, ActivityContext, EventKind, ExecuteError, FailureDetails,
-    HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstance, Registry,
-    TurnOutcome,
+    add_saturating, execute, panic_message, Action, ActivityContext, EventKind, ExecuteError,
+    FailureDetails, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstance,
+    Registry, TurnOutcome,
 };
 
 const EXECUTION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2d0c_6a5e_8f1b_4c53_9a47_0b1e_3c5d_7f90);
@@ -219,7 +219,7 @@ impl InMemoryRuntime {
 
     /// Moves the clock forward by `by`, firing timers in time order (each at its own time).
     pub fn advance(&mut self, by: Duration) -> Result<u64, RuntimeError> {
-        let target = self.now + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        let target = add_saturating(self.now, by);
         let mut turns = self.run_until_idle()?;
         while let Some(at) = self.next_timer().filter(|at| *at <= target) {
             self.now = self.now.max(at);
@@ -233,8 +233,7 @@ impl InMemoryRuntime {
     /// Advances the clock to each next timer until no work and no timers remain, or `limit`
     /// orchestration time has passed. Returns the turns executed.
     pub fn run_to_completion(&mut self, limit: Duration) -> Result<u64, RuntimeError> {
-        let deadline =
-            self.now + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+        let deadline = add_saturating(self.now, limit);
         let mut turns = self.run_until_idle()?;
         while let Some(at) = self.next_timer().filter(|at| *at <= deadline) {
             self.now = self.now.max(at);
@@ -387,7 +386,8 @@ impl InMemoryRuntime {
             if entry.key().0 > self.now {
                 break;
             }
-            let delivery = entry.remove();
+            let mut delivery = entry.remove();
+            delivery.event.timestamp = self.now;
             self.deliver(delivery);
             fired = true;
         }
@@ -489,12 +489,12 @@ impl InMemoryRuntime {
             }
             TurnOutcome::Terminated { reason } => {
                 self.finish(instance_id, reason.clone(), None);
+                // The reason is stored as JSON text; show a plain string without its quotes.
+                let reason = reason.unwrap_or_default();
+                let reason = serde_json::from_str::<String>(&reason).unwrap_or(reason);
                 let details = FailureDetails::new(
                     "Terminated",
-                    format!(
-                        "the sub-orchestration was terminated: {}",
-                        reason.unwrap_or_default()
-                    ),
+                    format!("the sub-orchestration was terminated: {reason}"),
                 );
                 self.notify_parent(parent, failed_child(details));
             }

@@ -2,13 +2,12 @@
 //! type, panics) and the activity context's idempotency key.
 
 use durable_orchestrator::engine::{
-    EventKind,
-    ActivityContext, ActivityError, EventType, OrchestrationContext, OrchestrationError,
+    ActivityContext, ActivityError, EventKind, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::common::{events_of, history, run, scheduled_activities, Outcome, ID};
+use crate::common::{events_of, history, run, scheduled_activities, unserializable, Outcome, ID};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {
@@ -60,8 +59,7 @@ fn struct_input_and_output_round_trip_through_serde() {
     let history = history(&rt, ID);
     let scheduled = events_of(&history, EventType::TaskScheduled);
     assert_eq!(scheduled.len(), 1);
-    let EventKind::TaskScheduled { input, .. } = &scheduled[0].kind
-    else {
+    let EventKind::TaskScheduled { input, .. } = &scheduled[0].kind else {
         unreachable!()
     };
     let sent: Order = serde_json::from_str(input.as_deref().unwrap()).unwrap();
@@ -88,7 +86,26 @@ fn unit_input_activity_and_orchestrator() {
     assert_eq!(state.output_as::<String>().unwrap(), "hello");
 }
 
-async fn append(_: ActivityContext, (text, suffix): (String, String)) -> Result<String, ActivityError> {
+async fn greet_lowercase(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity::<String>("GREETING", &()).await?)
+}
+
+#[test]
+fn activity_names_are_case_insensitive() {
+    let registry = Registry::builder()
+        .orchestrator("GreetLowercase", greet_lowercase)
+        .activity("Greeting", greeting)
+        .build()
+        .unwrap();
+    let (rt, state) = run(registry, "GreetLowercase", &());
+    assert_eq!(state.output_as::<String>().unwrap(), "hello");
+    assert_eq!(scheduled_activities(&history(&rt, ID)), vec!["GREETING"]);
+}
+
+async fn append(
+    _: ActivityContext,
+    (text, suffix): (String, String),
+) -> Result<String, ActivityError> {
     Ok(text + &suffix)
 }
 
@@ -128,7 +145,10 @@ async fn charge(_: ActivityContext, amount: u32) -> Result<u32, ActivityError> {
     }
 }
 
-async fn try_charge(ctx: OrchestrationContext, amount: u32) -> Result<Outcome<u32>, OrchestrationError> {
+async fn try_charge(
+    ctx: OrchestrationContext,
+    amount: u32,
+) -> Result<Outcome<u32>, OrchestrationError> {
     Ok(ctx.call_activity::<u32>("Charge", &amount).await.into())
 }
 
@@ -181,13 +201,21 @@ fn activity_failure_propagated_with_question_mark_fails_the_instance() {
     assert_eq!(state.output, None);
     let failure = state.failure.expect("failure details");
     assert_eq!(failure.error_type, "TaskFailed");
-    assert_eq!(failure.error_message, "activity 'Charge' failed: card declined");
-    let inner = failure.inner_failure.expect("the activity's failure is kept");
+    assert_eq!(
+        failure.error_message,
+        "activity 'Charge' failed: card declined"
+    );
+    let inner = failure
+        .inner_failure
+        .expect("the activity's failure is kept");
     assert_eq!(inner.error_type, "CardDeclined");
     assert_eq!(inner.error_message, "card declined");
 }
 
-async fn call_missing(ctx: OrchestrationContext, (): ()) -> Result<Outcome<u32>, OrchestrationError> {
+async fn call_missing(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Outcome<u32>, OrchestrationError> {
     Ok(ctx.call_activity::<u32>("DoesNotExist", &1).await.into())
 }
 
@@ -212,7 +240,10 @@ fn unknown_activity_fails_the_task() {
     );
 }
 
-async fn expect_number(ctx: OrchestrationContext, (): ()) -> Result<Outcome<u32>, OrchestrationError> {
+async fn expect_number(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Outcome<u32>, OrchestrationError> {
     Ok(ctx.call_activity::<u32>("Greeting", &()).await.into())
 }
 
@@ -225,7 +256,8 @@ fn result_of_the_wrong_type_is_result_deserialization() {
         .unwrap();
     let (_, state) = run(registry, "ExpectNumber", &());
 
-    let Outcome::ResultDeserialization { name, message } = state.output_as::<Outcome<u32>>().unwrap()
+    let Outcome::ResultDeserialization { name, message } =
+        state.output_as::<Outcome<u32>>().unwrap()
     else {
         panic!("expected ResultDeserialization, got {:?}", state.output);
     };
@@ -236,8 +268,14 @@ fn result_of_the_wrong_type_is_result_deserialization() {
     );
 }
 
-async fn wrong_input(ctx: OrchestrationContext, (): ()) -> Result<Outcome<Quote>, OrchestrationError> {
-    Ok(ctx.call_activity::<Quote>("Price", &"not an order").await.into())
+async fn wrong_input(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Outcome<Quote>, OrchestrationError> {
+    Ok(ctx
+        .call_activity::<Quote>("Price", &"not an order")
+        .await
+        .into())
 }
 
 #[test]
@@ -249,12 +287,15 @@ fn activity_input_of_the_wrong_type_fails_the_task_with_invalid_input() {
         .unwrap();
     let (_, state) = run(registry, "WrongInput", &());
 
-    let Outcome::ActivityFailed { details, .. } = state.output_as::<Outcome<Quote>>().unwrap() else {
+    let Outcome::ActivityFailed { details, .. } = state.output_as::<Outcome<Quote>>().unwrap()
+    else {
         panic!("expected ActivityFailed, got {:?}", state.output);
     };
     assert_eq!(details.error_type, "InvalidInput");
     assert!(
-        details.error_message.contains("the input of activity 'Price' is not valid"),
+        details
+            .error_message
+            .contains("the input of activity 'Price' is not valid"),
         "{}",
         details.error_message
     );
@@ -290,8 +331,71 @@ fn activity_panic_fails_the_task_and_the_runtime_carries_on() {
     };
     assert_eq!(name, "Explode");
     assert_eq!(details.error_type, "Panic");
-    assert_eq!(details.error_message, "activity 'Explode' panicked: disk on fire");
+    assert_eq!(
+        details.error_message,
+        "activity 'Explode' panicked: disk on fire"
+    );
     assert_eq!(after, "hello");
+}
+
+async fn send_unserializable(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Outcome<u32>, OrchestrationError> {
+    Ok(ctx
+        .call_activity::<u32>("Charge", &unserializable())
+        .await
+        .into())
+}
+
+#[test]
+fn input_that_cannot_be_serialized_fails_without_scheduling_anything() {
+    let registry = Registry::builder()
+        .orchestrator("SendUnserializable", send_unserializable)
+        .activity("Charge", charge)
+        .build()
+        .unwrap();
+    let (rt, state) = run(registry, "SendUnserializable", &());
+
+    let Outcome::InputSerialization { name, message } = state.output_as::<Outcome<u32>>().unwrap()
+    else {
+        panic!("expected InputSerialization, got {:?}", state.output);
+    };
+    assert_eq!(name, "Charge");
+    assert!(message.contains("key must be a string"), "{message}");
+    assert!(scheduled_activities(&history(&rt, ID)).is_empty());
+}
+
+async fn return_unserializable(
+    _: ActivityContext,
+    (): (),
+) -> Result<impl Serialize, ActivityError> {
+    Ok(unserializable())
+}
+
+async fn receive_unserializable(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Outcome<u32>, OrchestrationError> {
+    Ok(ctx
+        .call_activity::<u32>("ReturnUnserializable", &())
+        .await
+        .into())
+}
+
+#[test]
+fn activity_output_that_cannot_be_serialized_fails_the_task() {
+    let registry = Registry::builder()
+        .orchestrator("ReceiveUnserializable", receive_unserializable)
+        .activity("ReturnUnserializable", return_unserializable)
+        .build()
+        .unwrap();
+    let (_, state) = run(registry, "ReceiveUnserializable", &());
+
+    let Outcome::ActivityFailed { details, .. } = state.output_as::<Outcome<u32>>().unwrap() else {
+        panic!("expected ActivityFailed, got {:?}", state.output);
+    };
+    assert_eq!(details.error_type, "OutputSerialization");
 }
 
 async fn key(ctx: ActivityContext, (): ()) -> Result<(String, String), ActivityError> {
@@ -341,6 +445,12 @@ fn idempotency_key_differs_between_executions_with_the_same_task_id() {
         task_id: 0,
         name: "Charge".to_string(),
     };
-    assert_eq!(context("e1").idempotency_key(), context("e1").idempotency_key());
-    assert_ne!(context("e1").idempotency_key(), context("e2").idempotency_key());
+    assert_eq!(
+        context("e1").idempotency_key(),
+        context("e1").idempotency_key()
+    );
+    assert_ne!(
+        context("e1").idempotency_key(),
+        context("e2").idempotency_key()
+    );
 }

@@ -1,10 +1,13 @@
 //! Shared helpers for the feature tests: running an instance in the in-memory runtime, a
 //! serializable picture of a task's result, and picking events out of a history.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use durable_orchestrator::engine::{EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError};
+use durable_orchestrator::engine::{
+    EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError,
+};
 use durable_orchestrator::testkit::{InMemoryRuntime, InstanceState};
 use serde::{Deserialize, Serialize};
 
@@ -34,11 +37,20 @@ pub fn start(registry: Registry, name: &str, input: &(impl Serialize + ?Sized)) 
 
 /// Starts orchestrator `name` as instance [`ID`], runs it (firing timers) for up to a year of
 /// orchestration time, and returns the runtime and the instance's final state.
-pub fn run(registry: Registry, name: &str, input: &(impl Serialize + ?Sized)) -> (InMemoryRuntime, InstanceState) {
+pub fn run(
+    registry: Registry,
+    name: &str,
+    input: &(impl Serialize + ?Sized),
+) -> (InMemoryRuntime, InstanceState) {
     let mut rt = start(registry, name, input);
     rt.run_to_completion(365 * DAY).expect("run to completion");
     let state = state(&rt, ID);
     (rt, state)
+}
+
+/// A value serde_json cannot serialize: JSON object keys must be strings, these are tuples.
+pub fn unserializable() -> BTreeMap<(u8, u8), u8> {
+    BTreeMap::from([((1, 2), 3)])
 }
 
 pub fn state(rt: &InMemoryRuntime, id: &str) -> InstanceState {
@@ -50,7 +62,10 @@ pub fn history(rt: &InMemoryRuntime, id: &str) -> Vec<HistoryEvent> {
 }
 
 pub fn events_of(history: &[HistoryEvent], event_type: EventType) -> Vec<&HistoryEvent> {
-    history.iter().filter(|e| e.event_type() == event_type).collect()
+    history
+        .iter()
+        .filter(|e| e.event_type() == event_type)
+        .collect()
 }
 
 /// The times of the history's turns, from their OrchestratorStarted events.
@@ -70,7 +85,11 @@ pub fn timer_delays(history: &[HistoryEvent]) -> Vec<Duration> {
             EventKind::OrchestratorStarted => turn_start = Some(event.timestamp),
             EventKind::TimerCreated { fire_at } => {
                 let start = turn_start.expect("a timer is created inside a turn");
-                delays.push((*fire_at - start).to_std().expect("timers fire after their turn"));
+                delays.push(
+                    (*fire_at - start)
+                        .to_std()
+                        .expect("timers fire after their turn"),
+                );
             }
             _ => {}
         }
@@ -140,7 +159,7 @@ impl<T> From<Result<T, TaskError>> for Outcome<T> {
             } => Self::ActivityFailed {
                 name,
                 attempts,
-                details,
+                details: *details,
                 message,
             },
             TaskError::SubOrchestrationFailed {
@@ -152,13 +171,19 @@ impl<T> From<Result<T, TaskError>> for Outcome<T> {
                 name,
                 instance_id,
                 attempts,
-                details,
+                details: *details,
                 message,
             },
             TaskError::Timeout { name } => Self::Timeout { name, message },
-            TaskError::InputSerialization { name, .. } => Self::InputSerialization { name, message },
-            TaskError::ResultDeserialization { name, .. } => Self::ResultDeserialization { name, message },
-            TaskError::InvalidRetryPolicy { name, .. } => Self::InvalidRetryPolicy { name, message },
+            TaskError::InputSerialization { name, .. } => {
+                Self::InputSerialization { name, message }
+            }
+            TaskError::ResultDeserialization { name, .. } => {
+                Self::ResultDeserialization { name, message }
+            }
+            TaskError::InvalidRetryPolicy { name, .. } => {
+                Self::InvalidRetryPolicy { name, message }
+            }
         }
     }
 }

@@ -1,5 +1,13 @@
 //! Context feature tests: each feature of the orchestration API driven through the in-memory
 //! runtime (and hand-written histories where the exact event order matters).
 
-mod common;
 mod activities;
+mod combinators;
+mod common;
+mod context_values;
+mod continue_as_new;
+mod events;
+mod lifecycle;
+mod retry;
+mod sub_orchestrations;
+mod timers;

@@ -1,4 +1,9 @@
 //! Replay and determinism tests: recorded JSON histories, every-prefix property tests,
 //! nondeterminism reports, duplicate and out-of-order completions, panics and foreign awaits.
 
+mod failures;
 mod fixtures;
+mod nondeterminism;
+mod ordering_and_duplicates;
+mod properties;
+mod serde_format;
