@@ -10,5 +10,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
+echo "==> benchmark binaries, smoke pass"
+cargo test --locked --benches
+
 echo "==> cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests

@@ -190,17 +190,22 @@ impl ContextState {
                 }
             }
         }
+        self.buffer_event(name, input);
+        None
+    }
+
+    /// Keeps an external event until a wait for its name takes it (or it carries over).
+    pub(crate) fn buffer_event(&mut self, name: &str, input: Option<String>) {
         let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.event_buffer
-            .entry(key)
+            .entry(name.to_ascii_lowercase())
             .or_default()
             .push_back(BufferedEvent {
                 arrival,
                 name: name.to_string(),
                 input,
             });
-        None
     }
 
     /// Events that arrived but that no code consumed, in arrival order.
@@ -339,7 +344,9 @@ impl OrchestrationContext {
     }
 
     /// Starts a sub-orchestration and returns its typed output. Without an explicit instance id
-    /// the child gets `{parent instance id}:{sequence number as 4 hex digits}`, stable on replay.
+    /// the child gets `{parent instance id}:{parent execution id}:{sequence number, 4 hex digits}`:
+    /// stable on replay, and distinct across continue-as-new generations, whose sequence numbers
+    /// restart at 0.
     pub fn call_sub_orchestrator<T: DeserializeOwned>(
         &self,
         name: &str,
@@ -353,8 +360,9 @@ impl OrchestrationContext {
         let child_id = match instance_id {
             Some(id) => id.to_string(),
             None => format!(
-                "{}:{:04x}",
+                "{}:{}:{:04x}",
                 self.instance_id(),
+                self.execution_id(),
                 self.shared.state.borrow().next_sequence()
             ),
         };
@@ -456,6 +464,10 @@ impl OrchestrationContext {
     /// Ends this execution and starts a fresh one of the same orchestrator with `input` and an
     /// empty history. External events that arrived but were not consumed carry over. The returned
     /// future never resolves, so `return ctx.continue_as_new(&next).await;` type-checks anywhere.
+    ///
+    /// It takes effect when called, not when awaited: whatever the code does afterwards, this
+    /// execution ends with continue-as-new at the end of the turn. Work scheduled but not awaited
+    /// before the call is still dispatched (fire and forget).
     pub fn continue_as_new<T>(&self, input: &(impl Serialize + ?Sized)) -> ContinueAsNew<T> {
         let input = serde_json::to_string(input)
             .map(Some)

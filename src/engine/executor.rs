@@ -117,7 +117,7 @@ pub fn execute(
         complete_sequence: None,
         engine_failure: None,
         terminated: None,
-        suspended: false,
+        suspended: None,
         held: Vec::new(),
         recorded_completion: None,
     };
@@ -128,7 +128,7 @@ pub fn execute(
             break;
         }
     }
-    // A history that already records its end gets nothing appended, however the replay ends.
+    // A history that already records its end gets nothing appended and dispatches nothing.
     let past_ended = past_events.iter().any(|event| {
         matches!(
             event.kind,
@@ -157,7 +157,8 @@ struct Executor<'a> {
     /// Failure decided by the engine: nondeterminism, a panic, a foreign await.
     engine_failure: Option<FailureDetails>,
     terminated: Option<Option<String>>,
-    suspended: bool,
+    /// The ExecutionSuspended event in force, if any.
+    suspended: Option<&'a HistoryEvent>,
     /// Messages that arrived while suspended, applied on resume.
     held: Vec<&'a HistoryEvent>,
     recorded_completion: Option<RecordedCompletion>,
@@ -189,17 +190,16 @@ impl<'a> Executor<'a> {
             EventKind::ExecutionCompleted { .. } | EventKind::ContinueAsNew { .. } => {
                 self.match_completion(event)
             }
-            // A terminate that arrives after the code already ended changes nothing.
+            // A terminate that arrives after the code returned changes nothing; one that arrives
+            // after a continue-as-new request still stops the instance (eternal orchestrations).
             EventKind::ExecutionTerminated { input } => {
-                let ended = self.root_result.is_some()
-                    || self.shared().state.borrow().continue_as_new.is_some();
-                if !ended {
+                if self.root_result.is_none() {
                     self.terminated = Some(input.clone());
                 }
             }
-            EventKind::ExecutionSuspended { .. } => self.suspended = true,
+            EventKind::ExecutionSuspended { .. } => self.suspended = Some(event),
             EventKind::ExecutionResumed { .. } => {
-                self.suspended = false;
+                self.suspended = None;
                 for held in std::mem::take(&mut self.held) {
                     self.apply_message(held);
                     if self.stopped() {
@@ -213,7 +213,7 @@ impl<'a> Executor<'a> {
             | EventKind::SubOrchestrationInstanceFailed { .. }
             | EventKind::TimerFired { .. }
             | EventKind::EventRaised { .. } => {
-                if self.suspended {
+                if self.suspended.is_some() {
                     self.held.push(event);
                 } else {
                     self.apply_message(event);
@@ -260,11 +260,17 @@ impl<'a> Executor<'a> {
     fn apply_message(&mut self, event: &HistoryEvent) {
         let (task_id, completion) = match &event.kind {
             EventKind::EventRaised { name, input } => {
-                let delivered = self
-                    .shared()
-                    .state
-                    .borrow_mut()
-                    .deliver_event(name, input.clone());
+                // Once the code has ended (or asked to continue as new), no waiter may take an
+                // event: it stays buffered and carries over to the next execution.
+                let code_ended = self.root_result.is_some();
+                let mut state = self.shared().state.borrow_mut();
+                let delivered = if code_ended || state.continue_as_new.is_some() {
+                    state.buffer_event(name, input.clone());
+                    None
+                } else {
+                    state.deliver_event(name, input.clone())
+                };
+                drop(state);
                 if let Some(waker) = delivered {
                     self.wake_and_poll(waker);
                 }
@@ -339,7 +345,7 @@ impl<'a> Executor<'a> {
         let polled = catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(&mut cx)));
         match polled {
             Ok(Poll::Ready(result)) => {
-                self.root = None;
+                self.drop_root();
                 let mut state = self.shared().state.borrow_mut();
                 let sequence = state.next_sequence();
                 state.actions.push(None);
@@ -351,7 +357,7 @@ impl<'a> Executor<'a> {
                 let state = self.shared().state.borrow();
                 if state.live_pending == 0 && state.continue_as_new.is_none() {
                     drop(state);
-                    self.root = None;
+                    self.drop_root();
                     self.engine_failure = Some(FailureDetails::new(
                         "ForeignAwait",
                         format!(
@@ -364,7 +370,7 @@ impl<'a> Executor<'a> {
                 }
             }
             Err(payload) => {
-                self.root = None;
+                self.drop_root();
                 self.engine_failure = Some(FailureDetails::new(
                     "Panic",
                     format!(
@@ -374,6 +380,26 @@ impl<'a> Executor<'a> {
                     ),
                 ));
             }
+        }
+    }
+
+    /// Drops the orchestrator future. User drop code may panic; that must fail the instance,
+    /// not escape the engine.
+    fn drop_root(&mut self) {
+        let Some(root) = self.root.take() else {
+            return;
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(root))) {
+            self.engine_failure.get_or_insert_with(|| {
+                FailureDetails::new(
+                    "Panic",
+                    format!(
+                        "orchestrator '{}' panicked while being dropped: {}",
+                        self.ctx.name(),
+                        panic_message(payload.as_ref())
+                    ),
+                )
+            });
         }
     }
 
@@ -474,7 +500,7 @@ impl<'a> Executor<'a> {
              changed while this instance was running?",
             info.name, info.instance_id
         );
-        self.root = None;
+        self.drop_root();
         self.engine_failure = Some(FailureDetails::new(NONDETERMINISM_ERROR_TYPE, message));
     }
 
@@ -500,7 +526,7 @@ impl<'a> Executor<'a> {
                 }
             };
             let now = state.current_time;
-            let carryover_events = state
+            let mut carryover_events: Vec<HistoryEvent> = state
                 .take_unconsumed_events()
                 .into_iter()
                 .map(|event| {
@@ -513,6 +539,17 @@ impl<'a> Executor<'a> {
                     )
                 })
                 .collect();
+            // A suspension that arrived after the request applies to the next execution, with
+            // the external events it held; held completions belong to this execution and end here.
+            if let Some(suspension) = self.suspended {
+                carryover_events.push(suspension.clone());
+                carryover_events.extend(
+                    self.held
+                        .iter()
+                        .filter(|event| matches!(event.kind, EventKind::EventRaised { .. }))
+                        .map(|event| (*event).clone()),
+                );
+            }
             return (
                 TurnOutcome::ContinuedAsNew {
                     input,
@@ -535,18 +572,25 @@ impl<'a> Executor<'a> {
                 },
                 false,
             ),
-            None if self.suspended => (TurnOutcome::Suspended, true),
+            None if self.suspended.is_some() => (TurnOutcome::Suspended, true),
             None => (TurnOutcome::Running, true),
         }
     }
 
     fn finish(mut self, new_events: &[HistoryEvent], past_ended: bool) -> Turn {
+        // Drop the orchestrator before reading the outcome: its futures release their slots,
+        // and a panic in user drop code still becomes this turn's failure.
+        self.drop_root();
         let ended_earlier = past_ended || self.recorded_completion.is_some();
         let (outcome, dispatch) = self.outcome();
         let state = self.shared().state.borrow();
         let now = state.current_time;
         let custom_status = state.custom_status.clone();
-        let mut history_delta = new_events.to_vec();
+        let mut history_delta = if past_ended {
+            Vec::new()
+        } else {
+            new_events.to_vec()
+        };
         let mut actions = Vec::new();
         if dispatch && !ended_earlier {
             for record in state.actions.iter().flatten().filter(|r| !r.recorded) {
@@ -563,8 +607,6 @@ impl<'a> Executor<'a> {
         if !history_delta.is_empty() {
             history_delta.push(HistoryEvent::message(now, EventKind::OrchestratorCompleted));
         }
-        // Drop the orchestrator before the context so its futures release their slots first.
-        self.root = None;
         Turn {
             actions,
             history_delta,

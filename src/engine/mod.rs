@@ -14,7 +14,8 @@ pub mod verify;
 
 pub use action::Action;
 pub use combinators::{
-    join2, join_all, select2, select_first, Either, Join2, JoinAll, Select2, SelectFirst,
+    completions, join2, join_all, select2, select_first, Completions, Either, Join2, JoinAll,
+    Select2, SelectFirst,
 };
 pub(crate) use context::add_saturating;
 pub use context::{ContinueAsNew, OrchestrationContext};

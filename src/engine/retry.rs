@@ -93,8 +93,9 @@ impl RetryPolicy {
 }
 
 impl OrchestrationContext {
-    /// [`call_activity`](Self::call_activity) with retries. The final error reports the number of
-    /// attempts made; a non-retriable activity failure stops at once.
+    /// [`call_activity`](Self::call_activity) with retries. The first attempt is scheduled at
+    /// the call, like a plain call; the final error reports the number of attempts made, and a
+    /// non-retriable activity failure stops at once.
     pub fn call_activity_with_retry<T: DeserializeOwned + 'static>(
         &self,
         name: &str,
@@ -105,20 +106,24 @@ impl OrchestrationContext {
         let name = name.to_string();
         let input = serde_json::to_value(input);
         let policy = policy.clone();
+        let first = match (&input, policy.validate()) {
+            (Ok(input), Ok(())) => Some(self.call_activity::<T>(&name, input)),
+            _ => None,
+        };
         async move {
             let input = input.map_err(|e| TaskError::InputSerialization {
                 name: name.clone(),
                 message: e.to_string(),
             })?;
-            retry(&ctx, &name, &policy, || {
+            retry(&ctx, &name, &policy, first, || {
                 ctx.call_activity::<T>(&name, &input)
             })
             .await
         }
     }
 
-    /// [`call_sub_orchestrator`](Self::call_sub_orchestrator) with retries. With no explicit
-    /// instance id each attempt is a new child instance.
+    /// [`call_sub_orchestrator`](Self::call_sub_orchestrator) with retries, first attempt
+    /// scheduled at the call. With no explicit instance id each attempt is a new child instance.
     pub fn call_sub_orchestrator_with_retry<T: DeserializeOwned + 'static>(
         &self,
         name: &str,
@@ -131,12 +136,18 @@ impl OrchestrationContext {
         let instance_id = instance_id.map(str::to_string);
         let input = serde_json::to_value(input);
         let policy = policy.clone();
+        let first = match (&input, policy.validate()) {
+            (Ok(input), Ok(())) => {
+                Some(self.call_sub_orchestrator::<T>(&name, instance_id.as_deref(), input))
+            }
+            _ => None,
+        };
         async move {
             let input = input.map_err(|e| TaskError::InputSerialization {
                 name: name.clone(),
                 message: e.to_string(),
             })?;
-            retry(&ctx, &name, &policy, || {
+            retry(&ctx, &name, &policy, first, || {
                 ctx.call_sub_orchestrator::<T>(&name, instance_id.as_deref(), &input)
             })
             .await
@@ -144,10 +155,13 @@ impl OrchestrationContext {
     }
 }
 
+/// Runs attempts until one succeeds or the policy gives up. `first` is the already-scheduled
+/// first attempt (absent when the input or the policy is invalid).
 async fn retry<T, F>(
     ctx: &OrchestrationContext,
     name: &str,
     policy: &RetryPolicy,
+    mut first: Option<F>,
     mut attempt_once: impl FnMut() -> F,
 ) -> Result<T, TaskError>
 where
@@ -162,7 +176,8 @@ where
     let first_attempt_at = ctx.current_utc_datetime();
     let mut attempt = 1;
     loop {
-        let error = match attempt_once().await {
+        let running = first.take().unwrap_or_else(&mut attempt_once);
+        let error = match running.await {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };

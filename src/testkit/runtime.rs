@@ -537,9 +537,16 @@ impl InMemoryRuntime {
             instance.state.execution_id = execution_id;
             instance.state.input = input;
             instance.history.clear();
-            instance.inbox.clear();
+            // Messages queued during the turn (an event the instance sent itself) outlive the
+            // execution; completions addressed to the old execution do not.
+            let queued = std::mem::take(&mut instance.inbox);
             instance.inbox.push(started);
             instance.inbox.extend(carryover_events);
+            instance.inbox.extend(
+                queued
+                    .into_iter()
+                    .filter(|event| matches!(event.kind, EventKind::EventRaised { .. })),
+            );
         }
         self.mark_ready(instance_id);
     }

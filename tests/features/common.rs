@@ -53,6 +53,12 @@ pub fn unserializable() -> BTreeMap<(u8, u8), u8> {
     BTreeMap::from([((1, 2), 3)])
 }
 
+/// The default instance id of the child that `parent`'s current execution started at `sequence`.
+pub fn child_id(rt: &InMemoryRuntime, parent: &str, sequence: i32) -> String {
+    let execution = &state(rt, parent).execution_id;
+    format!("{parent}:{execution}:{sequence:04x}")
+}
+
 pub fn state(rt: &InMemoryRuntime, id: &str) -> InstanceState {
     rt.state(id).expect("instance exists").clone()
 }

@@ -9,5 +9,6 @@ mod continue_as_new;
 mod events;
 mod lifecycle;
 mod retry;
+mod same_turn_races;
 mod sub_orchestrations;
 mod timers;

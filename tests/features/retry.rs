@@ -12,7 +12,9 @@ use durable_orchestrator::engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::common::{at, events_of, history, run, scheduled_activities, timer_delays, Outcome, ID};
+use crate::common::{
+    at, child_id, events_of, history, run, scheduled_activities, timer_delays, Outcome, ID,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -306,11 +308,15 @@ fn sub_orchestrator_with_retry_retries_a_failing_child() {
         Outcome::Ok("child succeeded on call 3".to_string())
     );
     // Each attempt is a new child instance: sequence numbers 0, 2 and 4 (timers in between).
-    assert_eq!(
-        rt.instance_ids(),
-        vec!["test", "test:0000", "test:0002", "test:0004"]
-    );
-    let failed: Vec<OrchestrationStatus> = ["test:0000", "test:0002", "test:0004"]
+    let children: Vec<String> = [0, 2, 4]
+        .iter()
+        .map(|&seq| child_id(&rt, ID, seq))
+        .collect();
+    let mut expected_ids = children.clone();
+    expected_ids.push(ID.to_string());
+    expected_ids.sort();
+    assert_eq!(rt.instance_ids(), expected_ids);
+    let failed: Vec<OrchestrationStatus> = children
         .iter()
         .map(|id| rt.state(id).unwrap().status)
         .collect();
@@ -321,7 +327,8 @@ fn sub_orchestrator_with_retry_retries_a_failing_child() {
 
 #[test]
 fn sub_orchestrator_with_retry_reports_exhaustion() {
-    let (_, state) = run(flaky_child_registry(10, 2), "Parent", &());
+    let (rt, state) = run(flaky_child_registry(10, 2), "Parent", &());
+    let second_child = child_id(&rt, ID, 2);
 
     let Outcome::SubOrchestrationFailed {
         name,
@@ -334,11 +341,14 @@ fn sub_orchestrator_with_retry_reports_exhaustion() {
         panic!("expected SubOrchestrationFailed, got {:?}", state.output);
     };
     assert_eq!(name, "FlakyChild");
-    assert_eq!(instance_id, "test:0002");
+    assert_eq!(instance_id, second_child);
     assert_eq!(attempts, 2);
     assert_eq!(details.error_message, "child attempt 2 failed");
     assert_eq!(
         message,
-        "sub-orchestration 'FlakyChild' (instance 'test:0002') failed after 2 attempts: child attempt 2 failed"
+        format!(
+            "sub-orchestration 'FlakyChild' (instance '{second_child}') failed after 2 attempts: \
+             child attempt 2 failed"
+        )
     );
 }

@@ -5,9 +5,9 @@ use durable_orchestrator::engine::{
     join_all, ActivityContext, ActivityError, EventKind, EventType, OrchestrationContext,
     OrchestrationError, OrchestrationStatus, Registry,
 };
-use durable_orchestrator::testkit::InMemoryRuntime;
+use durable_orchestrator::testkit::{InMemoryRuntime, InstanceState};
 
-use crate::common::{events_of, history, run, state, unserializable, Outcome, ID};
+use crate::common::{child_id, events_of, history, run, state, unserializable, Outcome, ID};
 
 async fn double(_: OrchestrationContext, n: i64) -> Result<i64, OrchestrationError> {
     Ok(n * 2)
@@ -148,7 +148,9 @@ fn child_output_is_returned_to_the_parent() {
 
     assert_eq!(state.status, OrchestrationStatus::Completed);
     assert_eq!(state.output_as::<i64>().unwrap(), 42);
-    let child = rt.state("test:0000").expect("child instance exists");
+    let child = rt
+        .state(&child_id(&rt, ID, 0))
+        .expect("child instance exists");
     assert_eq!(child.name, "Double");
     assert_eq!(child.status, OrchestrationStatus::Completed);
     assert_eq!(child.output_as::<i64>().unwrap(), 42);
@@ -156,7 +158,8 @@ fn child_output_is_returned_to_the_parent() {
 
 #[test]
 fn child_failure_is_sub_orchestration_failed_with_the_childs_message() {
-    let (_, state) = run(registry(), "TryReject", &());
+    let (rt, state) = run(registry(), "TryReject", &());
+    let child = child_id(&rt, ID, 0);
 
     let Outcome::SubOrchestrationFailed {
         name,
@@ -169,13 +172,13 @@ fn child_failure_is_sub_orchestration_failed_with_the_childs_message() {
         panic!("expected SubOrchestrationFailed, got {:?}", state.output);
     };
     assert_eq!(name, "Reject");
-    assert_eq!(instance_id, "test:0000");
+    assert_eq!(instance_id, child);
     assert_eq!(attempts, 1);
     assert_eq!(details.error_type, "Rejected");
     assert_eq!(details.error_message, "out of stock");
     assert_eq!(
         message,
-        "sub-orchestration 'Reject' (instance 'test:0000') failed: out of stock"
+        format!("sub-orchestration 'Reject' (instance '{child}') failed: out of stock")
     );
 }
 
@@ -187,10 +190,7 @@ fn child_failure_propagated_with_question_mark_fails_the_parent() {
     let failure = state.failure.unwrap();
     assert_eq!(failure.error_type, "SubOrchestrationFailed");
     assert_eq!(failure.inner_failure.unwrap().error_message, "out of stock");
-    assert_eq!(
-        rt.state("test:0000").unwrap().status,
-        OrchestrationStatus::Failed
-    );
+    assert_eq!(state_of_child(&rt).status, OrchestrationStatus::Failed);
 }
 
 #[test]
@@ -208,11 +208,19 @@ fn explicit_child_instance_id_is_used() {
 }
 
 #[test]
-fn default_child_ids_are_parent_id_and_sequence_number_in_four_hex_digits() {
+fn default_child_ids_are_parent_id_execution_id_and_sequence_number_in_four_hex_digits() {
     let (rt, state) = run(registry(), "ChildrenAfterActivities", &());
 
     assert_eq!(state.output_as::<Vec<i64>>().unwrap(), vec![2, 4]);
-    assert_eq!(rt.instance_ids(), vec!["test", "test:000b", "test:000c"]);
+    let execution = state.execution_id;
+    assert_eq!(
+        rt.instance_ids(),
+        vec![
+            "test".to_string(),
+            format!("test:{execution}:000b"),
+            format!("test:{execution}:000c")
+        ]
+    );
 }
 
 #[test]
@@ -302,10 +310,9 @@ fn grandchild_output_flows_back_through_every_level() {
     let (rt, state) = run(registry(), "Grandparent", &10);
 
     assert_eq!(state.output_as::<i64>().unwrap(), 21);
-    assert_eq!(
-        rt.instance_ids(),
-        vec!["test", "test:0000", "test:0000:0000"]
-    );
+    let child = child_id(&rt, ID, 0);
+    let grandchild = child_id(&rt, &child, 0);
+    assert_eq!(rt.instance_ids(), vec![ID.to_string(), child, grandchild]);
     for id in rt.instance_ids() {
         assert_eq!(
             rt.state(&id).unwrap().status,
@@ -368,7 +375,7 @@ fn child_that_continues_as_new_reports_its_final_output() {
     let (rt, state) = run(registry(), "CallCounter", &());
 
     assert_eq!(state.status, OrchestrationStatus::Completed);
-    let child = rt.state("test:0000").unwrap();
+    let child = state_of_child(&rt);
     assert_eq!(child.input.as_deref(), Some("3"));
     assert_eq!(state.output_as::<String>().unwrap(), "counted to 3");
 }
@@ -396,4 +403,9 @@ fn child_input_that_cannot_be_serialized_starts_no_child() {
     };
     assert_eq!(name, "Double");
     assert_eq!(rt.instance_ids(), vec![ID]);
+}
+
+/// The first (sequence 0) child of the test instance.
+fn state_of_child(rt: &InMemoryRuntime) -> InstanceState {
+    state(rt, &child_id(rt, ID, 0))
 }
