@@ -6,4 +6,6 @@
 
 pub mod engine;
 pub mod handler;
+pub mod runtime;
+pub mod store;
 pub mod testkit;

@@ -275,6 +275,27 @@ impl EventKind {
         }
     }
 
+    /// The sequence number of the task this event completes (activity, sub-orchestration or
+    /// timer), if it is a completion.
+    pub fn completed_task_id(&self) -> Option<i32> {
+        match self {
+            Self::TaskCompleted {
+                task_scheduled_id, ..
+            }
+            | Self::TaskFailed {
+                task_scheduled_id, ..
+            }
+            | Self::SubOrchestrationInstanceCompleted {
+                task_scheduled_id, ..
+            }
+            | Self::SubOrchestrationInstanceFailed {
+                task_scheduled_id, ..
+            } => Some(*task_scheduled_id),
+            Self::TimerFired { timer_id, .. } => Some(*timer_id),
+            _ => None,
+        }
+    }
+
     /// Events a turn writes after the messages it consumed: the orchestrator's decisions, its
     /// completion and the closing OrchestratorCompleted marker.
     pub fn is_turn_output(&self) -> bool {

@@ -1,0 +1,163 @@
+//! Client operations: start an instance, raise an event, terminate, suspend, resume, read status.
+//! Each sends a message to the instance's control queue; the turn that processes it does the rest.
+
+use serde::Serialize;
+
+use super::outbox::new_id;
+use super::{Runtime, RuntimeError};
+use crate::engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
+use crate::store::backend::Backend;
+use crate::store::model::{Destination, InstanceSummary, Message};
+use crate::store::names::InstanceId;
+
+impl<B: Backend> Runtime<B> {
+    /// Starts orchestrator `name` as `instance_id` (a new id when `None`) and returns the id. An
+    /// id can be reused once its instance has ended, as Durable Functions allows by default.
+    pub async fn start<I: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: &I,
+    ) -> Result<String, RuntimeError> {
+        if !self.registry.has_orchestrator(name) {
+            return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
+        }
+        let instance_id = match instance_id {
+            Some(id) => InstanceId::parse(id)?.into_string(),
+            None => new_id(),
+        };
+        let input = serde_json::to_string(input)
+            .map_err(|e| RuntimeError::Invalid(format!("the input cannot be serialized: {e}")))?;
+        let revision = match self.backend.load(&instance_id).await? {
+            Some(existing) if !existing.state.status.is_terminal() => {
+                return Err(RuntimeError::AlreadyExists {
+                    instance_id,
+                    status: existing.state.status,
+                })
+            }
+            Some(existing) => existing.state.revision + 1,
+            // Started but not processed yet: only the Pending summary exists.
+            None => match self.backend.read_summary(&instance_id).await? {
+                Some(summary) if !summary.status.is_terminal() => {
+                    return Err(RuntimeError::AlreadyExists {
+                        instance_id,
+                        status: summary.status,
+                    })
+                }
+                Some(summary) => summary.revision + 1,
+                None => 1,
+            },
+        };
+        let now = self.clock.now();
+        let execution_id = new_id();
+        let started = Message {
+            id: new_id(),
+            destination: Destination::Instance {
+                instance_id: instance_id.clone(),
+                execution_id: None,
+            },
+            event: HistoryEvent::message(
+                now,
+                EventKind::ExecutionStarted {
+                    name: name.to_string(),
+                    version: None,
+                    input: Some(input.clone()),
+                    orchestration_instance: OrchestrationInstance {
+                        instance_id: instance_id.clone(),
+                        execution_id: execution_id.clone(),
+                    },
+                    parent_instance: None,
+                    scheduled_start_time: None,
+                },
+            ),
+            deliver_at: None,
+        };
+        // The message goes first: a crash before the summary leaves a start that writes it when
+        // processed, never a Pending summary with nothing to process.
+        self.backend.send(&[started]).await?;
+        self.backend
+            .write_summary(&InstanceSummary {
+                instance_id: instance_id.clone(),
+                name: name.to_string(),
+                execution_id,
+                status: OrchestrationStatus::Pending,
+                input: Some(input),
+                output: None,
+                failure: None,
+                custom_status: None,
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+                revision,
+            })
+            .await?;
+        Ok(instance_id)
+    }
+
+    pub async fn raise_event<T: Serialize + ?Sized>(
+        &self,
+        instance_id: &str,
+        name: &str,
+        data: &T,
+    ) -> Result<(), RuntimeError> {
+        let input = serde_json::to_string(data).map_err(|e| {
+            RuntimeError::Invalid(format!("the event data cannot be serialized: {e}"))
+        })?;
+        let kind = EventKind::EventRaised {
+            name: name.to_string(),
+            input: Some(input),
+        };
+        self.send_to_live_instance(instance_id, kind).await
+    }
+
+    pub async fn terminate(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
+        let input = serde_json::to_string(reason).ok();
+        self.send_to_live_instance(instance_id, EventKind::ExecutionTerminated { input })
+            .await
+    }
+
+    pub async fn suspend(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
+        let reason = Some(reason.to_string());
+        self.send_to_live_instance(instance_id, EventKind::ExecutionSuspended { reason })
+            .await
+    }
+
+    pub async fn resume(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
+        let reason = Some(reason.to_string());
+        self.send_to_live_instance(instance_id, EventKind::ExecutionResumed { reason })
+            .await
+    }
+
+    pub async fn status(&self, instance_id: &str) -> Result<Option<InstanceSummary>, RuntimeError> {
+        Ok(self.backend.read_summary(instance_id).await?)
+    }
+
+    async fn send_to_live_instance(
+        &self,
+        instance_id: &str,
+        kind: EventKind,
+    ) -> Result<(), RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?.into_string();
+        let summary = self
+            .backend
+            .read_summary(&instance_id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(instance_id.clone()))?;
+        if summary.status.is_terminal() {
+            return Err(RuntimeError::Ended {
+                instance_id,
+                status: summary.status,
+            });
+        }
+        let message = Message {
+            id: new_id(),
+            destination: Destination::Instance {
+                instance_id,
+                execution_id: None,
+            },
+            event: HistoryEvent::message(self.clock.now(), kind),
+            deliver_at: None,
+        };
+        Ok(self.backend.send(&[message]).await?)
+    }
+}

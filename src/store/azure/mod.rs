@@ -1,0 +1,3 @@
+//! Azure Storage backend: Tables for state and history, Queues for messages, Blobs for payloads.
+
+pub mod connection;

@@ -1,0 +1,7 @@
+//! Storage: the backend trait the runtime persists through, and its implementations.
+
+pub mod azure;
+pub mod backend;
+pub mod memory;
+pub mod model;
+pub mod names;

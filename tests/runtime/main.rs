@@ -1,0 +1,371 @@
+//! Runtime tests over the in-memory backend: orchestrations driven through queues by a pump,
+//! duplicates absorbed, a fault injected before and after every storage call, and several
+//! pumps working one task hub at once.
+
+mod harness;
+
+use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
+use durable_orchestrator::store::backend::Backend;
+use durable_orchestrator::store::model::QueueKind;
+
+use harness::{assert_no_duplicates, FaultMode, Harness};
+
+#[tokio::test]
+async fn a_sequence_of_activities_completes_through_the_queues() {
+    let h = Harness::new().await;
+    let id = h
+        .runtime
+        .start("HelloSequence", Some("seq-1"), &())
+        .await
+        .unwrap();
+    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Pending);
+
+    h.drive(10).await;
+
+    let summary = h.summary(&id).await;
+    assert_eq!(summary.status, OrchestrationStatus::Completed);
+    let output: Vec<String> = serde_json::from_str(summary.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output[0], "Hello Tokyo!");
+    assert_eq!(output.len(), 5);
+    assert_no_duplicates(&h.history(&id).await);
+}
+
+#[tokio::test]
+async fn fan_out_timer_event_and_child_complete() {
+    let h = Harness::new().await;
+    let id = h.runtime.start("Mixed", Some("mixed-1"), &4).await.unwrap();
+    h.drive(10).await;
+    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Running);
+
+    h.runtime.raise_event(&id, "Go", "go!").await.unwrap();
+    h.drive(10).await;
+
+    let summary = h.summary(&id).await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.output.as_deref(),
+        Some("\"4 greetings, go!, child said 5\"")
+    );
+    assert_no_duplicates(&h.history(&id).await);
+}
+
+#[tokio::test]
+async fn continue_as_new_runs_each_execution_in_one_commit() {
+    let h = Harness::new().await;
+    let id = h
+        .runtime
+        .start("Counter", Some("counter-1"), &0)
+        .await
+        .unwrap();
+    h.drive(20).await;
+    let summary = h.summary(&id).await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.output.as_deref(),
+        Some("8"),
+        "the length of \"Hello 3!\""
+    );
+    let history = h.history(&id).await;
+    assert_no_duplicates(&history);
+}
+
+#[tokio::test]
+async fn a_timer_beyond_the_queue_delay_limit_fires_once_at_its_time() {
+    let h = Harness::new().await;
+    let id = h.runtime.start("LongNap", Some("nap"), &()).await.unwrap();
+    h.drive(1).await;
+    let sends_before = h
+        .backend
+        .counts()
+        .get("send (messages)")
+        .copied()
+        .unwrap_or(0);
+    h.drive(10).await;
+
+    let summary = h.summary(&id).await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.output.as_deref(),
+        Some("\"2026-01-21T00:00:00+00:00\""),
+        "woke exactly twenty days after the start"
+    );
+    let history = h.history(&id).await;
+    let fired = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TimerFired { .. }))
+        .count();
+    assert_eq!(fired, 1, "the intermediate hops never reach the history");
+    let hops = h
+        .backend
+        .counts()
+        .get("send (messages)")
+        .copied()
+        .unwrap_or(0)
+        - sends_before;
+    assert_eq!(hops, 3, "re-armed at days 6, 12 and 18");
+}
+
+#[tokio::test]
+async fn an_event_raised_right_after_start_is_not_lost() {
+    let h = Harness::new().await;
+    let id = h
+        .runtime
+        .start("Mixed", Some("early-event"), &1)
+        .await
+        .unwrap();
+    h.runtime.raise_event(&id, "Go", "early").await.unwrap();
+    h.drive(20).await;
+    let summary = h.summary(&id).await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.output.as_deref(),
+        Some("\"1 greetings, early, child said 5\"")
+    );
+}
+
+#[tokio::test]
+async fn redelivered_messages_write_nothing_twice() {
+    let h = Harness::new().await;
+    let id = h
+        .runtime
+        .start("HelloSequence", Some("dup-1"), &())
+        .await
+        .unwrap();
+    // Deliver every message twice by re-sending each one the pump receives.
+    for _ in 0..20 {
+        let mut any = false;
+        for queue in h.backend.queues() {
+            for received in h
+                .backend
+                .receive(queue, 32, std::time::Duration::ZERO)
+                .await
+                .unwrap()
+            {
+                any = true;
+                h.runtime.process(&received.message).await.unwrap();
+                h.runtime.process(&received.message).await.unwrap();
+                h.backend.delete(&received.receipt).await.unwrap();
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Completed);
+    assert_no_duplicates(&h.history(&id).await);
+}
+
+#[tokio::test]
+async fn client_operations_validate_their_input() {
+    let h = Harness::new().await;
+    let error = h.runtime.start("Nope", None, &()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("no orchestrator named 'Nope'"),
+        "{error}"
+    );
+    let error = h
+        .runtime
+        .start("HelloSequence", Some("bad/id"), &())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains('/'), "{error}");
+    let error = h
+        .runtime
+        .raise_event("missing", "Go", &())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no instance 'missing'"),
+        "{error}"
+    );
+
+    let id = h
+        .runtime
+        .start("HelloSequence", Some("once"), &())
+        .await
+        .unwrap();
+    let error = h
+        .runtime
+        .start("HelloSequence", Some(&id), &())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("already exists"), "{error}");
+    h.drive(10).await;
+    let error = h.runtime.terminate(&id, "late").await.unwrap_err();
+    assert!(error.to_string().contains("already ended"), "{error}");
+}
+
+async fn harness(queued: bool) -> Harness {
+    if queued {
+        Harness::queued().await
+    } else {
+        Harness::new().await
+    }
+}
+
+/// Runs `Mixed` with one fault injected at `call` (counted from after the start), then checks
+/// the invariant: completed with the right output, no duplicate history, queues empty.
+async fn run_with_fault(queued: bool, call: usize, mode: FaultMode) {
+    let h = harness(queued).await;
+    let id = h.runtime.start("Mixed", Some("faulty"), &3).await.unwrap();
+    h.runtime.raise_event(&id, "Go", "go").await.unwrap();
+    h.backend.fail_call(call, mode);
+    h.drive(30).await;
+    let summary = h.summary(&id).await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "fault at call {call} ({mode:?}): {summary:?}"
+    );
+    assert_eq!(
+        summary.output.as_deref(),
+        Some("\"3 greetings, go, child said 5\""),
+        "fault at call {call} ({mode:?})"
+    );
+    assert_no_duplicates(&h.history(&id).await);
+    for queue in h.backend.queues() {
+        assert!(
+            h.backend.inner().queued(queue).is_empty(),
+            "fault at call {call} ({mode:?}): messages left on {queue:?}"
+        );
+    }
+}
+
+/// Counts the storage calls of a clean run, then injects a fault at each of them in turn.
+async fn fault_at_every_call(queued: bool) {
+    let clean = harness(queued).await;
+    let id = clean
+        .runtime
+        .start("Mixed", Some("faulty"), &3)
+        .await
+        .unwrap();
+    clean.runtime.raise_event(&id, "Go", "go").await.unwrap();
+    let before = clean.backend.calls();
+    clean.drive(30).await;
+    let total = clean.backend.calls() - before;
+    assert!(
+        total > 20,
+        "the scenario exercises many storage calls ({total})"
+    );
+    for call in 1..=total {
+        for mode in [FaultMode::Before, FaultMode::After] {
+            run_with_fault(queued, call, mode).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fault_at_any_storage_call_loses_nothing_and_duplicates_nothing() {
+    fault_at_every_call(false).await;
+}
+
+#[tokio::test]
+async fn with_queued_activities_a_fault_at_any_storage_call_loses_nothing() {
+    fault_at_every_call(true).await;
+}
+
+/// Storage operations of one orchestration, the pump's receives and deletes included (they
+/// stand for the Functions host's dequeue and delete of each trigger message).
+async fn operations_for(queued: bool, name: &str) -> usize {
+    let h = harness(queued).await;
+    let id = h.runtime.start(name, Some("counted"), &()).await.unwrap();
+    h.drive(30).await;
+    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Completed);
+    let counts = h.backend.counts();
+    let count = |operation: &str| counts.get(operation).copied().unwrap_or(0);
+    // A queue put costs one operation per message however the runtime batches its sends, and
+    // the host receives each trigger message once; the empty receives that end each pump round
+    // are idle polling, which the real host spaces out, not work.
+    let messages = count("send (messages)");
+    count("load") + count("commit") + count("read_summary") + count("write_summary")
+        + messages // puts
+        + messages // receives
+        + count("delete")
+        + count("abandon")
+}
+
+#[tokio::test]
+async fn storage_operations_per_activity_are_counted() {
+    let inline = operations_for(false, "HelloSequence").await;
+    let queued = operations_for(true, "HelloSequence").await;
+    println!("storage_ops_hello_sequence5_inline={inline}");
+    println!("storage_ops_hello_sequence5_queued={queued}");
+    println!("storage_ops_per_activity_inline={:.1}", inline as f64 / 5.0);
+    println!("storage_ops_per_activity_queued={:.1}", queued as f64 / 5.0);
+    assert!(
+        inline * 3 <= queued,
+        "running activities in the turn saves most round-trips: {inline} vs {queued}"
+    );
+    assert!(
+        inline <= 25,
+        "at most 5 storage operations per activity round-trip: {inline} for 5 activities"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_pumps_on_one_task_hub_complete_every_instance() {
+    three_pumps(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_pumps_with_queued_activities_complete_every_instance() {
+    three_pumps(true).await;
+}
+
+async fn three_pumps(queued: bool) {
+    let h = harness(queued).await;
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        let id = format!("many-{i}");
+        h.runtime
+            .start("Mixed", Some(&id), &(i % 7 + 1))
+            .await
+            .unwrap();
+        h.runtime.raise_event(&id, "Go", "go").await.unwrap();
+        ids.push(id);
+    }
+    let mut pumps = Vec::new();
+    for _ in 0..3 {
+        let runtime = h.runtime.clone();
+        pumps.push(tokio::spawn(async move {
+            let pump = durable_orchestrator::runtime::Pump::new(
+                runtime,
+                std::time::Duration::from_secs(300),
+                std::time::Duration::ZERO,
+            );
+            pump.run_until_idle(1_000_000).await
+        }));
+    }
+    for pump in pumps {
+        pump.await.unwrap();
+    }
+    h.drive(30).await;
+    for (i, id) in ids.iter().enumerate() {
+        let summary = h.summary(id).await;
+        assert_eq!(
+            summary.status,
+            OrchestrationStatus::Completed,
+            "{id}: {summary:?}"
+        );
+        let expected = format!("\"{} greetings, go, child said 5\"", i % 7 + 1);
+        assert_eq!(summary.output.as_deref(), Some(expected.as_str()));
+        assert_no_duplicates(&h.history(id).await);
+    }
+    assert!(h.backend.inner().queued(QueueKind::WorkItems).is_empty());
+}

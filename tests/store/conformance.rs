@@ -1,0 +1,365 @@
+//! The backend contract, written once over any `Backend`: versions and conflicts, history
+//! appends and resets, queue visibility and receipts, summary revisions, queries and paging.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use durable_orchestrator::engine::{EventKind, HistoryEvent, OrchestrationStatus};
+use durable_orchestrator::store::backend::{Backend, StoreError};
+use durable_orchestrator::store::model::{
+    Commit, Destination, InstanceQuery, InstanceState, Message, QueueKind, StoredEvent,
+};
+
+pub fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+pub fn state(instance_id: &str, revision: u64) -> InstanceState {
+    InstanceState {
+        instance_id: instance_id.to_string(),
+        name: "Orchestrator".to_string(),
+        execution_id: "exec-1".to_string(),
+        status: OrchestrationStatus::Running,
+        input: Some("1".to_string()),
+        output: None,
+        failure: None,
+        custom_status: None,
+        parent: None,
+        created_at: epoch(),
+        updated_at: epoch(),
+        completed_at: None,
+        revision,
+        outbox: Vec::new(),
+    }
+}
+
+fn event(kind: EventKind, message_id: Option<&str>) -> StoredEvent {
+    StoredEvent {
+        event: HistoryEvent::message(epoch(), kind),
+        message_id: message_id.map(str::to_string),
+    }
+}
+
+fn raised(name: &str, message_id: &str) -> StoredEvent {
+    event(
+        EventKind::EventRaised {
+            name: name.to_string(),
+            input: None,
+        },
+        Some(message_id),
+    )
+}
+
+fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Message {
+    Message {
+        id: id.to_string(),
+        destination: Destination::Instance {
+            instance_id: instance_id.to_string(),
+            execution_id: None,
+        },
+        event: HistoryEvent::message(
+            epoch(),
+            EventKind::EventRaised {
+                name: "E".to_string(),
+                input: None,
+            },
+        ),
+        deliver_at,
+    }
+}
+
+/// A backend under test and a way to move its clock.
+pub trait Subject {
+    type Backend: Backend;
+    fn backend(&self) -> &Self::Backend;
+    fn advance(&self, by: Duration);
+}
+
+pub async fn commit_create_load_and_conflict(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    backend
+        .create_task_hub()
+        .await
+        .expect("creating twice is fine");
+    assert!(backend.load("a").await.unwrap().is_none());
+
+    let first = Commit {
+        state: state("a", 1),
+        events: vec![
+            event(EventKind::OrchestratorStarted, None),
+            raised("One", "m1"),
+        ],
+        new_execution: true,
+    };
+    let v1 = backend.commit(None, &first).await.unwrap();
+    assert_eq!(
+        backend.commit(None, &first).await,
+        Err(StoreError::Conflict("a".to_string())),
+        "creating an existing instance conflicts"
+    );
+
+    let loaded = backend.load("a").await.unwrap().expect("exists");
+    assert_eq!(loaded.version, v1);
+    assert_eq!(loaded.state, state("a", 1));
+    assert_eq!(loaded.history.len(), 2);
+    assert!(loaded.message_ids.contains("m1"));
+
+    let second = Commit {
+        state: state("a", 2),
+        events: vec![raised("Two", "m2")],
+        new_execution: false,
+    };
+    let v2 = backend.commit(Some(&v1), &second).await.unwrap();
+    assert_ne!(v1, v2);
+    assert_eq!(
+        backend.commit(Some(&v1), &second).await,
+        Err(StoreError::Conflict("a".to_string())),
+        "a stale version conflicts"
+    );
+    let loaded = backend.load("a").await.unwrap().unwrap();
+    assert_eq!(
+        loaded.history.len(),
+        3,
+        "appended, and the failed commit wrote nothing"
+    );
+    assert_eq!(loaded.state.revision, 2);
+}
+
+pub async fn new_execution_replaces_history(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let long = Commit {
+        state: state("b", 1),
+        events: (0..5).map(|i| raised("E", &format!("old{i}"))).collect(),
+        new_execution: true,
+    };
+    let v1 = backend.commit(None, &long).await.unwrap();
+    let mut next = state("b", 2);
+    next.execution_id = "exec-2".to_string();
+    let short = Commit {
+        state: next,
+        events: vec![raised("New", "new0")],
+        new_execution: true,
+    };
+    backend.commit(Some(&v1), &short).await.unwrap();
+    let loaded = backend.load("b").await.unwrap().unwrap();
+    assert_eq!(loaded.state.execution_id, "exec-2");
+    assert_eq!(
+        loaded.history.len(),
+        1,
+        "no rows of the older, longer execution"
+    );
+    assert!(!loaded.message_ids.contains("old4"));
+    assert!(loaded.message_ids.contains("new0"));
+}
+
+pub async fn outbox_round_trips_in_state(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let mut with_outbox = state("c", 1);
+    with_outbox.outbox = vec![
+        message("d", "out-1", None),
+        message("e", "out-2", Some(epoch())),
+    ];
+    let v1 = backend
+        .commit(
+            None,
+            &Commit {
+                state: with_outbox.clone(),
+                events: Vec::new(),
+                new_execution: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(backend.load("c").await.unwrap().unwrap().state, with_outbox);
+    let mut cleared = with_outbox;
+    cleared.outbox.clear();
+    backend
+        .commit(
+            Some(&v1),
+            &Commit {
+                state: cleared,
+                events: Vec::new(),
+                new_execution: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(backend
+        .load("c")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .outbox
+        .is_empty());
+}
+
+pub async fn queue_visibility_receipts_and_delays(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let now_message = message("q", "now", None);
+    let later_message = message("q", "later", Some(epoch() + chrono::TimeDelta::seconds(60)));
+    backend
+        .send(&[now_message.clone(), later_message.clone()])
+        .await
+        .unwrap();
+    let queue = backend.queue_for(&now_message.destination);
+    assert!(matches!(queue, QueueKind::Control(_)));
+    assert!(backend.queues().contains(&queue));
+
+    let first = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "the delayed message is not visible yet");
+    assert_eq!(first[0].message, now_message);
+    assert_eq!(first[0].dequeue_count, 1);
+    assert!(
+        backend
+            .receive(queue, 32, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a received message is hidden"
+    );
+
+    backend
+        .abandon(&first[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            backend.delete(&first[0].receipt).await,
+            Err(StoreError::LostReceipt(_))
+        ),
+        "an abandoned receipt is spent"
+    );
+    let again = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].dequeue_count, 2);
+    backend.delete(&again[0].receipt).await.unwrap();
+
+    subject.advance(Duration::from_secs(61));
+    let delayed = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(delayed.len(), 1);
+    assert_eq!(delayed[0].message, later_message);
+    backend.delete(&delayed[0].receipt).await.unwrap();
+    assert!(backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn work_items_have_their_own_queue(subject: &impl Subject) {
+    let backend = subject.backend();
+    let destination = Destination::WorkItem {
+        instance_id: "w".to_string(),
+        execution_id: "exec-1".to_string(),
+    };
+    assert_eq!(backend.queue_for(&destination), QueueKind::WorkItems);
+    assert!(backend.queues().contains(&QueueKind::WorkItems));
+}
+
+pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let mut newer = state("s-1", 5).summary();
+    newer.status = OrchestrationStatus::Completed;
+    backend.write_summary(&newer).await.unwrap();
+    backend
+        .write_summary(&state("s-1", 4).summary())
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.read_summary("s-1").await.unwrap().unwrap().status,
+        OrchestrationStatus::Completed,
+        "an older revision does not overwrite a newer one"
+    );
+
+    for i in 2..=5 {
+        let mut summary = state(&format!("s-{i}"), 1).summary();
+        summary.created_at = epoch() + chrono::TimeDelta::hours(i);
+        backend.write_summary(&summary).await.unwrap();
+    }
+    backend
+        .write_summary(&state("other", 1).summary())
+        .await
+        .unwrap();
+
+    let mut query = InstanceQuery {
+        instance_id_prefix: Some("s-".to_string()),
+        page_size: 2,
+        ..InstanceQuery::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = backend.query(&query).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|s| s.instance_id));
+        match page.continuation {
+            Some(token) => query.continuation = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["s-1", "s-2", "s-3", "s-4", "s-5"]);
+
+    let completed = backend
+        .query(&InstanceQuery {
+            statuses: vec![OrchestrationStatus::Completed],
+            ..InstanceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.items.len(), 1);
+    let window = backend
+        .query(&InstanceQuery {
+            created_from: Some(epoch() + chrono::TimeDelta::hours(3)),
+            created_to: Some(epoch() + chrono::TimeDelta::hours(4)),
+            ..InstanceQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = window
+        .items
+        .iter()
+        .map(|s| s.instance_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["s-3", "s-4"]);
+}
+
+pub async fn purge_removes_everything(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    backend
+        .commit(
+            None,
+            &Commit {
+                state: state("p", 1),
+                events: vec![raised("E", "m")],
+                new_execution: true,
+            },
+        )
+        .await
+        .unwrap();
+    backend
+        .write_summary(&state("p", 1).summary())
+        .await
+        .unwrap();
+    assert!(backend.purge("p").await.unwrap());
+    assert!(backend.load("p").await.unwrap().is_none());
+    assert!(backend.read_summary("p").await.unwrap().is_none());
+    assert!(
+        !backend.purge("p").await.unwrap(),
+        "purging twice finds nothing"
+    );
+}
