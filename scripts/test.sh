@@ -11,7 +11,7 @@ echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
 echo "==> benchmark binaries, smoke pass"
-cargo test --locked --benches
+cargo test --locked --bench engine
 
 echo "==> cargo test"
 cargo test --locked --lib --bins --tests

@@ -2,7 +2,13 @@
 //! duplicates absorbed, a fault injected before and after every storage call, and several
 //! pumps working one task hub at once.
 
+#[path = "../common/faulty.rs"]
+mod faulty;
 mod harness;
+#[path = "../common/invariants.rs"]
+mod invariants;
+#[path = "../common/workflows.rs"]
+mod workflows;
 
 use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
 use durable_orchestrator::store::backend::Backend;

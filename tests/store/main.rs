@@ -1,10 +1,18 @@
-//! Backend conformance: the same contract checked against every backend (the in-memory one here;
-//! the Azure one against Azurite joins it with the Azure implementation).
+//! Backend conformance: the same contract checked against every backend — the in-memory one,
+//! and the Azure one against a real Azurite this test binary starts.
 
+#[path = "../common/azurite.rs"]
+mod azurite;
 mod conformance;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use durable_orchestrator::store::azure::backend::AzureBackend;
+use durable_orchestrator::store::azure::connection::StorageConnection;
+use durable_orchestrator::store::backend::SystemClock;
+use durable_orchestrator::store::names::TaskHub;
 
 use durable_orchestrator::store::backend::ManualClock;
 use durable_orchestrator::store::memory::MemoryBackend;
@@ -30,23 +38,83 @@ impl conformance::Subject for Memory {
         &self.backend
     }
 
-    fn advance(&self, by: Duration) {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        durable_orchestrator::store::backend::Clock::now(self.clock.as_ref())
+    }
+
+    async fn advance(&self, by: Duration) {
         self.clock.advance(by);
     }
 }
 
-macro_rules! memory_conformance {
+/// One Azurite for the whole binary; the script's owner watch stops it when the process exits.
+fn azurite() -> &'static azurite::Azurite {
+    static AZURITE: OnceLock<azurite::Azurite> = OnceLock::new();
+    AZURITE.get_or_init(azurite::Azurite::start)
+}
+
+/// The Azure backend on its own task hub, so cases never see each other's data.
+struct Azure {
+    backend: AzureBackend,
+}
+
+impl Azure {
+    fn new() -> Self {
+        static HUBS: AtomicUsize = AtomicUsize::new(0);
+        let hub = format!("Conformance{}", HUBS.fetch_add(1, Ordering::SeqCst));
+        let settings = [("AzureWebJobsStorage", azurite().connection_string())];
+        let connection = StorageConnection::from_settings(settings, "AzureWebJobsStorage")
+            .expect("parse the Azurite connection string");
+        let backend = AzureBackend::connect(
+            &connection,
+            TaskHub::new(&hub).expect("valid hub name"),
+            Arc::new(SystemClock),
+        )
+        .expect("clients");
+        Self { backend }
+    }
+}
+
+impl conformance::Subject for Azure {
+    type Backend = AzureBackend;
+
+    fn backend(&self) -> &AzureBackend {
+        &self.backend
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+}
+
+macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                conformance::$case(&Memory::new()).await;
-            }
-        )*
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    conformance::$case(&Memory::new()).await;
+                }
+            )*
+        }
+        mod azure {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    conformance::$case(&Azure::new()).await;
+                }
+            )*
+        }
     };
 }
 
-memory_conformance!(
+conformance!(
     commit_create_load_and_conflict,
     new_execution_replaces_history,
     outbox_round_trips_in_state,

@@ -1,3 +1,8 @@
 //! Azure Storage backend: Tables for state and history, Queues for messages, Blobs for payloads.
 
+pub mod backend;
+pub mod blobs;
 pub mod connection;
+pub mod errors;
+pub mod queues;
+pub mod tables;

@@ -1,0 +1,74 @@
+//! An Azurite owned by a test process: started in memory on free ports through
+//! `scripts/azurite.sh`, stopped on drop, or by the script's owner watch if the process dies
+//! first. Starting fails the test (never skips it) when Azurite cannot start.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use durable_orchestrator::store::azure::connection::{EMULATOR_ACCOUNT, EMULATOR_KEY};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Three ports nothing listens on right now. Binding all three at once keeps them distinct;
+/// another process could still grab one before Azurite does, which azurite.sh reports.
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// A running Azurite: blob, queue and table ports.
+pub struct Azurite {
+    pub ports: [u16; 3],
+}
+
+impl Azurite {
+    /// Starts a fresh in-memory Azurite; panics with the script's output if it cannot.
+    pub fn start() -> Self {
+        let ports = free_ports();
+        let output = Command::new(repo_root().join("scripts/azurite.sh"))
+            .arg("start")
+            .arg("--memory")
+            .args(["--blob-port", &ports[0].to_string()])
+            .args(["--queue-port", &ports[1].to_string()])
+            .args(["--table-port", &ports[2].to_string()])
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .output()
+            .expect("run scripts/azurite.sh");
+        assert!(
+            output.status.success(),
+            "Azurite did not start ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { ports }
+    }
+
+    /// A full connection string with explicit endpoints for this instance.
+    pub fn connection_string(&self) -> String {
+        let [blob, queue, table] = self.ports;
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};\
+             BlobEndpoint=http://127.0.0.1:{blob}/{EMULATOR_ACCOUNT};\
+             QueueEndpoint=http://127.0.0.1:{queue}/{EMULATOR_ACCOUNT};\
+             TableEndpoint=http://127.0.0.1:{table}/{EMULATOR_ACCOUNT};"
+        )
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/azurite.sh"))
+            .args(["stop", "--blob-port", &self.ports[0].to_string()])
+            .output();
+    }
+}

@@ -1,0 +1,165 @@
+//! A fault-injecting, call-counting decorator for any storage backend: it fails exactly one
+//! chosen call, before making it (the process died first) or after (it died before learning the
+//! call succeeded).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use durable_orchestrator::store::backend::{Backend, StoreError};
+use durable_orchestrator::store::model::{
+    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
+    Receipt, Received, Version,
+};
+
+/// Where an injected fault strikes relative to the storage call it targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// The call is not made: the process died just before it.
+    Before,
+    /// The call is made, then the process dies before learning it succeeded.
+    After,
+}
+
+/// Wraps a backend: counts calls by operation and fails exactly one chosen call.
+pub struct Faulty<B> {
+    inner: B,
+    calls: AtomicUsize,
+    fail_at: AtomicUsize,
+    mode: Mutex<FaultMode>,
+    counts: Mutex<std::collections::BTreeMap<&'static str, usize>>,
+}
+
+impl<B: Backend> Faulty<B> {
+    pub fn new(inner: B) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(0),
+            mode: Mutex::new(FaultMode::Before),
+            counts: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// Fails the `call`-th storage call from now on (1-based).
+    pub fn fail_call(&self, call: usize, mode: FaultMode) {
+        *self.mode.lock().unwrap() = mode;
+        self.fail_at
+            .store(self.calls.load(Ordering::SeqCst) + call, Ordering::SeqCst);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        *self.counts.lock().unwrap().entry(operation).or_default() += 1;
+        let number = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let strike = number == self.fail_at.load(Ordering::SeqCst);
+        let mode = *self.mode.lock().unwrap();
+        if strike && mode == FaultMode::Before {
+            return Err(injected(operation));
+        }
+        let result = run.await;
+        if strike {
+            return Err(injected(operation));
+        }
+        result
+    }
+}
+
+fn injected(operation: &str) -> StoreError {
+    StoreError::Transient {
+        operation: operation.to_string(),
+        message: "injected fault".to_string(),
+    }
+}
+
+impl<B: Backend> Backend for Faulty<B> {
+    async fn create_task_hub(&self) -> Result<(), StoreError> {
+        self.call("create_task_hub", self.inner.create_task_hub())
+            .await
+    }
+
+    async fn load(&self, instance_id: &str) -> Result<Option<LoadedInstance>, StoreError> {
+        self.call("load", self.inner.load(instance_id)).await
+    }
+
+    async fn commit(
+        &self,
+        expected: Option<&Version>,
+        commit: &Commit,
+    ) -> Result<Version, StoreError> {
+        self.call("commit", self.inner.commit(expected, commit))
+            .await
+    }
+
+    async fn send(&self, messages: &[Message]) -> Result<(), StoreError> {
+        // One storage operation per message, as queues have no batch put.
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry("send (messages)")
+            .or_default() += messages.len();
+        self.call("send", self.inner.send(messages)).await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueKind,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, StoreError> {
+        self.call("receive", self.inner.receive(queue, max, visibility))
+            .await
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        self.call("delete", self.inner.delete(receipt)).await
+    }
+
+    async fn abandon(&self, receipt: &Receipt, delay: Duration) -> Result<(), StoreError> {
+        self.call("abandon", self.inner.abandon(receipt, delay))
+            .await
+    }
+
+    async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
+        self.call("write_summary", self.inner.write_summary(summary))
+            .await
+    }
+
+    async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
+        self.call("read_summary", self.inner.read_summary(instance_id))
+            .await
+    }
+
+    async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
+        self.call("query", self.inner.query(query)).await
+    }
+
+    async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
+        self.call("purge", self.inner.purge(instance_id)).await
+    }
+
+    fn queue_for(&self, destination: &Destination) -> QueueKind {
+        self.inner.queue_for(destination)
+    }
+
+    fn queues(&self) -> Vec<QueueKind> {
+        self.inner.queues()
+    }
+}

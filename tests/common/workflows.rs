@@ -1,0 +1,96 @@
+//! The orchestrations and activities the runtime tests drive, on any backend.
+
+use std::time::Duration;
+
+use durable_orchestrator::engine::{
+    join_all, ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, Registry,
+};
+
+async fn say_hello(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+    Ok(format!("Hello {name}!"))
+}
+
+/// Calls SayHello five times in sequence.
+async fn hello_sequence(
+    ctx: OrchestrationContext,
+    (): (),
+) -> Result<Vec<String>, OrchestrationError> {
+    let mut out = Vec::new();
+    for city in ["Tokyo", "Seattle", "London", "Cairo", "Lima"] {
+        out.push(ctx.call_activity("SayHello", city).await?);
+    }
+    Ok(out)
+}
+
+/// Fans out to `n` activities, waits a minute, waits for "Go", then calls a child.
+async fn mixed(ctx: OrchestrationContext, n: u32) -> Result<String, OrchestrationError> {
+    let count = greet_all(&ctx, n).await?;
+    ctx.create_timer_after(Duration::from_secs(60)).await;
+    go_then_child(&ctx, count).await
+}
+
+/// Waits for "Go", runs a HelloSequence child, and reports what happened.
+async fn go_then_child(
+    ctx: &OrchestrationContext,
+    count: u32,
+) -> Result<String, OrchestrationError> {
+    let go: String = ctx.wait_for_external_event("Go").await?;
+    let child: Vec<String> = ctx
+        .call_sub_orchestrator("HelloSequence", None, &())
+        .await?;
+    Ok(format!(
+        "{count} greetings, {go}, child said {}",
+        child.len()
+    ))
+}
+
+/// Greets `n` people in parallel; returns how many were greeted.
+async fn greet_all(ctx: &OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
+    let greetings =
+        join_all((0..n).map(|i| ctx.call_activity::<String>("SayHello", &i.to_string()))).await;
+    for greeting in greetings {
+        greeting?;
+    }
+    Ok(n)
+}
+
+/// Counts to `n` with one execution per step.
+async fn counter(ctx: OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
+    let doubled: String = ctx.call_activity("SayHello", &n.to_string()).await?;
+    if n >= 3 {
+        return Ok(doubled.len() as u32);
+    }
+    ctx.continue_as_new(&(n + 1)).await
+}
+
+/// Sleeps twenty days, longer than a queue can delay one message, then reports when it woke.
+async fn long_nap(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    ctx.create_timer_after(Duration::from_secs(20 * 86_400))
+        .await;
+    Ok(ctx.current_utc_datetime().to_rfc3339())
+}
+
+/// Fans out to `n` activities, waits for "Go", then runs a child orchestration.
+async fn fan_in(ctx: OrchestrationContext, n: u32) -> Result<String, OrchestrationError> {
+    let count = greet_all(&ctx, n).await?;
+    go_then_child(&ctx, count).await
+}
+
+/// Waits one second on a durable timer, then greets.
+async fn nap(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    ctx.create_timer_after(Duration::from_secs(1)).await;
+    Ok(ctx.call_activity("SayHello", "after the nap").await?)
+}
+
+pub fn registry() -> Registry {
+    Registry::builder()
+        .orchestrator("FanIn", fan_in)
+        .orchestrator("Nap", nap)
+        .orchestrator("LongNap", long_nap)
+        .orchestrator("HelloSequence", hello_sequence)
+        .orchestrator("Mixed", mixed)
+        .orchestrator("Counter", counter)
+        .activity("SayHello", say_hello)
+        .build()
+        .unwrap()
+}
