@@ -181,6 +181,36 @@ async fn orchestrations_complete_through_azure_queues_and_tables() {
     }
 }
 
+#[tokio::test]
+async fn payloads_beyond_the_storage_limits_round_trip_through_blobs() {
+    for options in [RuntimeOptions::default(), queued()] {
+        let setup = setup(options).await;
+        // 100,000 characters: 200 KB as UTF-16 (Azure's measure for table properties), 300 KB
+        // as UTF-8, so the activity result, the output, the state row and the summary all
+        // exceed the 64 KiB limits, and so does the result message on the queued path.
+        let id = setup
+            .runtime
+            .start("BigOutput", None, &100_000)
+            .await
+            .unwrap();
+        drive(&setup, std::slice::from_ref(&id), Duration::from_secs(30)).await;
+        let (status, output) = output(&setup, &id).await;
+        assert_eq!(status, OrchestrationStatus::Completed);
+        let text: String = serde_json::from_str(&output.unwrap()).unwrap();
+        assert_eq!(text.chars().count(), 100_000);
+        assert!(text.chars().all(|c| c == '€'));
+        let history = setup
+            .backend
+            .inner()
+            .load(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .history;
+        assert_no_duplicates(&history);
+    }
+}
+
 /// Starts `FanIn` and raises its event; returns the instance id.
 async fn start_fan_in(setup: &Setup) -> String {
     let id = setup

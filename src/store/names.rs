@@ -90,7 +90,24 @@ pub struct TaskHub {
     partitions: PartitionCount,
 }
 
+/// The app setting that names the task hub, and the name used when it is not set.
+pub const TASK_HUB_SETTING: &str = "TaskHub";
+pub const DEFAULT_TASK_HUB: &str = "DurableOrchestratorHub";
+
 impl TaskHub {
+    /// The task hub named by the `TaskHub` setting in `settings` (app settings reach the worker
+    /// as environment variables), or [`DEFAULT_TASK_HUB`] when it is absent or blank.
+    pub fn from_settings<K: AsRef<str>, V: AsRef<str>>(
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, TaskHubError> {
+        let configured = settings
+            .into_iter()
+            .find(|(key, _)| key.as_ref().eq_ignore_ascii_case(TASK_HUB_SETTING))
+            .map(|(_, value)| value.as_ref().trim().to_owned())
+            .filter(|value| !value.is_empty());
+        Self::new(configured.as_deref().unwrap_or(DEFAULT_TASK_HUB))
+    }
+
     /// Validates a name from the `TaskHub` setting with the default partition count (4).
     pub fn new(name: &str) -> Result<Self, TaskHubError> {
         Self::with_partitions(name, PartitionCount::default())
@@ -603,5 +620,19 @@ mod tests {
             let id = InstanceId::parse(&id).unwrap();
             prop_assert!(partition_of(id.as_str(), PartitionCount::new(n).unwrap()) < n);
         }
+    }
+
+    #[test]
+    fn task_hub_comes_from_the_setting_or_the_default() {
+        let named = TaskHub::from_settings([("TaskHub", "OrdersHub")]).unwrap();
+        assert_eq!(named.name(), "OrdersHub");
+        let unset = TaskHub::from_settings(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(unset.name(), DEFAULT_TASK_HUB);
+        let blank = TaskHub::from_settings([("taskhub", "  ")]).unwrap();
+        assert_eq!(blank.name(), DEFAULT_TASK_HUB);
+        assert!(matches!(
+            TaskHub::from_settings([("TaskHub", "bad-name")]),
+            Err(TaskHubError::InvalidChar { .. })
+        ));
     }
 }

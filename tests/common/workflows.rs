@@ -82,8 +82,20 @@ async fn nap(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationE
     Ok(ctx.call_activity("SayHello", "after the nap").await?)
 }
 
+/// A text of `chars` characters, each two bytes in UTF-16 and three in UTF-8.
+async fn big(_ctx: ActivityContext, chars: usize) -> Result<String, ActivityError> {
+    Ok("€".repeat(chars))
+}
+
+/// Returns a payload far beyond the queue, table-property and entity limits.
+async fn big_output(ctx: OrchestrationContext, chars: usize) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity("Big", &chars).await?)
+}
+
 pub fn registry() -> Registry {
     Registry::builder()
+        .orchestrator("BigOutput", big_output)
+        .activity("Big", big)
         .orchestrator("FanIn", fan_in)
         .orchestrator("Nap", nap)
         .orchestrator("LongNap", long_nap)

@@ -11,6 +11,7 @@ mod invariants;
 mod workflows;
 
 use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
+use durable_orchestrator::runtime::RuntimeError;
 use durable_orchestrator::store::backend::Backend;
 use durable_orchestrator::store::model::QueueKind;
 
@@ -250,6 +251,69 @@ async fn run_with_fault(queued: bool, call: usize, mode: FaultMode) {
             h.backend.inner().queued(queue).is_empty(),
             "fault at call {call} ({mode:?}): messages left on {queue:?}"
         );
+    }
+}
+
+/// A client operation that fails at any of its storage calls and is retried, as a caller
+/// retries a failed HTTP request, leaves one instance that completes and no duplicate history.
+#[tokio::test]
+async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instance() {
+    let clean = Harness::new().await;
+    let before = clean.backend.calls();
+    clean
+        .runtime
+        .start("HelloSequence", Some("started"), &())
+        .await
+        .unwrap();
+    let start_calls = clean.backend.calls() - before;
+    for call in 1..=start_calls {
+        for mode in [FaultMode::Before, FaultMode::After] {
+            let h = Harness::new().await;
+            h.backend.fail_call(call, mode);
+            if h.runtime
+                .start("HelloSequence", Some("started"), &())
+                .await
+                .is_err()
+            {
+                match h.runtime.start("HelloSequence", Some("started"), &()).await {
+                    // The failed attempt may have got far enough to create it.
+                    Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => {}
+                    Err(error) => panic!("fault at call {call} ({mode:?}): retry failed: {error}"),
+                }
+            }
+            h.drive(10).await;
+            let summary = h.summary("started").await;
+            assert_eq!(
+                summary.status,
+                OrchestrationStatus::Completed,
+                "fault at call {call} ({mode:?}): {summary:?}"
+            );
+            assert_no_duplicates(&h.history("started").await);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fault_during_a_terminate_then_a_retry_terminates_the_instance() {
+    for call in 1..=2 {
+        for mode in [FaultMode::Before, FaultMode::After] {
+            let h = Harness::new().await;
+            let id = h.runtime.start("Mixed", Some("stopped"), &2).await.unwrap();
+            h.drive(1).await;
+            h.backend.fail_call(call, mode);
+            if h.runtime.terminate(&id, "stop").await.is_err() {
+                h.runtime.terminate(&id, "stop").await.unwrap();
+            }
+            h.drive(10).await;
+            let summary = h.summary(&id).await;
+            assert_eq!(
+                summary.status,
+                OrchestrationStatus::Terminated,
+                "fault at call {call} ({mode:?}): {summary:?}"
+            );
+            assert_eq!(summary.output.as_deref(), Some("\"stop\""));
+            assert_no_duplicates(&h.history(&id).await);
+        }
     }
 }
 
