@@ -21,6 +21,9 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 const MAX_GENERATIONS_PER_TURN: usize = 1000;
 /// How long a message for an instance whose start has not been processed yet is deferred.
 const DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// A start that has not been processed this long after a message was sent is not coming (it
+/// went to the poison queue, say): stop deferring the message and drop it.
+const MAX_DEFERRAL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// What to do with the message, decided from the instance as loaded.
 enum Plan {
@@ -101,8 +104,11 @@ impl<B: Backend> Runtime<B> {
                 .read_summary(message.destination.instance_id())
                 .await?
                 .is_some_and(|summary| summary.status == OrchestrationStatus::Pending);
-            return Ok(if pending {
+            let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
+            return Ok(if pending && !waited_too_long {
                 Plan::Defer
+            } else if pending {
+                Plan::Drop("the instance never started", None)
             } else {
                 Plan::Drop("no such instance", None)
             });

@@ -13,7 +13,8 @@ mod workflows;
 use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
 use durable_orchestrator::runtime::RuntimeError;
 use durable_orchestrator::store::backend::Backend;
-use durable_orchestrator::store::model::QueueKind;
+use durable_orchestrator::store::model::{Destination, QueueKind};
+use std::time::Duration;
 
 use harness::{assert_no_duplicates, FaultMode, Harness};
 
@@ -144,6 +145,38 @@ async fn an_event_raised_right_after_start_is_not_lost() {
         summary.output.as_deref(),
         Some("\"1 greetings, early, child said 5\"")
     );
+}
+
+#[tokio::test]
+async fn an_event_for_a_start_that_never_gets_processed_is_deferred_then_dropped() {
+    let h = Harness::new().await;
+    let id = h
+        .runtime
+        .start("HelloSequence", Some("never"), &())
+        .await
+        .unwrap();
+    h.runtime.raise_event(&id, "Go", "early").await.unwrap();
+    // The start message is lost (poisoned, say): only the event is left to process.
+    let queue = h.backend.queue_for(&Destination::Instance {
+        instance_id: id.clone(),
+        execution_id: None,
+    });
+    let received = h.backend.receive(queue, 32, Duration::ZERO).await.unwrap();
+    let start = received
+        .iter()
+        .find(|r| matches!(r.message.event.kind, EventKind::ExecutionStarted { .. }))
+        .unwrap();
+    h.backend.delete(&start.receipt).await.unwrap();
+
+    h.drive(1_000).await;
+
+    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Pending);
+    for queue in h.backend.queues() {
+        assert!(
+            h.backend.inner().queued(queue).is_empty(),
+            "deferral stopped"
+        );
+    }
 }
 
 #[tokio::test]

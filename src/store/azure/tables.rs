@@ -214,7 +214,10 @@ impl Tables {
         };
         let etag = sentinel_value["odata.etag"]
             .as_str()
-            .unwrap_or_default()
+            .ok_or_else(|| StoreError::Permanent {
+                operation: "load state".to_string(),
+                message: "the state row came back without an ETag".to_string(),
+            })?
             .to_string();
         let sentinel: SentinelRow =
             serde_json::from_value(sentinel_value.clone()).map_err(|e| StoreError::Permanent {
