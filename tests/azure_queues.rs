@@ -87,6 +87,7 @@ fn raised(instance_id: &str, id: &str, input: Option<String>) -> Message {
             },
         ),
         deliver_at: None,
+        revision: None,
     }
 }
 
@@ -391,6 +392,7 @@ async fn instances_route_to_their_partitions_control_queue() {
             },
         ),
         deliver_at: None,
+        revision: None,
     });
     hub.queues.send(&messages).await.unwrap();
 

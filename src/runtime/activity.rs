@@ -47,6 +47,7 @@ impl<B: Backend> Runtime<B> {
             },
             event: HistoryEvent::message(self.clock.now(), kind),
             deliver_at: None,
+            revision: None,
         };
         self.backend.send(&[reply]).await?;
         Ok(Disposition::Applied)

@@ -71,6 +71,7 @@ impl<B: Backend> Runtime<B> {
                 },
             ),
             deliver_at: None,
+            revision: Some(revision),
         };
         // The message goes first: a crash before the summary leaves a start that writes it when
         // processed, never a Pending summary with nothing to process.
@@ -157,6 +158,7 @@ impl<B: Backend> Runtime<B> {
             },
             event: HistoryEvent::message(self.clock.now(), kind),
             deliver_at: None,
+            revision: None,
         };
         Ok(self.backend.send(&[message]).await?)
     }

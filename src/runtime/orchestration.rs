@@ -8,12 +8,13 @@ use super::outbox::{action_message, child_not_started, new_id, parent_notificati
 use super::{Disposition, Runtime, RuntimeError};
 use crate::engine::{
     execute, Action, ActivityContext, EventKind, HistoryEvent, OrchestrationInstance,
-    OrchestrationStatus, TurnOutcome,
+    OrchestrationStatus, ParentInstance, TurnOutcome,
 };
 use crate::store::backend::{Backend, StoreError};
 use crate::store::model::{
     Commit, Destination, InstanceState, LoadedInstance, Message, StoredEvent, Version,
 };
+use crate::store::names::InstanceId;
 
 /// Ordinary contention (another worker committed first) is retried inside the invocation.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -24,6 +25,10 @@ const DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// A start that has not been processed this long after a message was sent is not coming (it
 /// went to the poison queue, say): stop deferring the message and drop it.
 const MAX_DEFERRAL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+const MAX_DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How many consumed message ids and execution ids an instance remembers across executions.
+const EARLIER_MESSAGE_IDS: usize = 128;
+const EARLIER_EXECUTION_IDS: usize = 16;
 
 /// What to do with the message, decided from the instance as loaded.
 enum Plan {
@@ -52,15 +57,6 @@ impl<B: Backend> Runtime<B> {
 
     async fn control_once(&self, message: &Message) -> Result<Disposition, RuntimeError> {
         let now = self.clock.now();
-        if let EventKind::TimerFired { fire_at, .. } = &message.event.kind {
-            if *fire_at > now {
-                // A hop of a timer longer than the queue's delay limit: send the next hop.
-                let mut hop = message.clone();
-                hop.deliver_at = Some(timer_hop(*fire_at, now));
-                self.backend.send(&[hop]).await?;
-                return Ok(Disposition::Rearmed);
-            }
-        }
         let instance_id = message.destination.instance_id();
         let loaded = match self.backend.load(instance_id).await? {
             Some(instance) => Some(self.flush_outbox(instance).await?),
@@ -77,13 +73,25 @@ impl<B: Backend> Runtime<B> {
                 Ok(Disposition::Dropped(reason))
             }
             Plan::Defer => {
+                // Back off as the wait grows: a start usually follows within a second.
+                let waited = (now - message.event.timestamp).max(DEFER_DELAY);
                 let mut later = message.clone();
-                later.deliver_at = Some(now + DEFER_DELAY);
+                later.deliver_at = Some(now + waited.min(MAX_DEFER_DELAY));
                 self.backend.send(&[later]).await?;
                 Ok(Disposition::Deferred)
             }
             Plan::NewExecution(previous) => self.run_turn(message, previous, true, now).await,
-            Plan::Apply(instance) => self.run_turn(message, Some(instance), false, now).await,
+            Plan::Apply(instance) => match early_timer(message, now) {
+                // A hop of a timer longer than the queue's delay limit, still awaited by a live
+                // execution (the plan checked): send the next hop.
+                Some(fire_at) => {
+                    let mut hop = message.clone();
+                    hop.deliver_at = Some(timer_hop(fire_at, now));
+                    self.backend.send(&[hop]).await?;
+                    Ok(Disposition::Rearmed)
+                }
+                None => self.run_turn(message, Some(instance), false, now).await,
+            },
         }
     }
 
@@ -97,20 +105,14 @@ impl<B: Backend> Runtime<B> {
             if matches!(message.event.kind, EventKind::ExecutionStarted { .. }) {
                 return Ok(Plan::NewExecution(None));
             }
-            // A client writes the Pending summary after sending the start: a message that
-            // overtook the start waits for it; one for an unknown or purged instance is dropped.
-            let pending = self
-                .backend
-                .read_summary(message.destination.instance_id())
-                .await?
-                .is_some_and(|summary| summary.status == OrchestrationStatus::Pending);
+            // Queues are not FIFO: a message can overtake the start of its instance (a client's
+            // raise right after its start, an event to a child started in the same turn). It
+            // waits for the start, with back-off, for a bounded time; then it is dropped.
             let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
-            return Ok(if pending && !waited_too_long {
-                Plan::Defer
-            } else if pending {
-                Plan::Drop("the instance never started", None)
-            } else {
+            return Ok(if waited_too_long {
                 Plan::Drop("no such instance", None)
+            } else {
+                Plan::Defer
             });
         };
         if let EventKind::ExecutionStarted {
@@ -119,7 +121,13 @@ impl<B: Backend> Runtime<B> {
             ..
         } = &message.event.kind
         {
-            if orchestration_instance.execution_id == instance.state.execution_id {
+            let state = &instance.state;
+            if orchestration_instance.execution_id == state.execution_id
+                || state
+                    .earlier_execution_ids
+                    .contains(&orchestration_instance.execution_id)
+                || state.earlier_message_ids.contains(&message.id)
+            {
                 return Ok(Plan::Drop("duplicate start", Some(instance)));
             }
             if instance.state.status.is_terminal() {
@@ -145,21 +153,28 @@ impl<B: Backend> Runtime<B> {
         } else {
             None
         };
+        let duplicate = instance.message_ids.contains(&message.id)
+            || instance.state.earlier_message_ids.contains(&message.id);
         let reason = reason
-            .or_else(|| {
-                instance
-                    .state
-                    .status
-                    .is_terminal()
-                    .then_some("instance has ended")
-            })
-            .or_else(|| {
-                instance
-                    .message_ids
-                    .contains(&message.id)
-                    .then_some("duplicate message")
-            })
+            .or_else(|| duplicate.then_some("duplicate message"))
             .or_else(|| completion_problem(&message.event.kind, &instance.history));
+        if reason.is_none() && instance.state.status.is_terminal() {
+            // A client that restarts an ended id and raises an event at once: the event may
+            // overtake the new start, whose Pending summary names a new execution. Wait for it.
+            let restarting = self
+                .backend
+                .read_summary(&instance.state.instance_id)
+                .await?
+                .is_some_and(|summary| {
+                    summary.status == OrchestrationStatus::Pending
+                        && summary.execution_id != instance.state.execution_id
+                });
+            let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
+            if restarting && !waited_too_long {
+                return Ok(Plan::Defer);
+            }
+            return Ok(Plan::Drop("instance has ended", Some(instance)));
+        }
         Ok(match reason {
             Some(reason) => Plan::Drop(reason, Some(instance)),
             None => Plan::Apply(instance),
@@ -175,14 +190,28 @@ impl<B: Backend> Runtime<B> {
     ) -> Result<Disposition, RuntimeError> {
         let instance_id = message.destination.instance_id().to_string();
         let expected = previous.as_ref().map(|p| p.version.clone());
+        // Message ids consumed by this execution so far (its history's) plus this one: kept in
+        // the state if the execution ends by continuing as new.
+        let mut consumed: Vec<String> = match &previous {
+            Some(previous) if !new_execution => previous.message_ids.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        consumed.push(message.id.clone());
         let (mut state, mut history) = match previous {
             Some(previous) if !new_execution => (previous.state, previous.history),
             previous => {
-                let revision = previous.map_or(0, |p| p.state.revision) + 1;
-                (
-                    start_state(&instance_id, &message.event, revision, now)?,
-                    Vec::new(),
-                )
+                // Above both the previous execution and the client's Pending summary.
+                let revision = previous
+                    .as_ref()
+                    .map_or(0, |p| p.state.revision)
+                    .max(message.revision.unwrap_or(0))
+                    + 1;
+                let mut state = start_state(&instance_id, &message.event, revision, now)?;
+                if let Some(previous) = previous {
+                    let ids = previous.message_ids.into_iter().collect();
+                    remember_execution(&mut state, &previous.state, ids);
+                }
+                (state, Vec::new())
             }
         };
         let summary_before = state.summary();
@@ -212,12 +241,13 @@ impl<B: Backend> Runtime<B> {
                 && !activities.is_empty()
                 && activities.len() <= self.options.max_inline_fan_out
                 && activities.len() <= inline_budget;
-            outbox.extend(
-                turn.actions
-                    .iter()
-                    .filter(|action| !(run_inline && matches!(action, Action::ScheduleTask { .. })))
-                    .map(|action| action_message(&me, &state.name, action, now)),
-            );
+            for action in turn
+                .actions
+                .iter()
+                .filter(|action| !(run_inline && matches!(action, Action::ScheduleTask { .. })))
+            {
+                outbox.extend(outbound(&me, &state.name, action, now));
+            }
             if run_inline {
                 history.extend(turn.history_delta.iter().cloned());
             }
@@ -283,7 +313,10 @@ impl<B: Backend> Runtime<B> {
             if generations >= MAX_GENERATIONS_PER_TURN {
                 return Err(RuntimeError::RunawayContinueAsNew(instance_id));
             }
-            // The next execution starts at once, in this same commit, over a fresh history.
+            // The next execution starts at once, in this same commit, over a fresh history; the
+            // ending one's message ids and id are remembered so redeliveries stay duplicates.
+            let ending = state.clone();
+            remember_execution(&mut state, &ending, std::mem::take(&mut consumed));
             state.execution_id = new_id();
             state.input = input.clone();
             history.clear();
@@ -374,6 +407,69 @@ impl<B: Backend> Runtime<B> {
     }
 }
 
+/// The fire time of a timer message that arrived before it (an intermediate hop).
+fn early_timer(message: &Message, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match &message.event.kind {
+        EventKind::TimerFired { fire_at, .. } if *fire_at > now => Some(*fire_at),
+        _ => None,
+    }
+}
+
+/// Records an execution that is ending (restart or continue-as-new) in the state that follows.
+fn remember_execution(state: &mut InstanceState, ending: &InstanceState, consumed: Vec<String>) {
+    state.earlier_message_ids = ending.earlier_message_ids.clone();
+    state.earlier_message_ids.extend(consumed);
+    let excess = state
+        .earlier_message_ids
+        .len()
+        .saturating_sub(EARLIER_MESSAGE_IDS);
+    state.earlier_message_ids.drain(..excess);
+    state.earlier_execution_ids = ending.earlier_execution_ids.clone();
+    state
+        .earlier_execution_ids
+        .push(ending.execution_id.clone());
+    let excess = state
+        .earlier_execution_ids
+        .len()
+        .saturating_sub(EARLIER_EXECUTION_IDS);
+    state.earlier_execution_ids.drain(..excess);
+}
+
+/// The message an action sends. A sub-orchestration aimed at an id the store cannot hold fails
+/// the parent's task at once, and such an event is dropped, rather than sending a message that
+/// could never be stored.
+fn outbound(
+    me: &OrchestrationInstance,
+    name: &str,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let target = match action {
+        Action::CreateSubOrchestration {
+            id, instance_id, ..
+        } => Some((Some(*id), instance_id)),
+        Action::SendEvent { instance_id, .. } => Some((None, instance_id)),
+        _ => None,
+    };
+    if let Some((task, target)) = target {
+        if let Err(error) = InstanceId::parse(target) {
+            let parent = ParentInstance {
+                name: name.to_string(),
+                version: None,
+                orchestration_instance: me.clone(),
+                task_schedule_id: task.unwrap_or(-1),
+            };
+            let reason = format!("cannot address instance '{target}': {error}");
+            if task.is_some() {
+                return Some(child_not_started(&parent, reason, now));
+            }
+            tracing::warn!("{reason}; the event is dropped");
+            return None;
+        }
+    }
+    Some(action_message(me, name, action, now))
+}
+
 /// Why a completion cannot be applied: it completes a task history already completed, or one
 /// history never scheduled (both are duplicates or strays of an at-least-once queue).
 fn completion_problem(kind: &EventKind, history: &[HistoryEvent]) -> Option<&'static str> {
@@ -425,6 +521,8 @@ fn start_state(
         // One below what the first commit writes, which the client's Pending summary may hold.
         revision,
         outbox: Vec::new(),
+        earlier_message_ids: Vec::new(),
+        earlier_execution_ids: Vec::new(),
     })
 }
 

@@ -110,6 +110,7 @@ pub fn action_message(
         destination,
         event,
         deliver_at,
+        revision: None,
     }
 }
 
@@ -167,5 +168,6 @@ fn to_parent(parent: &ParentInstance, kind: EventKind, now: DateTime<Utc>) -> Me
         },
         event: HistoryEvent::message(now, kind),
         deliver_at: None,
+        revision: None,
     }
 }

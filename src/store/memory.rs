@@ -77,6 +77,11 @@ impl MemoryBackend {
             .unwrap_or_default()
     }
 
+    /// How many instances have state (for tests and diagnostics).
+    pub fn instance_count(&self) -> usize {
+        self.lock().instances.len()
+    }
+
     /// Messages waiting on a queue, visible or not (for tests and diagnostics).
     pub fn queued(&self, queue: QueueKind) -> Vec<Message> {
         self.lock()

@@ -46,6 +46,10 @@ pub struct Message {
     /// Not deliverable before this time (durable timers); `None` means at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_at: Option<DateTime<Utc>>,
+    /// On a client's start: the revision of the Pending summary the client wrote, which the new
+    /// execution's commits must exceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// The state of an instance: the source of truth every write is guarded on.
@@ -75,6 +79,14 @@ pub struct InstanceState {
     /// Messages a committed turn decided to send that may not have been sent yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<Message>,
+    /// Ids of messages consumed by earlier executions (most recent last, bounded): history no
+    /// longer holds them after continue-as-new, but their redeliveries must still be dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_message_ids: Vec<MessageId>,
+    /// Earlier execution ids of this instance (most recent last, bounded), so a redelivered start
+    /// of one of them is recognised as a duplicate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_execution_ids: Vec<String>,
 }
 
 impl InstanceState {

@@ -92,8 +92,54 @@ async fn big_output(ctx: OrchestrationContext, chars: usize) -> Result<String, O
     Ok(ctx.call_activity("Big", &chars).await?)
 }
 
+/// Waits for "Add" and adds it to the total, one execution per event, until 100 is reached.
+async fn accumulate(ctx: OrchestrationContext, total: u32) -> Result<u32, OrchestrationError> {
+    let add: u32 = ctx.wait_for_external_event("Add").await?;
+    let total = total + add;
+    if total >= 100 {
+        return Ok(total);
+    }
+    ctx.continue_as_new(&total).await
+}
+
+/// Runs `Counter` as the child "the-child".
+async fn counter_parent(ctx: OrchestrationContext, (): ()) -> Result<u32, OrchestrationError> {
+    Ok(ctx
+        .call_sub_orchestrator("Counter", Some("the-child"), &0u32)
+        .await?)
+}
+
+/// Waits for "Wake" and returns its payload.
+async fn sleeper(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    Ok(ctx.wait_for_external_event::<String>("Wake").await?)
+}
+
+/// Starts a child, wakes it with an event sent in the same turn, and returns what it heard.
+async fn wake_child(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    let child = ctx.call_sub_orchestrator::<String>("Sleeper", Some("kid"), &());
+    ctx.send_event("kid", "Wake", "hello, kid")?;
+    Ok(child.await?)
+}
+
+/// Calls a child under an id no store can hold; reports the error.
+async fn bad_child(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    let id = "x".repeat(300);
+    match ctx
+        .call_sub_orchestrator::<()>("Sleeper", Some(&id), &())
+        .await
+    {
+        Ok(()) => Ok("started".to_string()),
+        Err(error) => Ok(error.to_string()),
+    }
+}
+
 pub fn registry() -> Registry {
     Registry::builder()
+        .orchestrator("Accumulate", accumulate)
+        .orchestrator("CounterParent", counter_parent)
+        .orchestrator("Sleeper", sleeper)
+        .orchestrator("WakeChild", wake_child)
+        .orchestrator("BadChild", bad_child)
         .orchestrator("BigOutput", big_output)
         .activity("Big", big)
         .orchestrator("FanIn", fan_in)

@@ -7,6 +7,7 @@ mod faulty;
 mod harness;
 #[path = "../common/invariants.rs"]
 mod invariants;
+mod redelivery;
 #[path = "../common/workflows.rs"]
 mod workflows;
 

@@ -30,6 +30,8 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
         completed_at: None,
         revision,
         outbox: Vec::new(),
+        earlier_message_ids: Vec::new(),
+        earlier_execution_ids: Vec::new(),
     }
 }
 
@@ -65,6 +67,7 @@ fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Me
             },
         ),
         deliver_at,
+        revision: None,
     }
 }
 

@@ -455,6 +455,7 @@ mod tests {
                 },
             ),
             deliver_at: None,
+            revision: None,
         }
     }
 
