@@ -159,6 +159,93 @@ pub async fn new_execution_replaces_history(subject: &impl Subject) {
     assert!(loaded.message_ids.contains("new0"));
 }
 
+/// Commits beyond one transaction (Azure: 100 operations) load back whole and in order.
+pub async fn large_commits_load_back_in_order(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let events = |from: usize, count: usize| -> Vec<StoredEvent> {
+        (from..from + count)
+            .map(|i| raised(&format!("E{i}"), &format!("m{i}")))
+            .collect()
+    };
+    let names = |history: &[HistoryEvent]| -> Vec<String> {
+        history
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::EventRaised { name, .. } => name.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    let expected = |from: usize, count: usize| -> Vec<String> {
+        (from..from + count).map(|i| format!("E{i}")).collect()
+    };
+
+    let v1 = backend
+        .commit(
+            None,
+            &Commit {
+                state: state("big", 1),
+                events: events(0, 250),
+                new_execution: true,
+            },
+        )
+        .await
+        .unwrap();
+    let loaded = backend.load("big").await.unwrap().unwrap();
+    assert_eq!(names(&loaded.history), expected(0, 250));
+    assert!(loaded.message_ids.contains("m249"));
+
+    let v2 = backend
+        .commit(
+            Some(&v1),
+            &Commit {
+                state: state("big", 2),
+                events: events(250, 150),
+                new_execution: false,
+            },
+        )
+        .await
+        .unwrap();
+    let loaded = backend.load("big").await.unwrap().unwrap();
+    assert_eq!(names(&loaded.history), expected(0, 400));
+
+    let mut next = state("big", 3);
+    next.execution_id = "exec-2".to_string();
+    assert_eq!(
+        backend
+            .commit(
+                Some(&v1),
+                &Commit {
+                    state: next.clone(),
+                    events: events(1000, 120),
+                    new_execution: true,
+                },
+            )
+            .await,
+        Err(StoreError::Conflict("big".to_string())),
+        "a stale large commit changes nothing"
+    );
+    assert_eq!(
+        names(&backend.load("big").await.unwrap().unwrap().history),
+        expected(0, 400)
+    );
+    backend
+        .commit(
+            Some(&v2),
+            &Commit {
+                state: next,
+                events: events(1000, 120),
+                new_execution: true,
+            },
+        )
+        .await
+        .unwrap();
+    let loaded = backend.load("big").await.unwrap().unwrap();
+    assert_eq!(names(&loaded.history), expected(1000, 120));
+    assert!(!loaded.message_ids.contains("m5"));
+}
+
 pub async fn outbox_round_trips_in_state(subject: &impl Subject) {
     let backend = subject.backend();
     backend.create_task_hub().await.unwrap();

@@ -117,6 +117,7 @@ macro_rules! conformance {
 conformance!(
     commit_create_load_and_conflict,
     new_execution_replaces_history,
+    large_commits_load_back_in_order,
     outbox_round_trips_in_state,
     queue_visibility_receipts_and_delays,
     work_items_have_their_own_queue,

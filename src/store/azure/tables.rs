@@ -48,6 +48,10 @@ struct HistoryRow {
     event: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     event_blob: Option<String>,
+    /// A bundle row stands for the rows in this blob (a JSON array of rows): the overflow of a
+    /// commit too large for one transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bundle_blob: Option<String>,
 }
 
 /// The state row: its ETag is the instance's version.
@@ -250,18 +254,23 @@ impl Tables {
                 .enumerate()
                 .all(|(i, (index, _))| i == *index as usize);
         if !contiguous {
-            return Err(StoreError::Permanent {
-                operation: "load history".to_string(),
-                message: format!(
-                    "instance '{instance_id}' has {} of its {} history rows",
-                    events.len(),
-                    sentinel.history_length
-                ),
-            });
+            // Commits are single transactions, so a gap means a commit landed between the pages
+            // of this read: read again.
+            return Err(StoreError::Conflict(instance_id.to_string()));
         }
-        let mut history = Vec::with_capacity(events.len());
-        let mut message_ids = std::collections::HashSet::new();
+        let mut rows = Vec::with_capacity(events.len());
         for (_, row) in events {
+            match &row.bundle_blob {
+                Some(name) => {
+                    let text = self.inline_or_blob("", Some(name)).await?;
+                    rows.extend(from_json::<Vec<HistoryRow>>("history bundle", &text)?);
+                }
+                None => rows.push(row),
+            }
+        }
+        let mut history = Vec::with_capacity(rows.len());
+        let mut message_ids = std::collections::HashSet::new();
+        for row in rows {
             let text = self
                 .inline_or_blob(&row.event, row.event_blob.as_deref())
                 .await?;
@@ -276,6 +285,10 @@ impl Tables {
         }))
     }
 
+    /// One entity-group transaction: the new history rows and the sentinel (insert for a new
+    /// instance, update under If-Match otherwise). Rows that do not fit in the transaction go to
+    /// one blob, written first, which a single bundle row in the transaction points to; so a
+    /// commit is always all-or-nothing, whoever else writes the instance.
     pub async fn commit(
         &self,
         expected: Option<&Version>,
@@ -290,22 +303,44 @@ impl Tables {
             }
             None => (0, None),
         };
+        let execution_id = &commit.state.execution_id;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let mut rows = Vec::with_capacity(commit.events.len());
         for (offset, stored) in commit.events.iter().enumerate() {
             let index = start + u32::try_from(offset).unwrap_or(u32::MAX);
             rows.push(
-                self.history_row(
-                    &partition_key,
-                    &commit.state.execution_id,
-                    index,
-                    stored,
-                    &suffix,
-                )
-                .await?,
+                self.history_row(&partition_key, execution_id, index, stored, &suffix)
+                    .await?,
             );
         }
-        let length = start + u32::try_from(commit.events.len()).unwrap_or(u32::MAX);
+        let inline = inline_rows(&rows);
+        if inline < rows.len() {
+            let overflow = rows.split_off(inline);
+            let index = start + u32::try_from(inline).unwrap_or(u32::MAX);
+            let name = format!(
+                "{partition_key}/bundle-{execution_id}-{}-{suffix}.json",
+                row_key(index)
+            );
+            self.blobs
+                .put(&name, json("history bundle", &overflow)?.into_bytes())
+                .await?;
+            rows.push(HistoryRow {
+                partition_key: partition_key.clone(),
+                row_key: row_key(index),
+                execution_id: execution_id.clone(),
+                event_type: "Bundle".to_string(),
+                event_id: -1,
+                timestamp: overflow
+                    .first()
+                    .map(|row| row.timestamp.clone())
+                    .unwrap_or_default(),
+                message_id: None,
+                event: String::new(),
+                event_blob: None,
+                bundle_blob: Some(name),
+            });
+        }
+        let length = start + u32::try_from(rows.len()).unwrap_or(u32::MAX);
         let state_text = json("instance state", &commit.state)?;
         let blob_name = format!(
             "{partition_key}/state-{}-{suffix}.json",
@@ -315,67 +350,56 @@ impl Tables {
         let sentinel = SentinelRow {
             partition_key: partition_key.clone(),
             row_key: SENTINEL.to_string(),
-            execution_id: commit.state.execution_id.clone(),
+            execution_id: execution_id.clone(),
             history_length: length,
             state,
             state_blob,
         };
 
-        // Rows beyond the committed length are invisible to readers, so earlier batches may be
-        // written ahead; the batch carrying the sentinel is the commit point.
-        let batches = plan_batches(&rows);
-        let partition = self
+        let mut transaction = self
             .history
-            .partition_key_client(odata_escape(&partition_key).into_owned());
-        let last = batches.len().saturating_sub(1);
-        let mut new_etag = None;
-        for (number, batch) in batches.iter().enumerate() {
-            let mut transaction = partition.transaction();
-            for row in batch.iter() {
-                transaction = transaction
-                    .insert_or_replace(row.row_key.clone(), row)
-                    .map_err(|e| classify("commit", e))?;
-            }
-            if number == last {
-                transaction = match &etag {
-                    None => transaction.insert(&sentinel),
-                    Some(etag) => transaction.update(
-                        SENTINEL,
-                        &sentinel,
-                        Some(IfMatchCondition::Etag(etag.clone())),
-                    ),
-                }
+            .partition_key_client(odata_escape(&partition_key).into_owned())
+            .transaction();
+        for row in &rows {
+            transaction = transaction
+                .insert_or_replace(row.row_key.clone(), row)
                 .map_err(|e| classify("commit", e))?;
-            }
-            let response = transaction.await.map_err(|e| classify("commit", e))?;
-            if let Some((index, code)) =
-                failed_operation(response.operation_responses.iter().map(|r| r.status_code))
-            {
-                // G5: a failed changeset still comes back Ok; nothing in it was applied. The
-                // history rows are upserts, so only the sentinel's insert or If-Match can clash.
-                return Err(match code {
-                    409 | 412 => StoreError::Conflict(instance_id.clone()),
-                    429 | 500 | 503 | 504 => StoreError::Transient {
-                        operation: "commit".to_string(),
-                        message: format!("batch operation {index} failed with {code}"),
-                    },
-                    _ => StoreError::Permanent {
-                        operation: "commit".to_string(),
-                        message: format!("batch operation {index} failed with {code}"),
-                    },
-                });
-            }
-            if number == last {
-                new_etag = response
-                    .operation_responses
-                    .last()
-                    .and_then(|r| r.etag.clone());
-            }
         }
-        let etag = new_etag.ok_or_else(|| StoreError::Permanent {
-            operation: "commit".to_string(),
-            message: "the service returned no ETag for the state row".to_string(),
-        })?;
+        transaction = match &etag {
+            None => transaction.insert(&sentinel),
+            Some(etag) => transaction.update(
+                SENTINEL,
+                &sentinel,
+                Some(IfMatchCondition::Etag(etag.clone())),
+            ),
+        }
+        .map_err(|e| classify("commit", e))?;
+        let response = transaction.await.map_err(|e| classify("commit", e))?;
+        if let Some((index, code)) =
+            failed_operation(response.operation_responses.iter().map(|r| r.status_code))
+        {
+            // G5: a failed changeset still comes back Ok; nothing in it was applied. The
+            // history rows are upserts, so only the sentinel's insert or If-Match can clash.
+            return Err(match code {
+                409 | 412 => StoreError::Conflict(instance_id.clone()),
+                429 | 500 | 503 | 504 => StoreError::Transient {
+                    operation: "commit".to_string(),
+                    message: format!("batch operation {index} failed with {code}"),
+                },
+                _ => StoreError::Permanent {
+                    operation: "commit".to_string(),
+                    message: format!("batch operation {index} failed with {code}"),
+                },
+            });
+        }
+        let etag = response
+            .operation_responses
+            .last()
+            .and_then(|r| r.etag.clone())
+            .ok_or_else(|| StoreError::Permanent {
+                operation: "commit".to_string(),
+                message: "the service returned no ETag for the state row".to_string(),
+            })?;
         Ok(version(length, etag.as_ref()))
     }
 
@@ -404,6 +428,7 @@ impl Tables {
             message_id: stored.message_id.clone(),
             event,
             event_blob,
+            bundle_blob: None,
         })
     }
 
@@ -564,24 +589,17 @@ impl Tables {
     }
 }
 
-/// Splits history rows into transactions that respect Azure's operation and size limits,
-/// keeping one operation free in the last batch for the sentinel.
-fn plan_batches(rows: &[HistoryRow]) -> Vec<Vec<&HistoryRow>> {
-    let mut batches: Vec<Vec<&HistoryRow>> = vec![Vec::new()];
+/// How many leading rows fit in one transaction beside a bundle row and the sentinel: at most
+/// 98, and about 3 MiB (Azure allows 100 operations and 4 MiB).
+fn inline_rows(rows: &[HistoryRow]) -> usize {
     let mut bytes = 0;
-    for row in rows {
-        let size = 1024 + utf16_bytes(&row.event);
-        let current = batches.last().map_or(0, Vec::len);
-        if current + 1 >= MAX_BATCH_OPERATIONS || bytes + size > MAX_BATCH_BYTES {
-            batches.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += size;
-        if let Some(batch) = batches.last_mut() {
-            batch.push(row);
+    for (count, row) in rows.iter().enumerate() {
+        bytes += 1024 + utf16_bytes(&row.event);
+        if count + 2 >= MAX_BATCH_OPERATIONS || bytes > MAX_BATCH_BYTES {
+            return count;
         }
     }
-    batches
+    rows.len()
 }
 
 /// The OData filter for a summary query (every value escaped, G7).
@@ -652,23 +670,29 @@ mod tests {
             message_id: None,
             event: "x".repeat(event_len),
             event_blob: None,
+            bundle_blob: None,
         }
     }
 
     #[test]
-    fn batches_keep_room_for_the_sentinel_and_stay_under_the_size_limit() {
+    fn a_transaction_keeps_room_for_a_bundle_row_and_the_sentinel_and_stays_small() {
         let small: Vec<HistoryRow> = (0..250).map(|_| row(10)).collect();
-        let sizes: Vec<usize> = plan_batches(&small).iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![99, 99, 52]);
-        let large: Vec<HistoryRow> = (0..100).map(|_| row(30_000)).collect();
-        for batch in plan_batches(&large) {
-            let bytes: usize = batch.iter().map(|r| 1024 + utf16_bytes(&r.event)).sum();
-            assert!(bytes <= MAX_BATCH_BYTES);
-        }
+        assert_eq!(inline_rows(&small), 98);
         assert_eq!(
-            plan_batches(&[]).len(),
-            1,
-            "the sentinel alone still gets a batch"
+            inline_rows(&small[..98]),
+            98,
+            "exactly full needs no bundle"
+        );
+        assert_eq!(inline_rows(&small[..10]), 10);
+        let large: Vec<HistoryRow> = (0..100).map(|_| row(30_000)).collect();
+        let fits = inline_rows(&large);
+        let bytes: usize = large[..fits]
+            .iter()
+            .map(|r| 1024 + utf16_bytes(&r.event))
+            .sum();
+        assert!(
+            bytes <= MAX_BATCH_BYTES && fits < 100,
+            "{fits} rows, {bytes} bytes"
         );
     }
 
