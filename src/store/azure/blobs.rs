@@ -88,7 +88,7 @@ impl Blobs {
         // would make the future lose `Send`, which the Backend trait requires.
         let mut results: Vec<Result<bool, StoreError>> = Vec::with_capacity(names.len());
         for chunk in names.chunks(DELETE_CONCURRENCY) {
-            let deletes: Vec<_> = chunk.iter().map(|name| self.delete_one(name)).collect();
+            let deletes: Vec<_> = chunk.iter().map(|name| self.delete(name)).collect();
             results.extend(futures::future::join_all(deletes).await);
         }
         let mut deleted = 0;
@@ -103,7 +103,7 @@ impl Blobs {
 
 impl Blobs {
     /// Deletes one blob; `false` if it was already gone.
-    async fn delete_one(&self, name: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
         match self.container.blob_client(name.to_string()).delete().await {
             Ok(_) => Ok(true),
             Err(e) if is_missing_blob(&e) => Ok(false),

@@ -92,21 +92,37 @@ pub struct Tables {
     blobs: Blobs,
 }
 
-/// `{history length}:{sentinel ETag}`: the runtime treats it as opaque; the length tells the next
-/// commit where its rows go.
-fn version(length: u32, etag: &str) -> Version {
-    Version(format!("{length}:{etag}"))
+/// What a version tells the next commit: where its rows go, the state blob it supersedes, and
+/// the sentinel ETag its write is conditional on.
+struct VersionParts {
+    length: u32,
+    state_blob: Option<String>,
+    etag: Etag,
 }
 
-fn parse_version(version: &Version) -> Result<(u32, Etag), StoreError> {
-    let (length, etag) = version
-        .0
-        .split_once(':')
-        .ok_or_else(|| StoreError::InvalidInput(format!("not an Azure version: {}", version.0)))?;
-    let length = length
-        .parse()
-        .map_err(|_| StoreError::InvalidInput(format!("not an Azure version: {}", version.0)))?;
-    Ok((length, Etag::from(etag.to_string())))
+/// `{history length}\n{state blob or nothing}\n{sentinel ETag}`: opaque to the runtime. Blob
+/// names may hold ':' (from instance ids), ETags too, but neither holds a newline.
+fn version(length: u32, state_blob: Option<&str>, etag: &str) -> Version {
+    Version(format!(
+        "{length}\n{}\n{etag}",
+        state_blob.unwrap_or_default()
+    ))
+}
+
+fn parse_version(version: &Version) -> Result<VersionParts, StoreError> {
+    let invalid = || StoreError::InvalidInput(format!("not an Azure version: {:?}", version.0));
+    let mut parts = version.0.splitn(3, '\n');
+    let length = parts
+        .next()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(invalid)?;
+    let state_blob = parts.next().ok_or_else(invalid)?;
+    let etag = parts.next().ok_or_else(invalid)?;
+    Ok(VersionParts {
+        length,
+        state_blob: (!state_blob.is_empty()).then(|| state_blob.to_string()),
+        etag: Etag::from(etag.to_string()),
+    })
 }
 
 fn utf16_bytes(text: &str) -> usize {
@@ -181,13 +197,11 @@ impl Tables {
         let Some(name) = blob else {
             return Ok(inline.to_string());
         };
-        let bytes = self
-            .blobs
-            .get(name)
-            .await?
-            .ok_or_else(|| StoreError::Permanent {
-                operation: "read blob".to_string(),
-                message: format!("payload blob '{name}' is missing"),
+        // Payload blobs are deleted only once a newer write superseded them (or by a purge): a
+        // missing one means the row read is already stale, so read again.
+        let bytes =
+            self.blobs.get(name).await?.ok_or_else(|| {
+                StoreError::Conflict(format!("payload blob '{name}' was superseded"))
             })?;
         String::from_utf8(bytes).map_err(|e| StoreError::Permanent {
             operation: "read blob".to_string(),
@@ -281,7 +295,11 @@ impl Tables {
             state,
             history,
             message_ids,
-            version: version(sentinel.history_length, &etag),
+            version: version(
+                sentinel.history_length,
+                sentinel.state_blob.as_deref(),
+                &etag,
+            ),
         }))
     }
 
@@ -296,12 +314,17 @@ impl Tables {
     ) -> Result<Version, StoreError> {
         let instance_id = &commit.state.instance_id;
         let partition_key = escape_key(instance_id).into_owned();
-        let (start, etag) = match expected {
+        let (start, etag, superseded_blob) = match expected {
             Some(expected) => {
-                let (length, etag) = parse_version(expected)?;
-                (if commit.new_execution { 0 } else { length }, Some(etag))
+                let parts = parse_version(expected)?;
+                let start = if commit.new_execution {
+                    0
+                } else {
+                    parts.length
+                };
+                (start, Some(parts.etag), parts.state_blob)
             }
-            None => (0, None),
+            None => (0, None, None),
         };
         let execution_id = &commit.state.execution_id;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -347,6 +370,7 @@ impl Tables {
             commit.state.revision
         );
         let (state, state_blob) = self.offload(blob_name, state_text).await?;
+        let new_state_blob = state_blob.clone();
         let sentinel = SentinelRow {
             partition_key: partition_key.clone(),
             row_key: SENTINEL.to_string(),
@@ -381,7 +405,8 @@ impl Tables {
             // G5: a failed changeset still comes back Ok; nothing in it was applied. The
             // history rows are upserts, so only the sentinel's insert or If-Match can clash.
             return Err(match code {
-                409 | 412 => StoreError::Conflict(instance_id.clone()),
+                // 404: the instance was purged since it was loaded.
+                404 | 409 | 412 => StoreError::Conflict(instance_id.clone()),
                 429 | 500 | 503 | 504 => StoreError::Transient {
                     operation: "commit".to_string(),
                     message: format!("batch operation {index} failed with {code}"),
@@ -400,7 +425,13 @@ impl Tables {
                 operation: "commit".to_string(),
                 message: "the service returned no ETag for the state row".to_string(),
             })?;
-        Ok(version(length, etag.as_ref()))
+        if let Some(old) = superseded_blob.filter(|old| Some(old) != new_state_blob.as_ref()) {
+            // Best effort: a leftover blob costs storage, not correctness; purge removes it.
+            if let Err(error) = self.blobs.delete(&old).await {
+                tracing::warn!("could not delete superseded state blob '{old}': {error}");
+            }
+        }
+        Ok(version(length, new_state_blob.as_deref(), etag.as_ref()))
     }
 
     async fn history_row(
@@ -471,13 +502,17 @@ impl Tables {
             .partition_key_client(odata_escape(&partition_key).into_owned())
             .entity_client("");
         for _ in 0..SUMMARY_WRITE_ATTEMPTS {
+            let mut superseded = None;
             let written = match self.read_summary_row(&summary.instance_id).await? {
                 Some((stored, _)) if stored.revision >= summary.revision => return Ok(()),
-                Some((_, etag)) => entity
-                    .update(&row, IfMatchCondition::Etag(etag))
-                    .map_err(|e| classify("write summary", e))?
-                    .await
-                    .map(|_| ()),
+                Some((stored, etag)) => {
+                    superseded = stored.summary_blob;
+                    entity
+                        .update(&row, IfMatchCondition::Etag(etag))
+                        .map_err(|e| classify("write summary", e))?
+                        .await
+                        .map(|_| ())
+                }
                 None => self
                     .instances
                     .insert::<_, Value>(&row)
@@ -487,7 +522,18 @@ impl Tables {
                     .map(|_| ()),
             };
             match written {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Some(old) =
+                        superseded.filter(|old| Some(old) != row.summary_blob.as_ref())
+                    {
+                        if let Err(error) = self.blobs.delete(&old).await {
+                            tracing::warn!(
+                                "could not delete superseded summary blob '{old}': {error}"
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
                 // Another writer got there first: re-read and compare revisions again.
                 Err(error) if matches!(status(&error), Some(409 | 412)) => continue,
                 Err(error) => return Err(classify("write summary", error)),
@@ -507,10 +553,17 @@ impl Tables {
         &self,
         instance_id: &str,
     ) -> Result<Option<InstanceSummary>, StoreError> {
-        match self.read_summary_row(instance_id).await? {
-            Some((row, _)) => Ok(Some(self.decode_summary(&row).await?)),
-            None => Ok(None),
+        // A newer write may supersede (and delete) the blob between the two reads: read again.
+        for _ in 0..SUMMARY_WRITE_ATTEMPTS {
+            let Some((row, _)) = self.read_summary_row(instance_id).await? else {
+                return Ok(None);
+            };
+            match self.decode_summary(&row).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other.map(Some),
+            }
         }
+        Err(StoreError::Conflict(instance_id.to_string()))
     }
 
     pub async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
@@ -698,9 +751,15 @@ mod tests {
 
     #[test]
     fn versions_carry_the_history_length() {
-        let (length, etag) = parse_version(&version(42, "W/\"datetime'x'\"")).unwrap();
-        assert_eq!(length, 42);
-        assert_eq!(etag.as_ref(), "W/\"datetime'x'\"");
+        let etag = "W/\"datetime'2026-01-01T00%3A00%3A00Z'\"";
+        let parts = parse_version(&version(42, Some("a:b/state-1.json"), etag)).unwrap();
+        assert_eq!(parts.length, 42);
+        assert_eq!(parts.state_blob.as_deref(), Some("a:b/state-1.json"));
+        assert_eq!(parts.etag.as_ref(), etag);
+        assert_eq!(
+            parse_version(&version(0, None, etag)).unwrap().state_blob,
+            None
+        );
         assert!(parse_version(&Version("garbage".to_string())).is_err());
     }
 
