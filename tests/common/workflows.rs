@@ -70,9 +70,11 @@ async fn long_nap(ctx: OrchestrationContext, (): ()) -> Result<String, Orchestra
     Ok(ctx.current_utc_datetime().to_rfc3339())
 }
 
-/// Fans out to `n` activities, waits for "Go", then runs a child orchestration.
+/// Fans out to `n` activities, naps a second on a durable timer, waits for "Go", then runs a
+/// child orchestration: every kind of message in one instance.
 async fn fan_in(ctx: OrchestrationContext, n: u32) -> Result<String, OrchestrationError> {
     let count = greet_all(&ctx, n).await?;
+    ctx.create_timer_after(Duration::from_secs(1)).await;
     go_then_child(&ctx, count).await
 }
 
