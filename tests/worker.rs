@@ -1,10 +1,27 @@
-//! The worker binary as the Functions host starts it: it listens on the port from
-//! `FUNCTIONS_CUSTOMHANDLER_PORT` and answers the host's readiness probe.
+//! The worker binary as the Functions host runs it: it listens on the port from
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, answers the readiness probe whether or not storage is up,
+//! refuses to start without a storage connection, and turns queue-trigger invocations (in the
+//! host's exact payload format) into engine turns on Azure Storage.
+
+#[path = "common/azurite.rs"]
+mod azurite;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use durable_orchestrator::engine::{
+    EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
+};
+use durable_orchestrator::store::azure::backend::AzureBackend;
+use durable_orchestrator::store::azure::connection::StorageConnection;
+use durable_orchestrator::store::backend::{Backend, SystemClock};
+use durable_orchestrator::store::model::{Destination, Message};
+use durable_orchestrator::store::names::TaskHub;
+use serde_json::{json, Value};
 
 struct Worker(Child);
 
@@ -22,6 +39,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn worker(port: u16, storage: &str, hub: &str) -> Worker {
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("AzureWebJobsStorage", storage)
+            .env("TaskHub", hub)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker starts"),
+    )
+}
+
 fn get_root(port: u16) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -31,28 +61,26 @@ fn get_root(port: u16) -> std::io::Result<String> {
     Ok(response)
 }
 
-#[test]
-fn worker_answers_the_readiness_probe_on_the_given_port() {
-    let port = free_port();
-    let worker = Worker(
-        Command::new(env!("CARGO_BIN_EXE_worker"))
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker starts"),
-    );
-    // Poll like the host does (every 25 ms) until the listener is up.
+/// Polls `GET /` like the host does (every 25 ms) until the worker answers.
+fn wait_ready(port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let response = loop {
+    loop {
         match get_root(port) {
-            Ok(response) => break response,
+            Ok(response) => return response,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
             Err(error) => panic!("worker never became ready: {error}"),
         }
-    };
+    }
+}
+
+#[test]
+fn worker_answers_the_readiness_probe_even_while_storage_is_unreachable() {
+    // Nothing listens on this account's endpoints: the worker must still become ready.
+    let storage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;";
+    let port = free_port();
+    let _worker = worker(port, storage, "ReadyHub");
+    let response = wait_ready(port);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    drop(worker);
 }
 
 #[test]
@@ -67,4 +95,166 @@ fn worker_without_a_port_exits_with_a_clear_error() {
         logs.contains("FUNCTIONS_CUSTOMHANDLER_PORT is not set"),
         "{logs}"
     );
+}
+
+#[test]
+fn worker_without_a_storage_connection_exits_with_a_clear_error() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command.env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string());
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.to_ascii_lowercase().starts_with("azurewebjobsstorage"))
+    {
+        command.env_remove(key);
+    }
+    let output = command.output().expect("worker runs");
+    assert!(!output.status.success());
+    let logs = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains("storage connection is not configured"),
+        "{logs}"
+    );
+}
+
+/// The body the host POSTs for a queue trigger whose binding `message` holds `text`: the value is
+/// a JSON string holding a JSON string literal, `DequeueCount` a string (protocol §3.3).
+fn queue_invocation(text: &str) -> Value {
+    json!({
+        "Data": { "message": serde_json::to_string(text).unwrap() },
+        "Metadata": {
+            "DequeueCount": "1",
+            "Id": "\"4f2d\"",
+            "PopReceipt": "\"AgAAAA\"",
+            "sys": { "MethodName": "DurableControl00", "UtcNow": "2026-11-22T10:00:00.1234567Z", "RandGuid": "e59556b5-892a-4465-a19d-4396f0978dab" }
+        }
+    })
+}
+
+#[tokio::test]
+async fn queue_invocations_run_engine_turns_on_azure_storage() {
+    let azurite = azurite::Azurite::start();
+    let port = free_port();
+    let _worker = worker(port, &azurite.connection_string(), "WorkerHub");
+    wait_ready(port);
+    let http = reqwest::Client::new();
+    let url = |function: &str| format!("http://127.0.0.1:{port}/{function}");
+
+    // A start for an orchestrator this app does not have: the turn runs and fails the instance.
+    let start = Message {
+        id: "start-1".to_string(),
+        destination: Destination::Instance {
+            instance_id: "via-worker".to_string(),
+            execution_id: None,
+        },
+        event: HistoryEvent::message(
+            Utc::now(),
+            EventKind::ExecutionStarted {
+                name: "NotRegistered".to_string(),
+                version: None,
+                input: Some("1".to_string()),
+                orchestration_instance: OrchestrationInstance {
+                    instance_id: "via-worker".to_string(),
+                    execution_id: "e1".to_string(),
+                },
+                parent_instance: None,
+                scheduled_start_time: None,
+            },
+        ),
+        deliver_at: None,
+        revision: None,
+    };
+    let body = queue_invocation(&serde_json::to_string(&start).unwrap());
+    // The worker creates the task hub in the background; the host would retry until then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        let response = http
+            .post(url("DurableControl00"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_success() || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["Logs"][0].as_str().unwrap().contains("Applied"),
+        "{answer}"
+    );
+    assert!(answer["Outputs"].is_object());
+
+    let settings = [("AzureWebJobsStorage", azurite.connection_string())];
+    let connection = StorageConnection::from_settings(settings, "AzureWebJobsStorage").unwrap();
+    let backend = AzureBackend::connect(
+        &connection,
+        TaskHub::new("WorkerHub").unwrap(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let loaded = backend
+        .load("via-worker")
+        .await
+        .unwrap()
+        .expect("the turn committed");
+    assert_eq!(loaded.state.status, OrchestrationStatus::Failed);
+    assert_eq!(
+        loaded.state.failure.unwrap().error_type,
+        "OrchestratorNotFound"
+    );
+
+    // The same message again is a duplicate, acknowledged so the host deletes it.
+    let again: Value = http
+        .post(url("DurableControl00"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        again["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("duplicate start"),
+        "{again}"
+    );
+
+    // Text that is no message can never succeed: acknowledged with a log, not retried.
+    let garbage: Value = http
+        .post(url("DurableWorkItems"))
+        .json(&queue_invocation("not a message"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        garbage["Logs"][0].as_str().unwrap().contains("dropped"),
+        "{garbage}"
+    );
+
+    // A function this worker does not serve, and a body that is no host payload: JSON 4xx.
+    let missing = http.post(url("Nope")).json(&body).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Nope"));
+    let malformed = http
+        .post(url("DurableControl01"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert!(malformed.json::<Value>().await.unwrap()["error"].is_string());
 }

@@ -1,14 +1,24 @@
 //! The worker process the Functions host starts: serves the custom-handler protocol on
-//! 127.0.0.1 at the port the host passes in `FUNCTIONS_CUSTOMHANDLER_PORT`.
+//! 127.0.0.1 at the port the host passes in `FUNCTIONS_CUSTOMHANDLER_PORT`, on the task hub
+//! named by the `TaskHub` setting in the storage named by `AzureWebJobsStorage`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use durable_orchestrator::handler;
+use durable_orchestrator::runtime::Runtime;
+use durable_orchestrator::store::azure::backend::AzureBackend;
+use durable_orchestrator::store::azure::connection::StorageConnection;
+use durable_orchestrator::store::backend::{Backend, SystemClock};
+use durable_orchestrator::store::names::TaskHub;
+use durable_orchestrator::workflows;
 use tracing_subscriber::EnvFilter;
 
 const PORT_VARIABLE: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+const STORAGE_CONNECTION: &str = "AzureWebJobsStorage";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -36,16 +46,53 @@ async fn run() -> anyhow::Result<()> {
         })?
         .parse()
         .with_context(|| format!("{PORT_VARIABLE} must be a port number"))?;
+    let settings: Vec<(String, String)> = std::env::vars().collect();
+    let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
+        .context("the storage connection is not configured")?;
+    let hub = TaskHub::from_settings(settings).context("the TaskHub setting is not valid")?;
+    let backend = Arc::new(
+        AzureBackend::connect(&connection, hub.clone(), Arc::new(SystemClock))
+            .context("cannot build the storage clients")?,
+    );
+    let registry = workflows::registry().context("the workflow registry is not valid")?;
+    let runtime = Arc::new(Runtime::new(
+        backend.clone(),
+        registry,
+        Arc::new(SystemClock),
+    ));
+
+    // The readiness probe must answer even while storage is unreachable, so the task hub is
+    // created in the background; invocations fail (and are retried) until it is.
+    tokio::spawn(create_task_hub(backend, hub));
+
     // The host always calls http://127.0.0.1:{port}; nothing else should reach the worker.
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!("worker listening on {address}");
-    axum::serve(listener, handler::router())
+    axum::serve(listener, handler::app(runtime))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")
+}
+
+/// Creates the task hub's tables, queues and container, retrying until storage answers.
+async fn create_task_hub(backend: Arc<AzureBackend>, hub: TaskHub) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match backend.create_task_hub().await {
+            Ok(()) => {
+                tracing::info!("task hub '{}' is ready", hub.name());
+                return;
+            }
+            Err(error) => {
+                tracing::warn!("cannot create task hub '{}' yet: {error}", hub.name());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

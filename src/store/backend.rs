@@ -141,6 +141,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes everything stored for the instance. Returns whether it existed.
     fn purge(&self, instance_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// The message a queue message's text stands for, as the Functions host hands it to the
+    /// worker (already base64-decoded): the envelope's JSON, or a pointer to a blob holding it.
+    fn decode_message(
+        &self,
+        text: &str,
+    ) -> impl Future<Output = Result<Message, StoreError>> + Send;
+
     /// The queue a destination's messages travel on.
     fn queue_for(&self, destination: &Destination) -> QueueKind;
 

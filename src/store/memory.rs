@@ -311,6 +311,11 @@ impl Backend for MemoryBackend {
         Ok(had_state || had_summary)
     }
 
+    async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::InvalidInput(format!("not a message envelope: {e}")))
+    }
+
     fn queue_for(&self, destination: &Destination) -> QueueKind {
         match destination {
             Destination::Instance { instance_id, .. } => {

@@ -155,6 +155,10 @@ impl<B: Backend> Backend for Faulty<B> {
         self.call("purge", self.inner.purge(instance_id)).await
     }
 
+    async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {
+        self.inner.decode_message(text).await
+    }
+
     fn queue_for(&self, destination: &Destination) -> QueueKind {
         self.inner.queue_for(destination)
     }

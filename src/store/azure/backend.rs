@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::blobs::Blobs;
 use super::connection::{http_client, ConnectionError, HttpSettings, StorageConnection};
-use super::queues::Queues;
+use super::queues::{decode_message_json, MessageOrBlob, Queues};
 use super::tables::Tables;
 use crate::store::backend::{Backend, Clock, StoreError};
 use crate::store::model::{
@@ -96,6 +96,28 @@ impl Backend for AzureBackend {
 
     async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
         self.tables.purge(instance_id).await
+    }
+
+    async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {
+        match decode_message_json(text).map_err(StoreError::InvalidInput)? {
+            MessageOrBlob::Message(message) => Ok(message),
+            MessageOrBlob::Blob(name) => {
+                let bytes = self
+                    .blobs
+                    .get(&name)
+                    .await?
+                    .ok_or_else(|| StoreError::Permanent {
+                        operation: "read message".to_string(),
+                        message: format!("message blob '{name}' is missing"),
+                    })?;
+                let json = String::from_utf8(bytes).map_err(|e| {
+                    StoreError::InvalidInput(format!("message blob '{name}' is not UTF-8: {e}"))
+                })?;
+                serde_json::from_str(&json).map_err(|e| {
+                    StoreError::InvalidInput(format!("message blob '{name}' is not a message: {e}"))
+                })
+            }
+        }
     }
 
     fn queue_for(&self, destination: &Destination) -> QueueKind {

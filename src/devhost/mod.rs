@@ -1,0 +1,4 @@
+//! The pieces of the development stand-in for the Azure Functions host (the "dev host"), which runs
+//! the worker locally where `func` core tools are not available.
+
+pub mod ncrontab;
