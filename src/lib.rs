@@ -10,6 +10,7 @@ pub mod devhost;
 pub mod engine;
 pub mod handler;
 pub mod runtime;
+pub mod shutdown;
 pub mod store;
 pub mod testkit;
 pub mod workflows;

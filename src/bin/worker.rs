@@ -72,7 +72,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!("worker listening on {address}");
     axum::serve(listener, handler::app(runtime))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(durable_orchestrator::shutdown::shutdown_signal())
         .await
         .context("server failed")
 }
@@ -92,28 +92,5 @@ async fn create_task_hub(backend: Arc<AzureBackend>, hub: TaskHub) {
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

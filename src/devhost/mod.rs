@@ -1,4 +1,6 @@
 //! The pieces of the development stand-in for the Azure Functions host (the "dev host"), which runs
 //! the worker locally where `func` core tools are not available.
 
+pub mod config;
 pub mod ncrontab;
+pub mod queue_trigger;
