@@ -31,7 +31,19 @@ const HUB: &str = "devhosthub";
 struct Process(Child);
 
 impl Drop for Process {
+    /// SIGTERM first, as a supervisor would, so the dev host stops its worker too; SIGKILL only
+    /// if it does not exit in time.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

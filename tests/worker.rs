@@ -78,7 +78,7 @@ fn worker_answers_the_readiness_probe_even_while_storage_is_unreachable() {
     // Nothing listens on this account's endpoints: the worker must still become ready.
     let storage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;";
     let port = free_port();
-    let _worker = worker(port, storage, "ReadyHub");
+    let _worker = worker(port, storage, "readyhub");
     let response = wait_ready(port);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
@@ -133,7 +133,7 @@ fn queue_invocation(text: &str) -> Value {
 async fn queue_invocations_run_engine_turns_on_azure_storage() {
     let azurite = azurite::Azurite::start();
     let port = free_port();
-    let _worker = worker(port, &azurite.connection_string(), "WorkerHub");
+    let _worker = worker(port, &azurite.connection_string(), "workerhub");
     wait_ready(port);
     let http = reqwest::Client::new();
     let url = |function: &str| format!("http://127.0.0.1:{port}/{function}");
@@ -193,7 +193,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
     let connection = StorageConnection::from_settings(settings, "AzureWebJobsStorage").unwrap();
     let backend = AzureBackend::connect(
         &connection,
-        TaskHub::new("WorkerHub").unwrap(),
+        TaskHub::new("workerhub").unwrap(),
         Arc::new(SystemClock),
     )
     .unwrap();

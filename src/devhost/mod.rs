@@ -4,3 +4,4 @@
 pub mod config;
 pub mod ncrontab;
 pub mod queue_trigger;
+pub mod timer_trigger;

@@ -10,6 +10,11 @@ use thiserror::Error;
 /// Why a task hub name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TaskHubError {
+    #[error(
+        "the TaskHub setting '{name}' must be lowercase: the engine's queue functions name their \
+         queues %TaskHub%-control-NN, and queue names are lowercase"
+    )]
+    NotLowercase { name: String },
     #[error("task hub name '{name}' is {len} characters long; it must be 3 to 45 characters")]
     Length { name: String, len: usize },
     #[error("task hub name '{name}' must start with a letter (ASCII), but starts with {ch:?}")]
@@ -92,11 +97,15 @@ pub struct TaskHub {
 
 /// The app setting that names the task hub, and the name used when it is not set.
 pub const TASK_HUB_SETTING: &str = "TaskHub";
-pub const DEFAULT_TASK_HUB: &str = "DurableOrchestratorHub";
+pub const DEFAULT_TASK_HUB: &str = "durableorchestratorhub";
 
 impl TaskHub {
     /// The task hub named by the `TaskHub` setting in `settings` (app settings reach the worker
     /// as environment variables), or [`DEFAULT_TASK_HUB`] when it is absent or blank.
+    ///
+    /// The setting must be lowercase: the engine's `function.json` files name their queues
+    /// `%TaskHub%-control-00` and so on, the host substitutes the value verbatim, and queue names
+    /// must be lowercase.
     pub fn from_settings<K: AsRef<str>, V: AsRef<str>>(
         settings: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self, TaskHubError> {
@@ -105,7 +114,13 @@ impl TaskHub {
             .find(|(key, _)| key.as_ref().eq_ignore_ascii_case(TASK_HUB_SETTING))
             .map(|(_, value)| value.as_ref().trim().to_owned())
             .filter(|value| !value.is_empty());
-        Self::new(configured.as_deref().unwrap_or(DEFAULT_TASK_HUB))
+        let name = configured.as_deref().unwrap_or(DEFAULT_TASK_HUB);
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(TaskHubError::NotLowercase {
+                name: name.to_owned(),
+            });
+        }
+        Self::new(name)
     }
 
     /// Validates a name from the `TaskHub` setting with the default partition count (4).
@@ -624,8 +639,12 @@ mod tests {
 
     #[test]
     fn task_hub_comes_from_the_setting_or_the_default() {
-        let named = TaskHub::from_settings([("TaskHub", "OrdersHub")]).unwrap();
-        assert_eq!(named.name(), "OrdersHub");
+        let named = TaskHub::from_settings([("TaskHub", "ordershub")]).unwrap();
+        assert_eq!(named.name(), "ordershub");
+        assert!(matches!(
+            TaskHub::from_settings([("TaskHub", "OrdersHub")]),
+            Err(TaskHubError::NotLowercase { .. })
+        ));
         let unset = TaskHub::from_settings(Vec::<(String, String)>::new()).unwrap();
         assert_eq!(unset.name(), DEFAULT_TASK_HUB);
         let blank = TaskHub::from_settings([("taskhub", "  ")]).unwrap();
