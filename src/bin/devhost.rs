@@ -1,7 +1,8 @@
 //! The development stand-in for the Functions host, for machines without `func`: reads
 //! `host.json` and the functions' `function.json`, starts the worker with the port variable and
 //! the app settings, waits for its readiness, restarts it when it dies, and runs its queue
-//! triggers against the storage account. (HTTP serving and timer triggers come next.)
+//! and timer triggers against the storage account. (The HTTP front and output bindings come
+//! next.)
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use durable_orchestrator::devhost::config::{resolve, settings, AppConfig, Binding};
+use durable_orchestrator::devhost::ncrontab::Schedule;
 use durable_orchestrator::devhost::queue_trigger::{Invoker, QueueTrigger};
+use durable_orchestrator::devhost::timer_trigger::TimerTrigger;
 use durable_orchestrator::store::azure::connection::{
     http_client, HttpSettings, StorageConnection,
 };
@@ -56,6 +59,9 @@ async fn run() -> anyhow::Result<()> {
     let mut running = Vec::new();
     for trigger in triggers {
         running.push(tokio::spawn(trigger.run(invoker.clone(), stopped.clone())));
+    }
+    for timer in timer_triggers(&app, &settings)? {
+        running.push(tokio::spawn(timer.run(invoker.clone(), stopped.clone())));
     }
 
     // Restart the worker when it dies, as the host does; stop everything on Ctrl-C or SIGTERM.
@@ -140,6 +146,39 @@ async fn wait_ready(port: u16, worker: &mut Child) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// One timer per timer-triggered function, its schedule resolved from the settings.
+fn timer_triggers(
+    app: &AppConfig,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<TimerTrigger>> {
+    let mut timers = Vec::new();
+    for function in &app.functions {
+        for binding in &function.bindings {
+            let Binding::TimerTrigger {
+                name,
+                schedule,
+                run_on_startup,
+                use_monitor,
+            } = binding
+            else {
+                continue;
+            };
+            let expression = resolve(schedule, settings)?;
+            let schedule = Schedule::parse(&expression).with_context(|| {
+                format!("function '{}': schedule '{expression}'", function.name)
+            })?;
+            timers.push(TimerTrigger {
+                function: function.name.clone(),
+                binding: name.clone(),
+                schedule,
+                run_on_startup: *run_on_startup,
+                use_monitor: *use_monitor,
+            });
+        }
+    }
+    Ok(timers)
 }
 
 /// One trigger per queue-triggered function, on the storage its `connection` names.
