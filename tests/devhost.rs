@@ -87,6 +87,10 @@ fn app_dir() -> PathBuf {
         &root.join("functions/Broken/function.json"),
         queue_function("broken-items"),
     );
+    write(
+        &root.join("functions/Parked/function.json"),
+        queue_function("parked-items"),
+    );
     root
 }
 
@@ -115,6 +119,7 @@ async fn the_dev_host_runs_queue_triggers_with_the_hosts_semantics() {
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
             .env("AzureWebJobsStorage", azurite.connection_string())
             .env("TaskHub", HUB)
+            .env("AzureWebJobs.Parked.Disabled", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -165,6 +170,15 @@ async fn the_dev_host_runs_queue_triggers_with_the_hosts_semantics() {
             })
             .unwrap_or_default()
     };
+    // "Parked" is disabled by its setting: its message is left alone (the worker would answer
+    // 404 and it would end in poison like the ones below otherwise).
+    let parked = queues.queue_client("parked-items");
+    parked.create().await.unwrap();
+    parked
+        .put_message(BASE64.encode("{\"job\":0}"))
+        .await
+        .unwrap();
+
     // The worker answers 404 for "Broken": retried to maxDequeueCount (2), then poisoned.
     broken
         .put_message(BASE64.encode("{\"job\":1}"))
@@ -191,5 +205,10 @@ async fn the_dev_host_runs_queue_triggers_with_the_hosts_semantics() {
             .then_some(())
     })
     .await;
+    assert_eq!(
+        texts_on(parked).await,
+        vec![BASE64.encode("{\"job\":0}")],
+        "a disabled function's queue is not read"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

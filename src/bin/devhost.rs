@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use durable_orchestrator::devhost::config::{resolve, settings, AppConfig, Binding};
+use durable_orchestrator::devhost::config::{
+    disabled_by_setting, resolve, settings, AppConfig, Binding, FunctionConfig,
+};
 use durable_orchestrator::devhost::ncrontab::Schedule;
 use durable_orchestrator::devhost::queue_trigger::{Invoker, QueueTrigger};
 use durable_orchestrator::devhost::timer_trigger::TimerTrigger;
@@ -148,13 +150,27 @@ async fn wait_ready(port: u16, worker: &mut Child) -> anyhow::Result<()> {
     }
 }
 
+/// The functions the `AzureWebJobs.<Name>.Disabled` setting does not switch off.
+fn enabled<'a>(
+    app: &'a AppConfig,
+    settings: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = &'a FunctionConfig> + 'a {
+    app.functions.iter().filter(move |function| {
+        let disabled = disabled_by_setting(&function.name, settings);
+        if disabled {
+            tracing::info!("function '{}' is disabled by its setting", function.name);
+        }
+        !disabled
+    })
+}
+
 /// One timer per timer-triggered function, its schedule resolved from the settings.
 fn timer_triggers(
     app: &AppConfig,
     settings: &BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<TimerTrigger>> {
     let mut timers = Vec::new();
-    for function in &app.functions {
+    for function in enabled(app, settings) {
         for binding in &function.bindings {
             let Binding::TimerTrigger {
                 name,
@@ -188,7 +204,7 @@ async fn queue_triggers(
 ) -> anyhow::Result<Vec<QueueTrigger>> {
     let http = http_client(HttpSettings::default()).context("cannot build the HTTP client")?;
     let mut triggers = Vec::new();
-    for function in &app.functions {
+    for function in enabled(app, settings) {
         for binding in &function.bindings {
             let Binding::QueueTrigger {
                 name,

@@ -102,24 +102,9 @@ impl OrchestrationContext {
         input: &(impl Serialize + ?Sized),
         policy: &RetryPolicy,
     ) -> impl Future<Output = Result<T, TaskError>> + 'static {
-        let ctx = self.clone();
-        let name = name.to_string();
-        let input = serde_json::to_value(input);
-        let policy = policy.clone();
-        let first = match (&input, policy.validate()) {
-            (Ok(input), Ok(())) => Some(self.call_activity::<T>(&name, input)),
-            _ => None,
-        };
-        async move {
-            let input = input.map_err(|e| TaskError::InputSerialization {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
-            retry(&ctx, &name, &policy, first, || {
-                ctx.call_activity::<T>(&name, &input)
-            })
-            .await
-        }
+        self.with_retry(name, input, policy, |ctx, name, input| {
+            ctx.call_activity::<T>(name, input)
+        })
     }
 
     /// [`call_sub_orchestrator`](Self::call_sub_orchestrator) with retries, first attempt
@@ -131,15 +116,31 @@ impl OrchestrationContext {
         input: &(impl Serialize + ?Sized),
         policy: &RetryPolicy,
     ) -> impl Future<Output = Result<T, TaskError>> + 'static {
+        let instance_id = instance_id.map(str::to_string);
+        self.with_retry(name, input, policy, move |ctx, name, input| {
+            ctx.call_sub_orchestrator::<T>(name, instance_id.as_deref(), input)
+        })
+    }
+
+    /// Retries `attempt` under `policy`, scheduling the first attempt now (when the input
+    /// serializes and the policy is valid) so sequence numbers follow call order.
+    fn with_retry<T, F>(
+        &self,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+        policy: &RetryPolicy,
+        attempt: impl Fn(&OrchestrationContext, &str, &serde_json::Value) -> F + 'static,
+    ) -> impl Future<Output = Result<T, TaskError>> + 'static
+    where
+        T: 'static,
+        F: Future<Output = Result<T, TaskError>> + 'static,
+    {
         let ctx = self.clone();
         let name = name.to_string();
-        let instance_id = instance_id.map(str::to_string);
         let input = serde_json::to_value(input);
         let policy = policy.clone();
         let first = match (&input, policy.validate()) {
-            (Ok(input), Ok(())) => {
-                Some(self.call_sub_orchestrator::<T>(&name, instance_id.as_deref(), input))
-            }
+            (Ok(input), Ok(())) => Some(attempt(self, &name, input)),
             _ => None,
         };
         async move {
@@ -147,10 +148,7 @@ impl OrchestrationContext {
                 name: name.clone(),
                 message: e.to_string(),
             })?;
-            retry(&ctx, &name, &policy, first, || {
-                ctx.call_sub_orchestrator::<T>(&name, instance_id.as_deref(), &input)
-            })
-            .await
+            retry(&ctx, &name, &policy, first, || attempt(&ctx, &name, &input)).await
         }
     }
 }

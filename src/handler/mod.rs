@@ -25,11 +25,6 @@ pub const ENGINE_MESSAGE_BINDING: &str = "message";
 pub const WORK_ITEMS_FUNCTION: &str = "DurableWorkItems";
 pub const CONTROL_FUNCTION_PREFIX: &str = "DurableControl";
 
-/// The readiness probe alone, for a worker that has no runtime yet.
-pub fn router() -> Router {
-    Router::new().route("/", get(ready))
-}
-
 /// The whole worker: readiness and the engine's queue functions.
 pub fn app<B: Backend>(runtime: Arc<Runtime<B>>) -> Router {
     Router::new()

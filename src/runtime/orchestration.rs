@@ -352,7 +352,7 @@ impl<B: Backend> Runtime<B> {
         let version = self.backend.commit(expected.as_ref(), &commit).await?;
         let state = commit.state;
         let summary_changed = new_execution || summary_fields_differ(&summary_before, &state);
-        let state = self.send_and_clear(state, version).await?;
+        let (state, _) = self.send_and_clear(state, version).await?;
         if summary_changed {
             self.backend.write_summary(&state.summary()).await?;
         }
@@ -361,16 +361,13 @@ impl<B: Backend> Runtime<B> {
 
     /// Sends an outbox left by a turn that committed but may have crashed before sending.
     async fn flush_outbox(&self, instance: LoadedInstance) -> Result<LoadedInstance, RuntimeError> {
-        if instance.state.outbox.is_empty() {
-            return Ok(instance);
-        }
         let LoadedInstance {
             state,
             history,
             message_ids,
             version,
         } = instance;
-        let (state, version) = self.send_and_clear_versioned(state, version).await?;
+        let (state, version) = self.send_and_clear(state, version).await?;
         Ok(LoadedInstance {
             state,
             history,
@@ -379,15 +376,8 @@ impl<B: Backend> Runtime<B> {
         })
     }
 
+    /// Sends the state's outbox, then commits the state without it (nothing to do when empty).
     async fn send_and_clear(
-        &self,
-        state: InstanceState,
-        version: Version,
-    ) -> Result<InstanceState, RuntimeError> {
-        Ok(self.send_and_clear_versioned(state, version).await?.0)
-    }
-
-    async fn send_and_clear_versioned(
         &self,
         mut state: InstanceState,
         version: Version,

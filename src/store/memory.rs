@@ -13,6 +13,7 @@ use super::model::{
     Receipt, Received, StoredEvent, Version,
 };
 use super::names::{partition_of, PartitionCount};
+use crate::engine::add_saturating;
 
 /// Azure Queues hand out at most 32 messages per receive.
 const MAX_RECEIVE: usize = 32;
@@ -109,10 +110,6 @@ impl Inner {
             })
             .ok_or_else(|| StoreError::LostReceipt(receipt.message_key.clone()))
     }
-}
-
-fn later(time: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
-    crate::engine::add_saturating(time, by)
 }
 
 impl Backend for MemoryBackend {
@@ -219,7 +216,7 @@ impl Backend for MemoryBackend {
             else {
                 continue;
             };
-            queued.visible_at = later(now, visibility);
+            queued.visible_at = add_saturating(now, visibility);
             queued.dequeue_count += 1;
             queued.pop_receipt = Some(pop_receipt.clone());
             receipts.push(Received {
@@ -248,7 +245,7 @@ impl Backend for MemoryBackend {
         let now = self.clock.now();
         let mut inner = self.lock();
         let queued = inner.find(receipt)?;
-        queued.visible_at = later(now, delay);
+        queued.visible_at = add_saturating(now, delay);
         queued.pop_receipt = None;
         Ok(())
     }

@@ -84,6 +84,11 @@ async fn continue_as_new_runs_each_execution_in_one_commit() {
     );
     let history = h.history(&id).await;
     assert_no_duplicates(&history);
+    assert_eq!(
+        h.backend.counts().get("commit").copied(),
+        Some(1),
+        "four executions, their in-process activities included, in one commit"
+    );
 }
 
 #[tokio::test]
@@ -384,8 +389,9 @@ async fn with_queued_activities_a_fault_at_any_storage_call_loses_nothing() {
     fault_at_every_call(true).await;
 }
 
-/// Storage operations of one orchestration, the pump's receives and deletes included (they
-/// stand for the Functions host's dequeue and delete of each trigger message).
+/// Storage requests of one orchestration as Azure would serve them, the pump's receives and
+/// deletes included (they stand for the Functions host's dequeue and delete of each trigger
+/// message).
 async fn operations_for(queued: bool, name: &str) -> usize {
     let h = harness(queued).await;
     let id = h.runtime.start(name, Some("counted"), &()).await.unwrap();
@@ -397,7 +403,9 @@ async fn operations_for(queued: bool, name: &str) -> usize {
     // the host receives each trigger message once; the empty receives that end each pump round
     // are idle polling, which the real host spaces out, not work.
     let messages = count("send (messages)");
-    count("load") + count("commit") + count("read_summary") + count("write_summary")
+    // On Azure a summary write reads the row first (it only replaces an older revision), so it
+    // costs two requests.
+    count("load") + count("commit") + count("read_summary") + 2 * count("write_summary")
         + messages // puts
         + messages // receives
         + count("delete")

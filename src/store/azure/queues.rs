@@ -171,11 +171,6 @@ impl Queues {
         }
     }
 
-    /// The container large messages are offloaded to.
-    pub fn blobs(&self) -> &Blobs {
-        &self.blobs
-    }
-
     /// Creates every control queue and the work-item queue if missing.
     pub async fn create(&self) -> Result<(), StoreError> {
         for queue in self.queues() {
