@@ -1,7 +1,9 @@
 //! The worker binary as the Functions host runs it: it listens on the port from
 //! `FUNCTIONS_CUSTOMHANDLER_PORT`, answers the readiness probe whether or not storage is up,
 //! refuses to start without a storage connection, and turns queue-trigger invocations (in the
-//! host's exact payload format) into engine turns on Azure Storage.
+//! host's exact payload format) into engine turns on Azure Storage; the app's own functions
+//! (the sync timer and queue functions, the HTTP functions in payload mode) answer the host's
+//! payloads with the outputs it expects.
 
 #[path = "common/azurite.rs"]
 mod azurite;
@@ -257,4 +259,142 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
         .unwrap();
     assert_eq!(malformed.status(), 400);
     assert!(malformed.json::<Value>().await.unwrap()["error"].is_string());
+}
+
+/// POSTs a host payload, retrying while the worker is still creating the task hub (the host
+/// would retry the trigger too), and returns the 200 answer.
+async fn invoke_ok(http: &reqwest::Client, port: u16, function: &str, body: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/{function}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        if status == 200 {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{function}: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An HTTP request in the host's payload mode (protocol §3.2), as the dev host or `func` sends
+/// it when forwarding is off.
+fn http_invocation(method: &str, path: &str, body: Option<&str>) -> Value {
+    let mut request = json!({
+        "Url": format!("http://localhost:7071{path}"),
+        "Method": method,
+        "Query": {},
+        "Headers": {"Content-Type": ["application/json"], "Host": ["localhost:7071"]},
+        "Params": {},
+        "Identities": [],
+    });
+    if let Some(body) = body {
+        request["Body"] = Value::String(body.to_string());
+    }
+    json!({"Data": {"req": request}, "Metadata": {"sys": {"MethodName": "HttpStart", "UtcNow": "2026-11-22T10:00:00Z", "RandGuid": "r"}}})
+}
+
+#[tokio::test]
+async fn the_apps_own_functions_answer_the_hosts_payloads() {
+    let azurite = azurite::Azurite::start();
+    let port = free_port();
+    let _worker = worker(port, &azurite.connection_string(), "apphub");
+    wait_ready(port);
+    let http = reqwest::Client::new();
+
+    // Function1: the timer payload of protocol §3.4 under its binding name; the two items go
+    // out through the queue output binding as JSON object text.
+    let timer = json!({"Data":{"myTimer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00","LastUpdated":"2026-09-24T13:08:00.0096035+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"Function1","UtcNow":"2026-09-24T13:09:00.0123456Z","RandGuid":"r"}}});
+    let answer = invoke_ok(&http, port, "Function1", &timer).await;
+    let messages = answer["Outputs"]["outputQueue"]
+        .as_array()
+        .expect("two messages");
+    let items: Vec<Value> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(items.len(), 2, "{answer}");
+    assert_eq!(
+        (items[0]["Id"].clone(), items[1]["Id"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(items[0]["SyncName"], items[1]["SyncName"]);
+
+    // SyncQueueProcessor starts MainWorkflow once; the same message again starts nothing.
+    let item = serde_json::to_string(&items[0]).unwrap();
+    let mut delivery = queue_invocation(&item);
+    delivery["Data"] = json!({ "item": serde_json::to_string(&item).unwrap() });
+    let first = invoke_ok(&http, port, "SyncQueueProcessor", &delivery).await;
+    assert!(
+        first["Logs"][0].as_str().unwrap().contains("started"),
+        "{first}"
+    );
+    let second = invoke_ok(&http, port, "SyncQueueProcessor", &delivery).await;
+    assert!(
+        second["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{second}"
+    );
+    // A message that is no MySyncItem is refused, so the host parks it in the poison queue.
+    let mut junk = queue_invocation("{\"Id\":\"x\"}");
+    junk["Data"] = json!({ "item": serde_json::to_string("{\"Id\":\"x\"}").unwrap() });
+    let refused = http
+        .post(format!("http://127.0.0.1:{port}/SyncQueueProcessor"))
+        .json(&junk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    // The HTTP functions in payload mode: the answer is the `res` output binding.
+    let started = invoke_ok(
+        &http,
+        port,
+        "HttpStart",
+        &http_invocation(
+            "POST",
+            "/api/orchestrators/HelloSequence5/pm-1",
+            Some("null"),
+        ),
+    )
+    .await;
+    let res = &started["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 202, "{started}");
+    let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["id"], "pm-1");
+    assert_eq!(
+        res["headers"]["location"], body["statusQueryGetUri"],
+        "{started}"
+    );
+    assert!(body["statusQueryGetUri"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://localhost:7071/api/instances/pm-1?"));
+    let status = invoke_ok(
+        &http,
+        port,
+        "HttpManagement",
+        &http_invocation("GET", "/api/instances/pm-1", None),
+    )
+    .await;
+    let res = &status["Outputs"]["res"];
+    let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
+    assert_eq!(res["statusCode"], 202, "{status}");
+    assert_eq!(body["runtimeStatus"], "Pending", "{status}");
+    assert_eq!(body["name"], "HelloSequence5");
+    let unknown = invoke_ok(
+        &http,
+        port,
+        "HttpManagement",
+        &http_invocation("GET", "/api/instances/nobody", None),
+    )
+    .await;
+    assert_eq!(unknown["Outputs"]["res"]["statusCode"], 404, "{unknown}");
 }

@@ -10,8 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use durable_orchestrator::handler;
 use durable_orchestrator::runtime::Runtime;
+use durable_orchestrator::store::azure::artifacts::AzureArtifactStore;
 use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::StorageConnection;
+use durable_orchestrator::store::azure::connection::{
+    http_client, HttpSettings, StorageConnection,
+};
 use durable_orchestrator::store::backend::{Backend, SystemClock};
 use durable_orchestrator::store::names::TaskHub;
 use durable_orchestrator::workflows;
@@ -49,12 +52,23 @@ async fn run() -> anyhow::Result<()> {
     let settings: Vec<(String, String)> = std::env::vars().collect();
     let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
         .context("the storage connection is not configured")?;
-    let hub = TaskHub::from_settings(settings).context("the TaskHub setting is not valid")?;
+    let hub =
+        TaskHub::from_settings(settings.clone()).context("the TaskHub setting is not valid")?;
     let backend = Arc::new(
         AzureBackend::connect(&connection, hub.clone(), Arc::new(SystemClock))
             .context("cannot build the storage clients")?,
     );
-    let registry = workflows::registry().context("the workflow registry is not valid")?;
+    let artifacts = Arc::new(AzureArtifactStore::new(
+        connection
+            .build_clients(http_client(HttpSettings::default())?)
+            .context("cannot build the storage clients")?
+            .blobs,
+        &hub,
+    ));
+    let workflow_settings = workflows::WorkflowSettings::from_settings(settings.iter().cloned())
+        .context("the workflow settings are not valid")?;
+    let registry = workflows::registry(&workflow_settings, artifacts.clone())
+        .context("the workflow registry is not valid")?;
     let runtime = Arc::new(Runtime::new(
         backend.clone(),
         registry,
@@ -63,7 +77,7 @@ async fn run() -> anyhow::Result<()> {
 
     // The readiness probe must answer even while storage is unreachable, so the task hub is
     // created in the background; invocations fail (and are retried) until it is.
-    tokio::spawn(create_task_hub(backend, hub));
+    tokio::spawn(create_task_hub(backend, artifacts, hub.clone()));
 
     // The host always calls http://127.0.0.1:{port}; nothing else should reach the worker.
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -71,17 +85,25 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!("worker listening on {address}");
-    axum::serve(listener, handler::app(runtime))
+    axum::serve(listener, handler::app(runtime, hub.name().to_string()))
         .with_graceful_shutdown(durable_orchestrator::shutdown::shutdown_signal())
         .await
         .context("server failed")
 }
 
-/// Creates the task hub's tables, queues and container, retrying until storage answers.
-async fn create_task_hub(backend: Arc<AzureBackend>, hub: TaskHub) {
+/// Creates the task hub's tables, queues and containers, retrying until storage answers.
+async fn create_task_hub(
+    backend: Arc<AzureBackend>,
+    artifacts: Arc<AzureArtifactStore>,
+    hub: TaskHub,
+) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match backend.create_task_hub().await {
+        let created = match backend.create_task_hub().await {
+            Ok(()) => artifacts.create().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match created {
             Ok(()) => {
                 tracing::info!("task hub '{}' is ready", hub.name());
                 return;

@@ -1098,7 +1098,7 @@ mod tests {
                 executable: "handler".into(),
                 arguments: vec![],
                 working_directory: None,
-                forwarding: false,
+                forwarding: true,
                 route_prefix: "api".into(),
                 function_timeout: Some(secs(30 * 60)),
                 queues: QueueOptions {

@@ -1,7 +1,9 @@
 //! Retry policies for activities and sub-orchestrations. Retries live in the orchestrator: each
 //! attempt is a new scheduled task and each wait between attempts a durable timer, so they replay.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use super::context::{add_saturating, OrchestrationContext};
 use super::error::TaskError;
+use super::history::FailureDetails;
 
 /// Durable Functions' default cap on a single retry delay.
 const DEFAULT_MAX_RETRY_INTERVAL: Duration = Duration::from_secs(6 * 24 * 60 * 60);
@@ -17,13 +20,33 @@ const DEFAULT_MAX_RETRY_INTERVAL: Duration = Duration::from_secs(6 * 24 * 60 * 6
 /// How often and how patiently to retry: delay before attempt `n + 1` is
 /// `first_retry_interval * backoff_coefficient^(n - 1)`, capped at `max_retry_interval`; no new
 /// attempt starts later than `retry_timeout` after the first one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub first_retry_interval: Duration,
     pub backoff_coefficient: f64,
     pub max_retry_interval: Duration,
     pub retry_timeout: Option<Duration>,
+    /// Durable Functions' `RetryOptions.Handle`: false means the failure is permanent. Shared,
+    /// because a policy is cloned into every retried call; `Sync` so settings holding a policy
+    /// can live in the registry's handlers.
+    handle: Option<Arc<RetryHandle>>,
+}
+
+/// Decides from a failed attempt whether another attempt may help.
+type RetryHandle = dyn Fn(&FailureDetails) -> bool + Send + Sync;
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("first_retry_interval", &self.first_retry_interval)
+            .field("backoff_coefficient", &self.backoff_coefficient)
+            .field("max_retry_interval", &self.max_retry_interval)
+            .field("retry_timeout", &self.retry_timeout)
+            .field("handle", &self.handle.as_ref().map(|_| "<predicate>"))
+            .finish()
+    }
 }
 
 impl RetryPolicy {
@@ -34,6 +57,7 @@ impl RetryPolicy {
             backoff_coefficient: 1.0,
             max_retry_interval: DEFAULT_MAX_RETRY_INTERVAL,
             retry_timeout: None,
+            handle: None,
         }
     }
 
@@ -50,6 +74,22 @@ impl RetryPolicy {
     pub fn with_retry_timeout(mut self, timeout: Duration) -> Self {
         self.retry_timeout = Some(timeout);
         self
+    }
+
+    /// Retries only failures for which `handle` returns true; the others end the call at once,
+    /// reporting the attempts made so far. It runs in orchestrator code on the failure recorded
+    /// in history, so it must be deterministic. Failures marked non-retriable are never retried,
+    /// whatever it says.
+    pub fn with_handle(
+        mut self,
+        handle: impl Fn(&FailureDetails) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.handle = Some(Arc::new(handle));
+        self
+    }
+
+    fn handles(&self, failure: &FailureDetails) -> bool {
+        !failure.is_non_retriable && self.handle.as_ref().is_none_or(|handle| handle(failure))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -181,7 +221,7 @@ where
         };
         let retriable = error
             .failure_details()
-            .is_some_and(|details| !details.is_non_retriable);
+            .is_some_and(|details| policy.handles(details));
         let next = if retriable {
             policy.next_attempt_at(attempt, first_attempt_at, ctx.current_utc_datetime())
         } else {
@@ -214,5 +254,77 @@ fn with_attempts(error: TaskError, attempts: u32) -> TaskError {
             details,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::{ActivityContext, ActivityError, OrchestrationError, Registry};
+    use crate::testkit::InMemoryRuntime;
+
+    /// Calls "Fail", which always fails with `failure`, under `policy`; returns how many calls
+    /// were made and the final error's text.
+    fn calls_until_given_up(policy: RetryPolicy, failure: ActivityError) -> (u32, String) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        let registry = Registry::builder()
+            .activity("Fail", move |_: ActivityContext, (): ()| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Err::<(), _>(failure.clone()))
+            })
+            .orchestrator("Call", move |ctx: OrchestrationContext, (): ()| {
+                let call = ctx.call_activity_with_retry::<()>("Fail", &(), &policy);
+                async move {
+                    let error = call.await.expect_err("the activity always fails");
+                    Ok::<_, OrchestrationError>(error.to_string())
+                }
+            })
+            .build()
+            .unwrap();
+        let mut rt = InMemoryRuntime::new(registry);
+        rt.start("Call", "i", &()).unwrap();
+        rt.run_to_completion(Duration::from_secs(3600)).unwrap();
+        let output = rt.state("i").unwrap().output_as::<String>().unwrap();
+        (calls.load(Ordering::SeqCst), output)
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::new(4, Duration::from_secs(1))
+            .with_handle(|failure| failure.error_type != "Declined")
+    }
+
+    #[test]
+    fn the_handle_decides_which_failures_are_retried() {
+        assert_eq!(
+            calls_until_given_up(policy(), ActivityError::with_type("Declined", "no")),
+            (1, "activity 'Fail' failed: no".to_string())
+        );
+        assert_eq!(
+            calls_until_given_up(policy(), ActivityError::with_type("Outage", "later")),
+            (
+                4,
+                "activity 'Fail' failed after 4 attempts: later".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn non_retriable_failures_stop_whatever_the_handle_says() {
+        let policy = RetryPolicy::new(4, Duration::from_secs(1)).with_handle(|_| true);
+        assert_eq!(
+            calls_until_given_up(policy, ActivityError::non_retriable("bad input")),
+            (1, "activity 'Fail' failed: bad input".to_string())
+        );
+    }
+
+    #[test]
+    fn debug_shows_whether_a_handle_is_set() {
+        let plain = format!("{:?}", RetryPolicy::new(2, Duration::from_secs(1)));
+        assert!(plain.contains("handle: None"), "{plain}");
+        assert!(format!("{:?}", policy()).contains("handle: Some(\"<predicate>\")"));
     }
 }

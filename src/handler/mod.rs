@@ -1,8 +1,12 @@
 //! The custom-handler HTTP surface the Functions host talks to: the readiness probe it polls
-//! with `GET /`, and `POST /{FunctionName}` invocations of the queue-triggered functions that
-//! feed the engine.
+//! with `GET /`, `POST /{FunctionName}` invocations (the engine's queue functions, the sync
+//! workflow's functions, HTTP functions in payload mode), and the HTTP API under `/api`, which
+//! the host forwards to as-is when `enableForwardingHttpRequest` is on.
 
+pub mod api;
+pub mod http_payload;
 pub mod invocation;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -12,11 +16,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
+use tower::ServiceExt;
 
 use crate::runtime::Runtime;
 use crate::store::backend::{Backend, StoreError};
+use api::ApiState;
+use http_payload::{response_binding, HttpRequestData};
 use invocation::{InvocationRequest, InvocationResponse};
+use sync::SyncError;
 
 /// Name of the input binding the engine's queue functions receive their message under (the
 /// `name` in their `function.json`).
@@ -24,13 +32,30 @@ pub const ENGINE_MESSAGE_BINDING: &str = "message";
 /// The work-item queue's function; control queue `NN` is served by `DurableControlNN`.
 pub const WORK_ITEMS_FUNCTION: &str = "DurableWorkItems";
 pub const CONTROL_FUNCTION_PREFIX: &str = "DurableControl";
+/// The trigger and output binding names of the app's HTTP functions.
+pub const HTTP_REQUEST_BINDING: &str = "req";
+pub const HTTP_RESPONSE_BINDING: &str = "res";
 
-/// The whole worker: readiness and the engine's queue functions.
-pub fn app<B: Backend>(runtime: Arc<Runtime<B>>) -> Router {
+struct Worker<B: Backend> {
+    runtime: Arc<Runtime<B>>,
+    api: Router,
+}
+
+/// The whole worker. `task_hub` names the hub in the management URLs the API hands out.
+pub fn app<B: Backend>(runtime: Arc<Runtime<B>>, task_hub: String) -> Router {
+    let api = api::routes(Arc::new(ApiState {
+        runtime: runtime.clone(),
+        task_hub,
+    }));
+    let worker = Arc::new(Worker {
+        runtime,
+        api: api.clone(),
+    });
     Router::new()
         .route("/", get(ready))
         .route("/{function}", post(invoke::<B>))
-        .with_state(runtime)
+        .with_state(worker)
+        .merge(api)
 }
 
 async fn ready() -> &'static str {
@@ -52,20 +77,11 @@ fn done(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
-/// Processes one engine message. Only failures a retry can cure answer non-2xx (the host then
-/// retries and, after `maxDequeueCount`, moves the message to the poison queue); a message that
-/// can never be processed is acknowledged with a log line so it is not retried.
 async fn invoke<B: Backend>(
-    State(runtime): State<Arc<Runtime<B>>>,
+    State(worker): State<Arc<Worker<B>>>,
     Path(function): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !is_engine_function(&function) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no function named '{function}' is served by this worker"),
-        );
-    }
     let request: InvocationRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -75,6 +91,71 @@ async fn invoke<B: Backend>(
             )
         }
     };
+    if is_engine_function(&function) {
+        return engine_message(&worker.runtime, &function, &request).await;
+    }
+    match function.as_str() {
+        sync::FUNCTION1 => sync_result(&function, sync::function1(&request, chrono::Utc::now())),
+        sync::SYNC_QUEUE_PROCESSOR => sync_result(
+            &function,
+            sync::sync_queue_processor(&worker.runtime, &request).await,
+        ),
+        _ if request.data.contains_key(HTTP_REQUEST_BINDING) => {
+            http_function(&worker.api, &request).await
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no function named '{function}' is served by this worker"),
+        ),
+    }
+}
+
+/// Runtime failures answer 500 so the host retries the message. Bad input answers 400 too: the
+/// host retries it `maxDequeueCount` times and then parks it in `<queue>-poison`, where an
+/// operator can see it, rather than losing it.
+fn sync_result(function: &str, result: Result<InvocationResponse, SyncError>) -> Response {
+    match result {
+        Ok(response) => done(response),
+        Err(SyncError::Runtime(e)) => {
+            tracing::warn!("{function}: will be retried: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!("{function}: dropped an input that can never be processed: {e}");
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+    }
+}
+
+/// An HTTP function in payload mode: the request the host describes is served by the same
+/// routes the forwarding mode reaches, and the response goes back as the `res` binding.
+async fn http_function(api: &Router, request: &InvocationRequest) -> Response {
+    let http = match HttpRequestData::from_data(&request.data, HTTP_REQUEST_BINDING)
+        .and_then(|data| data.to_request())
+    {
+        Ok(http) => http,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let response = match api.clone().oneshot(http).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let mut answer = InvocationResponse::default();
+    let binding: Value = response_binding(response).await;
+    answer
+        .outputs
+        .insert(HTTP_RESPONSE_BINDING.to_string(), binding);
+    done(answer)
+}
+
+/// Processes one engine message. Only failures a retry can cure answer non-2xx (the host then
+/// retries and, after `maxDequeueCount`, moves the message to the poison queue); a message that
+/// can never be processed is acknowledged with a log line so it is not retried.
+async fn engine_message<B: Backend>(
+    runtime: &Runtime<B>,
+    function: &str,
+    request: &InvocationRequest,
+) -> Response {
     let text = match request.queue_message(ENGINE_MESSAGE_BINDING) {
         Ok(text) => text,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -30,20 +30,7 @@ impl Blobs {
 
     /// Creates the container if it is missing.
     pub async fn create(&self) -> Result<(), StoreError> {
-        match self.container.create().await {
-            Ok(_) => Ok(()),
-            // 409 ContainerBeingDeleted is also a conflict but not "already there"; let it fail.
-            Err(e)
-                if status(&e) == Some(409)
-                    && error_code(&e).is_none_or(|code| code == "ContainerAlreadyExists") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(classify_unconditional(
-                &format!("create container '{}'", self.container_name()),
-                e,
-            )),
-        }
+        create_container(&self.container).await
     }
 
     /// Uploads (or overwrites) a blob.
@@ -115,4 +102,22 @@ impl Blobs {
 /// 404 for the blob itself; a missing container is a set-up error, not an absent blob.
 fn is_missing_blob(error: &azure_core::Error) -> bool {
     status(error) == Some(404) && error_code(error).is_none_or(|code| code != "ContainerNotFound")
+}
+
+/// Creates `container` if it is missing.
+pub async fn create_container(container: &ContainerClient) -> Result<(), StoreError> {
+    match container.create().await {
+        Ok(_) => Ok(()),
+        // 409 ContainerBeingDeleted is also a conflict but not "already there"; let it fail.
+        Err(e)
+            if status(&e) == Some(409)
+                && error_code(&e).is_none_or(|code| code == "ContainerAlreadyExists") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(classify_unconditional(
+            &format!("create container '{}'", container.container_name()),
+            e,
+        )),
+    }
 }

@@ -1,5 +1,6 @@
 //! Azure Storage backend: Tables for state and history, Queues for messages, Blobs for payloads.
 
+pub mod artifacts;
 pub mod backend;
 pub mod blobs;
 pub mod connection;

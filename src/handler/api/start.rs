@@ -1,0 +1,147 @@
+//! `POST /api/orchestrators/{functionName}[/{instanceId}]`: starts an instance with the body as
+//! its input and answers with the check-status links, or, given `timeout`, waits for it to end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::status::{json_value, payload, status_code};
+use super::urls::{base_url, InstanceUrls};
+use super::{ApiError, ApiState};
+use crate::engine::OrchestrationStatus;
+use crate::store::backend::Backend;
+
+/// How often a waiting start checks the instance when the caller names no `pollingInterval`.
+const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(1);
+/// Upper bound on a waiting start, so a caller cannot pin a request (and the host's function
+/// timeout) forever.
+const MAX_WAIT: Duration = Duration::from_secs(230);
+
+pub async fn start<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Path(function_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    start_instance(state, function_name, None, query, headers, body).await
+}
+
+pub async fn start_with_id<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Path((function_name, instance_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    start_instance(
+        state,
+        function_name,
+        Some(instance_id),
+        query,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// A duration in (possibly fractional) seconds from the query string.
+fn seconds(query: &HashMap<String, String>, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = query.get(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(Some(Duration::from_secs_f64(
+            value.min(MAX_WAIT.as_secs_f64()),
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "'{name}' must be a number of seconds, got '{text}'"
+        ))),
+    }
+}
+
+async fn start_instance<B: Backend>(
+    state: Arc<ApiState<B>>,
+    function_name: String,
+    instance_id: Option<String>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let timeout = seconds(&query, "timeout")?;
+    let polling = seconds(&query, "pollingInterval")?.unwrap_or(DEFAULT_POLLING_INTERVAL);
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+    let instance_id = state
+        .runtime
+        .start(&function_name, instance_id.as_deref(), &input)
+        .await?;
+    let urls = InstanceUrls::new(
+        &base_url(&headers),
+        &state.task_hub,
+        &instance_id,
+        query.get("code").map(String::as_str),
+    );
+    if let Some(timeout) = timeout {
+        if let Some(ended) = wait_for_end(&state, &instance_id, timeout, polling).await? {
+            return Ok(ended);
+        }
+    }
+    Ok(check_status_response(&urls, &instance_id))
+}
+
+/// 202 with `Location` and `Retry-After`, as the extension's CreateCheckStatusResponse.
+pub fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [
+            (header::LOCATION, urls.status()),
+            (header::RETRY_AFTER, "10".to_string()),
+        ],
+        Json(urls.check_status_body(instance_id)),
+    )
+        .into_response()
+}
+
+/// Polls until the instance ends or `timeout` passes. A completed instance answers 200 with its
+/// output; one that failed or was terminated answers with its status object.
+async fn wait_for_end<B: Backend>(
+    state: &ApiState<B>,
+    instance_id: &str,
+    timeout: Duration,
+    polling: Duration,
+) -> Result<Option<Response>, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let polling = polling.max(Duration::from_millis(1));
+    loop {
+        if let Some(summary) = state.runtime.status(instance_id).await? {
+            if summary.status.is_terminal() {
+                let body = if summary.status == OrchestrationStatus::Completed {
+                    json_value(summary.output.as_deref())
+                } else {
+                    payload(&summary, true)
+                };
+                return Ok(Some(
+                    (status_code(summary.status, false), Json(body)).into_response(),
+                ));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(polling.min(deadline - now)).await;
+    }
+}

@@ -1,0 +1,216 @@
+//! The whole app as a user runs it: a fresh Azurite, the dev host on a free port serving this
+//! repository's `host.json` and `functions/`, and the worker binary under it. Tests talk to it
+//! only over HTTP (and Azurite's queues); dropping it stops the dev host (which stops the
+//! worker) and prints the dev host's log when the test failed.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::azurite::Azurite;
+
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Held so Azurite lives exactly as long as the app.
+    _azurite: Azurite,
+    devhost: Child,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Settings that keep the workflows' simulated waits short; a test overrides any of them.
+const FAST: &[(&str, &str)] = &[
+    ("SYNC_WORK_DELAY_MS", "20"),
+    ("SYNC_RETRY_FIRST_INTERVAL_MS", "100"),
+    ("ORDER_PAYMENT_RETRY_FIRST_INTERVAL_MS", "100"),
+    ("AzureWebJobs.Function1.Disabled", "true"),
+    ("RUST_LOG", "info"),
+];
+
+/// A response: status, headers and the JSON body (`Null` when the body is not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl App {
+    /// Starts everything and waits until a request reaches the worker through the dev host.
+    pub async fn start(settings: &[(&str, &str)]) -> App {
+        let azurite = Azurite::start();
+        let port = free_port();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let log =
+            std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
+        let log_file = std::fs::File::create(&log).expect("create the dev host log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_devhost"));
+        command
+            .arg(&root)
+            .args(["--port", &port.to_string()])
+            .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
+            .env("AzureWebJobsStorage", azurite.connection_string())
+            .env("TaskHub", "e2ehub")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone the log handle"))
+            .stderr(log_file);
+        for (name, value) in FAST.iter().chain(settings) {
+            command.env(name, value);
+        }
+        let devhost = command.spawn().expect("start the dev host");
+        let app = App {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _azurite: azurite,
+            devhost,
+            log,
+        };
+        app.wait_until_serving().await;
+        app
+    }
+
+    async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // A 404 for an unknown instance comes from the worker, through the dev host.
+            if let Ok(response) = self
+                .http
+                .get(format!("{}/api/instances/probe", self.base))
+                .send()
+                .await
+            {
+                if response.status() == StatusCode::NOT_FOUND {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not serve HTTP within 60 s; dev host log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read the response body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET through the dev host");
+        Self::answer(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("POST through the dev host");
+        Self::answer(response).await
+    }
+
+    /// Starts `orchestrator` through the HTTP starter and returns the new instance's id.
+    pub async fn start_instance(&self, orchestrator: &str, input: &Value) -> String {
+        let answer = self
+            .post(&format!("/api/orchestrators/{orchestrator}"), input)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "starting {orchestrator}: {}",
+            answer.body
+        );
+        answer.body["id"]
+            .as_str()
+            .expect("the check-status body has an id")
+            .to_string()
+    }
+
+    /// Polls the status endpoint until `done(status)` holds; panics with the last status after
+    /// `timeout`.
+    pub async fn wait_for(
+        &self,
+        instance_id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answer = self.get(&format!("/api/instances/{instance_id}")).await;
+            if answer.status.is_success() && done(&answer.body) {
+                return answer.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance '{instance_id}' did not get there within {timeout:?}; last status {} {}",
+                answer.status,
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the instance has ended (Completed, Failed, Terminated or Canceled).
+    pub async fn wait_for_end(&self, instance_id: &str, timeout: Duration) -> Value {
+        self.wait_for(instance_id, timeout, |status| {
+            matches!(
+                status["runtimeStatus"].as_str(),
+                Some("Completed" | "Failed" | "Terminated" | "Canceled")
+            )
+        })
+        .await
+    }
+}
+
+impl Drop for App {
+    /// SIGTERM so the dev host stops its worker too; SIGKILL only if it does not exit in time.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.devhost.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.devhost.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.devhost.kill();
+        let _ = self.devhost.wait();
+        if std::thread::panicking() {
+            eprintln!("---- dev host log ----\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
