@@ -139,6 +139,8 @@ pub enum Binding {
         name: String,
         queue_name: String,
         connection: Option<String>,
+        /// `dataType`, lowercased; `"binary"` stops the host from base64-decoding string outputs.
+        data_type: Option<String>,
     },
     /// Any other binding; `kind` is the `type` as written, `direction` lowercased.
     Other {
@@ -330,6 +332,31 @@ pub fn settings(
     }
     out.extend(env);
     Ok(out)
+}
+
+/// `Host.LocalHttpPort` of `local.settings.json`: the port `func start` serves HTTP functions on
+/// unless `--port` says otherwise. `None` when the file or the key is absent.
+pub fn local_http_port(root: &Path) -> Result<Option<u16>, ConfigError> {
+    let path = root.join(LOCAL_SETTINGS_JSON);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let json = parse_json(&path, &text)?;
+    let file = object(&path, "", &json)?;
+    let Some(host) = get(file, "Host") else {
+        return Ok(None);
+    };
+    let Some(port) = get(object(&path, "Host", host)?, "LocalHttpPort") else {
+        return Ok(None);
+    };
+    let key = "Host.LocalHttpPort";
+    u16::try_from(unsigned(&path, key, port)?)
+        .ok()
+        .filter(|port| *port != 0)
+        .map(Some)
+        .ok_or_else(|| invalid(&path, key, "must be a port number from 1 to 65535"))
 }
 
 /// Replaces every `%Name%` in `value` by the setting's value, as the host does for `queueName`,
@@ -773,6 +800,7 @@ fn parse_binding(path: &Path, index: usize, value: &Value) -> Result<Binding, Co
             Binding::QueueOut {
                 queue_name: required("queueName")?,
                 connection: connection()?,
+                data_type: text("dataType")?.map(|d| d.to_ascii_lowercase()),
                 name,
             }
         }
@@ -1482,9 +1510,55 @@ mod tests {
                     name: "outq".into(),
                     queue_name: "%ResultsQueue%".into(),
                     connection: None,
+                    data_type: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_binary_queue_output() {
+        assert_eq!(
+            bindings(
+                r#"{ "bindings": [
+                  { "type": "timerTrigger", "direction": "in", "name": "t", "schedule": "0 * * * * *" },
+                  { "type": "queue", "direction": "out", "name": "$return", "queueName": "q",
+                    "dataType": "Binary" }
+                ] }"#
+            )[1],
+            Binding::QueueOut {
+                name: "$return".into(),
+                queue_name: "q".into(),
+                connection: None,
+                data_type: Some("binary".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn the_local_http_port_comes_from_local_settings() {
+        let dir = TempDir::new("port");
+        assert_eq!(local_http_port(dir.path()).unwrap(), None);
+        dir.write(LOCAL_SETTINGS_JSON, r#"{ "Values": {} }"#);
+        assert_eq!(local_http_port(dir.path()).unwrap(), None);
+        dir.write(
+            LOCAL_SETTINGS_JSON,
+            r#"{ "Host": { "LocalHttpPort": 7072, "CORS": "*" } }"#,
+        );
+        assert_eq!(local_http_port(dir.path()).unwrap(), Some(7072));
+        dir.write(
+            LOCAL_SETTINGS_JSON,
+            r#"{ "host": { "localHttpPort": "8080" } }"#,
+        );
+        assert_eq!(local_http_port(dir.path()).unwrap(), Some(8080));
+        for bad in ["0", "70000", "\"x\""] {
+            dir.write(
+                LOCAL_SETTINGS_JSON,
+                &format!(r#"{{ "Host": {{ "LocalHttpPort": {bad} }} }}"#),
+            );
+            let error = local_http_port(dir.path()).unwrap_err().to_string();
+            assert!(error.contains("Host.LocalHttpPort"), "{error}");
+        }
     }
 
     #[test]

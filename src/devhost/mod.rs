@@ -2,6 +2,9 @@
 //! the worker locally where `func` core tools are not available.
 
 pub mod config;
+pub mod http_front;
+pub mod invoker;
 pub mod ncrontab;
+pub mod output_bindings;
 pub mod queue_trigger;
 pub mod timer_trigger;

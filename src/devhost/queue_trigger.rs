@@ -9,62 +9,20 @@ use azure_storage_queues::prelude::PopReceipt;
 use azure_storage_queues::QueueClient;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::config::QueueOptions;
+use super::invoker::{dotnet_string, host_string, sys, Invoker};
+use super::output_bindings::OutputBindings;
 
 /// How long a received message is hidden before its lease is renewed; the host renews while the
 /// invocation runs, so a slow invocation never lets the message reappear.
 const LEASE: Duration = Duration::from_secs(60);
 /// The host's polling starts fast and doubles while the queue stays empty.
 const MIN_POLLING_INTERVAL: Duration = Duration::from_millis(100);
-/// What the dev host says it is, in the headers the host sends with every invocation.
-pub const HOST_VERSION: &str = "4.1036.1.23224";
-
-/// Posts invocations to the worker as the host does.
-pub struct Invoker {
-    http: reqwest::Client,
-    worker_url: String,
-}
-
-impl Invoker {
-    pub fn new(http: reqwest::Client, worker_url: String) -> Self {
-        Self { http, worker_url }
-    }
-
-    /// `POST {worker}/{function}` with the payload; whether the worker answered 2xx.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> bool {
-        let body = payload.to_string();
-        let sent = self
-            .http
-            .post(format!("{}/{function}", self.worker_url))
-            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
-            .header(
-                "X-Azure-Functions-InvocationId",
-                uuid::Uuid::new_v4().hyphenated().to_string(),
-            )
-            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => true,
-            Ok(response) => {
-                tracing::warn!("{function}: the worker answered {}", response.status());
-                false
-            }
-            Err(error) => {
-                tracing::warn!("{function}: the invocation failed: {error}");
-                false
-            }
-        }
-    }
-}
-
 /// One queue-triggered function.
 pub struct QueueTrigger {
     pub function: String,
@@ -72,6 +30,8 @@ pub struct QueueTrigger {
     pub queue: QueueClient,
     pub poison: QueueClient,
     pub options: QueueOptions,
+    /// Written after each successful invocation; failing to write them fails the invocation.
+    pub outputs: Arc<OutputBindings>,
 }
 
 /// What the host knows of a received message, for the invocation's metadata.
@@ -92,12 +52,6 @@ fn chrono_time(time: time::OffsetDateTime) -> DateTime<Utc> {
 /// `DateTimeOffset` after the host's ToString/Parse round-trip: no fraction, `+00:00`.
 fn offset_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-}
-
-/// A string value as the host serializes it: the JSON of a .NET string (double-encoded on the
-/// wire).
-fn host_string(text: &str) -> Value {
-    Value::String(serde_json::to_string(text).unwrap_or_default())
 }
 
 /// The invocation payload the host sends for a queue message (protocol §3.1, §3.3).
@@ -132,11 +86,7 @@ pub fn queue_payload(
     metadata.insert("PopReceipt".into(), host_string(pop_receipt));
     metadata.insert(
         "sys".into(),
-        json!({
-            "MethodName": function,
-            "UtcNow": Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            "RandGuid": uuid::Uuid::new_v4().hyphenated().to_string(),
-        }),
+        sys(function, Utc::now(), uuid::Uuid::new_v4()),
     );
     // A JSON object message also contributes its top-level properties as binding data
     // (Utility.ApplyBindingData): objects as objects, other values as .NET strings.
@@ -145,9 +95,7 @@ pub fn queue_payload(
             let converted = match value {
                 Value::Object(_) => value,
                 Value::Array(_) | Value::Null => continue,
-                Value::String(s) => host_string(&s),
-                Value::Bool(b) => host_string(if b { "True" } else { "False" }),
-                Value::Number(n) => host_string(&n.to_string()),
+                scalar => host_string(&dotnet_string(&scalar).unwrap_or_default()),
             };
             metadata.insert(key, converted);
         }
@@ -215,6 +163,24 @@ impl QueueTrigger {
         running.shutdown().await;
     }
 
+    /// The invocation and its queue outputs; either failing fails the message's attempt.
+    async fn invoke(&self, invoker: &Invoker, payload: &Value) -> bool {
+        let result = match invoker.invoke(&self.function, payload).await {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::warn!("{}: {error}", self.function);
+                return false;
+            }
+        };
+        match self.outputs.apply(&result).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!("{}: {error}", self.function);
+                false
+            }
+        }
+    }
+
     fn receipt(&self, received: &Received) -> PopReceipt {
         let pop_receipt = received
             .pop_receipt
@@ -265,7 +231,7 @@ impl QueueTrigger {
             received.pop_receipt.clone(),
             received.text.clone(),
         ));
-        let succeeded = invoker.invoke(&self.function, &payload).await;
+        let succeeded = self.invoke(&invoker, &payload).await;
         renewal.abort();
         let _ = renewal.await;
         if succeeded {

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::invoker::{net_time, sys, Invoker};
 use super::ncrontab::Schedule;
-use super::queue_trigger::Invoker;
+use super::output_bindings::OutputBindings;
 
 /// How late an invocation may start before it counts as past due. Wake-ups are routinely a few
 /// milliseconds late; a whole second late means an occurrence was really missed or delayed.
@@ -37,6 +38,8 @@ pub struct TimerTrigger {
     pub run_on_startup: bool,
     /// `None`: the host's default (see [`monitored`]).
     pub use_monitor: Option<bool>,
+    /// Written after each successful invocation.
+    pub outputs: Arc<OutputBindings>,
 }
 
 /// The schedule monitor's record as the function sees it: `last` is when the previous invocation
@@ -57,25 +60,10 @@ fn never() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// A time as Newtonsoft writes a .NET `DateTime`: up to 7 fractional digits (100 ns ticks) with
-/// trailing zeros trimmed and no fraction at all on a whole second, then `zone`.
-fn net_time(time: DateTime<Utc>, zone: &str) -> String {
-    let whole = time.format("%Y-%m-%dT%H:%M:%S");
-    // A leap second shows as nanoseconds >= 1e9; .NET has no such value.
-    let ticks = time.nanosecond().min(999_999_999) / 100;
-    if ticks == 0 {
-        return format!("{whole}{zone}");
-    }
-    let fraction = format!("{ticks:07}");
-    format!("{whole}.{}{zone}", fraction.trim_end_matches('0'))
-}
-
 /// The timer invocation payload as the host sends it (protocol §3.4): `Data[binding]` is the
 /// `TimerInfo` object, with `ScheduleStatus` null when the schedule is not monitored; `Metadata`
-/// holds only `sys`. Times carry `+00:00`, the offset of a host running in UTC.
-///
-/// Keys come out in `serde_json`'s sorted order rather than the host's declaration order; JSON
-/// readers, the worker's included, do not depend on it.
+/// holds only `sys`. Times carry `+00:00`, the offset of a host running in UTC. Keys keep the
+/// host's declaration order.
 pub fn timer_payload(
     function: &str,
     binding: &str,
@@ -98,13 +86,7 @@ pub fn timer_payload(
                 "IsPastDue": is_past_due,
             }
         },
-        "Metadata": {
-            "sys": {
-                "MethodName": function,
-                "UtcNow": net_time(Utc::now(), "Z"),
-                "RandGuid": uuid::Uuid::new_v4().hyphenated().to_string(),
-            }
-        }
+        "Metadata": { "sys": sys(function, Utc::now(), uuid::Uuid::new_v4()) }
     })
 }
 
@@ -148,8 +130,9 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 impl TimerTrigger {
     /// Fires the function on its schedule until `shutdown` turns true, POSTing the host's timer
-    /// payload through the invoker. One invocation at a time; a failed invocation is not retried
-    /// (the host never retries timers). An invocation in flight at shutdown is abandoned.
+    /// payload through the invoker and writing the queue outputs of each successful invocation.
+    /// One invocation at a time; a failed invocation is logged and not retried (the host never
+    /// retries timers). An invocation in flight at shutdown is abandoned.
     pub async fn run(self, invoker: Arc<Invoker>, mut shutdown: watch::Receiver<bool>) {
         let monitored = monitored(&self.schedule, self.use_monitor);
         let start = Utc::now();
@@ -230,9 +213,19 @@ impl TimerTrigger {
             tracing::info!("{}: the timer is past due", self.function);
         }
         let payload = timer_payload(&self.function, &self.binding, status, past_due);
+        let invocation = async {
+            match invoker.invoke(&self.function, &payload).await {
+                Ok(result) => {
+                    if let Err(error) = self.outputs.apply(&result).await {
+                        tracing::warn!("{}: {error}", self.function);
+                    }
+                }
+                Err(error) => tracing::warn!("{}: {error}", self.function),
+            }
+        };
         tokio::select! {
-            // Failures are logged by the invoker; the timer just carries on with its schedule.
-            _ = invoker.invoke(&self.function, &payload) => true,
+            // The timer carries on with its schedule whatever happened.
+            _ = invocation => true,
             _ = stopped(shutdown) => false,
         }
     }
@@ -430,6 +423,7 @@ mod tests {
             schedule: schedule(expression),
             run_on_startup,
             use_monitor,
+            outputs: Arc::default(),
         }
     }
 
@@ -447,7 +441,7 @@ mod tests {
     #[tokio::test]
     async fn an_every_second_timer_fires_until_shutdown() {
         let (url, seen) = worker(Duration::ZERO).await;
-        let invoker = Arc::new(Invoker::new(reqwest::Client::new(), url));
+        let invoker = Arc::new(Invoker::new(url, None).unwrap());
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(trigger("* * * * * *", true, Some(true)).run(invoker, shutdown));
 
@@ -493,7 +487,7 @@ mod tests {
     #[tokio::test]
     async fn run_on_startup_fires_once_at_once_and_only_when_set() {
         let (url, seen) = worker(Duration::ZERO).await;
-        let invoker = Arc::new(Invoker::new(reqwest::Client::new(), url));
+        let invoker = Arc::new(Invoker::new(url, None).unwrap());
         let (stop, shutdown) = watch::channel(false);
         // A yearly schedule: nothing else can fire during the test.
         let yearly = "0 0 0 1 1 *";
@@ -526,7 +520,7 @@ mod tests {
         // The startup run takes 2.5 s, so the occurrence at most 1 s after its start is served
         // at least 1.5 s late.
         let (url, seen) = worker(Duration::from_millis(2500)).await;
-        let invoker = Arc::new(Invoker::new(reqwest::Client::new(), url));
+        let invoker = Arc::new(Invoker::new(url, None).unwrap());
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(trigger("* * * * * *", true, None).run(invoker, shutdown));
         assert!(wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() >= 2).await);
@@ -554,10 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_schedule_without_occurrences_returns_at_once() {
-        let invoker = Arc::new(Invoker::new(
-            reqwest::Client::new(),
-            "http://127.0.0.1:9".into(),
-        ));
+        let invoker = Arc::new(Invoker::new("http://127.0.0.1:9", None).unwrap());
         let (_stop, shutdown) = watch::channel(false);
         tokio::time::timeout(
             Duration::from_secs(5),

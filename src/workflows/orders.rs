@@ -36,7 +36,15 @@ struct Order {
     order_id: Option<String>,
     customer_id: Option<String>,
     items: Vec<OrderItem>,
+    /// Optional: absent or `null` means nothing is simulated.
+    #[serde(deserialize_with = "null_as_default")]
     simulate: Simulate,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -427,6 +435,20 @@ fn refund_name(payment_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn simulate_may_be_null_or_absent() {
+        for text in [
+            r#"{"OrderId":"O-1","Items":[],"Simulate":null}"#,
+            r#"{"OrderId":"O-1","Items":[]}"#,
+        ] {
+            let order: Order = serde_json::from_str(text).unwrap();
+            assert_eq!(order.simulate.payment_transient_failures, 0);
+            assert!(!order.simulate.payment_declined && !order.simulate.shipping_failure);
+        }
+        let with: Order = serde_json::from_str(r#"{"Simulate":{"PaymentDeclined":true}}"#).unwrap();
+        assert!(with.simulate.payment_declined);
+    }
+
     use futures_executor::block_on;
 
     use super::*;
