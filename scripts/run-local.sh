@@ -46,7 +46,11 @@ fi
 host_pid=$!
 
 cat <<INFO
-==> running. Storage: Azurite at 127.0.0.1:10000-10002 (UseDevelopmentStorage=true);
-    task hub: the TaskHub setting in local.settings.json. Press Ctrl-C to stop.
+==> running on http://localhost:7071/api/ (Storage: Azurite at 127.0.0.1:10000-10002,
+    UseDevelopmentStorage=true; task hub: the TaskHub setting in local.settings.json).
+    The sync timer starts Workflow-… instances every 15 s; watch them with
+      curl -s 'http://localhost:7071/api/instances?instanceIdPrefix=Workflow-'
+    start others with POST http://localhost:7071/api/orchestrators/{name} (README: Try it).
+    Press Ctrl-C to stop.
 INFO
 wait "$host_pid"
