@@ -1,0 +1,580 @@
+//! The host-path benchmark: Azurite, the dev host and the worker (release builds) run as a user
+//! runs them, and a client drives them over HTTP. Measures throughput of 1,000 concurrently
+//! started `HelloSequence5` and `FanOut10` instances, idle start→completion latency, storage
+//! requests per orchestration (through a counting proxy in front of Azurite), peak RSS and the
+//! load average. Prints `key=value` lines (median with min and max over the runs) and writes
+//! them as JSON. Run through `scripts/bench.sh`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+const ACCOUNT: &str = "devstoreaccount1";
+const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// What one run of the benchmark is asked to do.
+struct Options {
+    root: PathBuf,
+    runs: usize,
+    instances: usize,
+    in_flight: usize,
+    latency_samples: usize,
+    count_instances: usize,
+    output: PathBuf,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        runs: 3,
+        instances: 1000,
+        in_flight: 64,
+        latency_samples: 50,
+        count_instances: 50,
+        output: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results/host_path.json"),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || args.get(i + 1).cloned().unwrap_or_default();
+        let number = |name: &str| -> usize {
+            value()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        };
+        match args[i].as_str() {
+            "--runs" => options.runs = number("--runs"),
+            "--instances" => options.instances = number("--instances"),
+            "--in-flight" => options.in_flight = number("--in-flight"),
+            "--latency-samples" => options.latency_samples = number("--latency-samples"),
+            "--count-instances" => options.count_instances = number("--count-instances"),
+            "--output" => options.output = PathBuf::from(value()),
+            // cargo bench passes --bench; nothing to do.
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument '{other}'"),
+        }
+        i += 2;
+    }
+    options
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// An in-memory Azurite on free ports, stopped on drop.
+struct Azurite {
+    root: PathBuf,
+    ports: [u16; 3],
+}
+
+impl Azurite {
+    fn start(root: &Path) -> Azurite {
+        let ports = [free_port(), free_port(), free_port()];
+        let status = Command::new(root.join("scripts/azurite.sh"))
+            .arg("start")
+            .arg("--memory")
+            .args(["--blob-port", &ports[0].to_string()])
+            .args(["--queue-port", &ports[1].to_string()])
+            .args(["--table-port", &ports[2].to_string()])
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/azurite.sh");
+        assert!(status.success(), "Azurite did not start");
+        Azurite {
+            root: root.to_path_buf(),
+            ports,
+        }
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = Command::new(self.root.join("scripts/azurite.sh"))
+            .args(["stop", "--blob-port", &self.ports[0].to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn connection_string([blob, queue, table]: [u16; 3]) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
+         BlobEndpoint=http://127.0.0.1:{blob}/{ACCOUNT};\
+         QueueEndpoint=http://127.0.0.1:{queue}/{ACCOUNT};\
+         TableEndpoint=http://127.0.0.1:{table}/{ACCOUNT};"
+    )
+}
+
+/// Counts every storage request the app makes, by service, on its way to Azurite.
+#[derive(Default)]
+struct Counts {
+    blob: AtomicU64,
+    queue: AtomicU64,
+    table: AtomicU64,
+}
+
+impl Counts {
+    fn total(&self) -> u64 {
+        self.blob.load(Ordering::Relaxed)
+            + self.queue.load(Ordering::Relaxed)
+            + self.table.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> [u64; 3] {
+        [
+            self.blob.load(Ordering::Relaxed),
+            self.queue.load(Ordering::Relaxed),
+            self.table.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Headers that describe one connection or one framing of the body; each side sets its own.
+const HOP_BY_HOP: [&str; 5] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+];
+
+struct Proxy {
+    target: String,
+    counter: usize,
+    counts: Arc<Counts>,
+    http: reqwest::Client,
+}
+
+async fn relay(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let counter = match proxy.counter {
+        0 => &proxy.counts.blob,
+        1 => &proxy.counts.queue,
+        _ => &proxy.counts.table,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let url = format!(
+        "{}{}",
+        proxy.target,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut forwarded = proxy.http.request(parts.method, url).body(body);
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    match forwarded.send().await {
+        Ok(answer) => {
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if !HOP_BY_HOP.contains(&name.as_str()) {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            response.body(Body::from(bytes)).expect("relay response")
+        }
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Body::from(e.to_string()))
+            .expect("error response"),
+    }
+}
+
+/// Starts one counting proxy per service in front of `azurite`; returns their ports.
+async fn start_proxies(azurite: [u16; 3], counts: Arc<Counts>) -> [u16; 3] {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("proxy client");
+    let mut ports = [0; 3];
+    for (service, port) in azurite.iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        ports[service] = listener.local_addr().expect("proxy addr").port();
+        let proxy = Arc::new(Proxy {
+            target: format!("http://127.0.0.1:{port}"),
+            counter: service,
+            counts: counts.clone(),
+            http: http.clone(),
+        });
+        let app = axum::Router::new().fallback(relay).with_state(proxy);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    ports
+}
+
+/// The dev host with the release worker under it, stopped (with its worker) on drop.
+struct App {
+    devhost: Child,
+    base: String,
+}
+
+impl App {
+    async fn start(root: &Path, storage: [u16; 3]) -> App {
+        let port = free_port();
+        let release = root.join("target/release");
+        let devhost = Command::new(release.join("devhost"))
+            .arg(root)
+            .args(["--port", &port.to_string()])
+            .env("DEVHOST_WORKER", release.join("worker"))
+            .env("AzureWebJobsStorage", connection_string(storage))
+            .env("TaskHub", "benchhub")
+            .env("AzureWebJobs.Function1.Disabled", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start target/release/devhost (run scripts/bench.sh, which builds it)");
+        let app = App {
+            devhost,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(answer) = http
+                .get(format!("{}/api/instances/probe", app.base))
+                .send()
+                .await
+            {
+                if answer.status() == 404 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the app did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        app
+    }
+
+    fn worker_pid(&self) -> Option<u32> {
+        let parent = self.devhost.id().to_string();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let after_name = stat.rsplit_once(')')?.1;
+            let ppid = after_name.split_whitespace().nth(1)?;
+            (ppid == parent).then_some(pid)
+        })
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.devhost.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.devhost.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.devhost.kill();
+        let _ = self.devhost.wait();
+    }
+}
+
+/// Peak resident set size (`VmHWM`) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Starts `count` instances of `orchestrator`, `in_flight` requests at a time, and waits until
+/// every one has completed. Returns orchestrations per second from the first start.
+async fn throughput(
+    app: &App,
+    orchestrator: &str,
+    prefix: &str,
+    count: usize,
+    in_flight: usize,
+) -> f64 {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(in_flight)
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("{}/api/orchestrators/{orchestrator}/{prefix}{i:05}", app.base);
+            async move {
+                let answer = http.post(url).send().await.expect("start");
+                assert_eq!(answer.status(), 202, "start answered {}", answer.status());
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<()>>()
+        .await;
+    wait_all_completed(app, &http, prefix, count).await;
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Polls the query API until `count` instances under `prefix` are Completed; fails on a
+/// Failed one.
+async fn wait_all_completed(app: &App, http: &reqwest::Client, prefix: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let failed = list(app, http, prefix, "Failed,Terminated").await;
+        assert!(failed.is_empty(), "instances failed: {:?}", &failed[..1]);
+        let done = list(app, http, prefix, "Completed").await.len();
+        if done >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done}/{count} completed after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every instance under `prefix` in the given statuses, following continuation tokens.
+async fn list(app: &App, http: &reqwest::Client, prefix: &str, statuses: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = http.get(format!(
+            "{}/api/instances?instanceIdPrefix={prefix}&runtimeStatus={statuses}&top=1000",
+            app.base
+        ));
+        if let Some(token) = &token {
+            request = request.header("x-ms-continuation-token", token);
+        }
+        let answer = request.send().await.expect("query");
+        token = answer
+            .headers()
+            .get("x-ms-continuation-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let page: Vec<Value> = answer.json().await.expect("query body");
+        items.extend(page);
+        if token.is_none() {
+            return items;
+        }
+    }
+}
+
+/// Start→completion of `samples` sequential `HelloSequence5` runs, through the starter's
+/// wait-for-completion. Returns (p50, p95) in milliseconds.
+async fn latency(app: &App, prefix: &str, samples: usize) -> (f64, f64) {
+    let http = reqwest::Client::new();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let url = format!(
+            "{}/api/orchestrators/HelloSequence5/{prefix}{i:04}?timeout=30&pollingInterval=0.002",
+            app.base
+        );
+        let started = Instant::now();
+        let answer = http.post(url).send().await.expect("start and wait");
+        assert_eq!(answer.status(), 200, "the run did not complete in time");
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (percentile(&times, 0.50), percentile(&times, 0.95))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Storage requests per orchestration for `count` instances of `orchestrator` started one at a
+/// time and left to finish, counted at the proxy (the host's dequeues and deletes included).
+async fn storage_requests(
+    app: &App,
+    counts: &Counts,
+    orchestrator: &str,
+    prefix: &str,
+    count: usize,
+) -> (f64, [u64; 3]) {
+    let http = reqwest::Client::new();
+    // Let idle polling settle, then count only what the instances cause (minus idle polling
+    // over the same time, measured just before).
+    let idle_window = Duration::from_secs(3);
+    let before_idle = counts.total();
+    tokio::time::sleep(idle_window).await;
+    let idle_rate = (counts.total() - before_idle) as f64 / idle_window.as_secs_f64();
+    let before = counts.snapshot();
+    let started = Instant::now();
+    for i in 0..count {
+        let answer = http
+            .post(format!(
+                "{}/api/orchestrators/{orchestrator}/{prefix}{i:04}",
+                app.base
+            ))
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(answer.status(), 202);
+    }
+    // Queries are HTTP API calls that read storage too: count them out by waiting without
+    // querying, then checking once.
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+        let quiet_from = counts.total();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let recent = counts.total() - quiet_from;
+        if recent as f64 <= idle_rate * 0.5 + 2.0 || waited > Duration::from_secs(120) {
+            break;
+        }
+    }
+    let after = counts.snapshot();
+    let elapsed = started.elapsed().as_secs_f64();
+    let by_service = [
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    ];
+    let total: u64 = by_service.iter().sum();
+    let caused = total as f64 - idle_rate * elapsed;
+    let done = list(app, &http, prefix, "Completed").await.len();
+    assert_eq!(done, count, "not every counted instance completed");
+    (caused / count as f64, by_service)
+}
+
+/// Median, min and max of a figure over the runs.
+fn summary(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1],
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let mut figures: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut record = |name: &'static str, value: f64| {
+        println!("run_{name}={value:.2}");
+        figures.entry(name).or_default().push(value);
+    };
+    for run in 0..options.runs {
+        eprintln!("run {} of {}", run + 1, options.runs);
+        let azurite = Azurite::start(&options.root);
+        let counts = Arc::new(Counts::default());
+        let proxied = start_proxies(azurite.ports, counts.clone()).await;
+
+        // Throughput and latency talk to Azurite directly: the proxy's hop is not the app's.
+        let app = App::start(&options.root, azurite.ports).await;
+        record("load_average_1m_before_hello", load_average());
+        let hello = throughput(
+            &app,
+            "HelloSequence5",
+            &format!("h{run}-"),
+            options.instances,
+            options.in_flight,
+        )
+        .await;
+        record("hello_sequence5_per_s", hello);
+        record("load_average_1m_before_fanout", load_average());
+        let fan_out = throughput(
+            &app,
+            "FanOut10",
+            &format!("f{run}-"),
+            options.instances,
+            options.in_flight,
+        )
+        .await;
+        record("fan_out10_per_s", fan_out);
+        record("load_average_1m_before_latency", load_average());
+        let (p50, p95) = latency(&app, &format!("l{run}-"), options.latency_samples).await;
+        record("hello_sequence5_latency_p50_ms", p50);
+        record("hello_sequence5_latency_p95_ms", p95);
+        let worker = app.worker_pid().map_or(0.0, peak_rss_mib);
+        record("worker_peak_rss_mib", worker);
+        record("devhost_peak_rss_mib", peak_rss_mib(app.devhost.id()));
+        drop(app);
+
+        // Storage requests, through the counting proxy, on a fresh task hub.
+        let counted = App::start(&options.root, proxied).await;
+        let (hello_ops, by_service) = storage_requests(
+            &counted,
+            &counts,
+            "HelloSequence5",
+            &format!("ch{run}-"),
+            options.count_instances,
+        )
+        .await;
+        record("hello_sequence5_storage_requests_per_orchestration", hello_ops);
+        record(
+            "hello_sequence5_storage_requests_per_activity",
+            hello_ops / 5.0,
+        );
+        eprintln!("HelloSequence5 requests by service (blob, queue, table): {by_service:?}");
+        let (fan_ops, _) = storage_requests(
+            &counted,
+            &counts,
+            "FanOut10",
+            &format!("cf{run}-"),
+            options.count_instances,
+        )
+        .await;
+        record("fan_out10_storage_requests_per_orchestration", fan_ops);
+        drop(counted);
+    }
+
+    let mut json = serde_json::Map::new();
+    json.insert("runs".into(), json!(options.runs));
+    json.insert("instances".into(), json!(options.instances));
+    json.insert("in_flight".into(), json!(options.in_flight));
+    for (name, values) in &figures {
+        let (median, min, max) = summary(values);
+        println!("{name}={median:.2} (min {min:.2}, max {max:.2})");
+        json.insert(
+            (*name).to_string(),
+            json!({"median": median, "min": min, "max": max, "runs": values}),
+        );
+    }
+    if let Some(parent) = options.output.parent() {
+        std::fs::create_dir_all(parent).expect("create the output folder");
+    }
+    std::fs::write(
+        &options.output,
+        serde_json::to_string_pretty(&Value::Object(json)).expect("json"),
+    )
+    .expect("write the JSON figures");
+    println!("json={}", options.output.display());
+}
