@@ -10,6 +10,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
+echo "==> infra: Bicep parse and checkov scan"
+scripts/infra-check.sh
+
 echo "==> benchmark binaries, smoke pass"
 cargo test --locked --bench engine
 
