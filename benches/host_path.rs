@@ -273,13 +273,16 @@ impl App {
 
     fn worker_pid(&self) -> Option<u32> {
         let parent = self.devhost.id().to_string();
-        std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let after_name = stat.rsplit_once(')')?.1;
-            let ppid = after_name.split_whitespace().nth(1)?;
-            (ppid == parent).then_some(pid)
-        })
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                let after_name = stat.rsplit_once(')')?.1;
+                let ppid = after_name.split_whitespace().nth(1)?;
+                (ppid == parent).then_some(pid)
+            })
     }
 }
 
@@ -334,7 +337,10 @@ async fn throughput(
     stream::iter(0..count)
         .map(|i| {
             let http = http.clone();
-            let url = format!("{}/api/orchestrators/{orchestrator}/{prefix}{i:05}", app.base);
+            let url = format!(
+                "{}/api/orchestrators/{orchestrator}/{prefix}{i:05}",
+                app.base
+            );
             async move {
                 let answer = http.post(url).send().await.expect("start");
                 assert_eq!(answer.status(), 202, "start answered {}", answer.status());
@@ -538,7 +544,10 @@ async fn main() {
             options.count_instances,
         )
         .await;
-        record("hello_sequence5_storage_requests_per_orchestration", hello_ops);
+        record(
+            "hello_sequence5_storage_requests_per_orchestration",
+            hello_ops,
+        );
         record(
             "hello_sequence5_storage_requests_per_activity",
             hello_ops / 5.0,

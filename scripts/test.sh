@@ -16,5 +16,8 @@ scripts/infra-check.sh
 echo "==> benchmark binaries, smoke pass"
 cargo test --locked --bench engine
 
+echo "==> the official Durable Functions client for the API tests (pinned, in target/)"
+scripts/df-client.sh --install-only
+
 echo "==> cargo test"
 cargo test --locked --lib --bins --tests

@@ -1,5 +1,6 @@
-//! Client operations: start an instance, raise an event, terminate, suspend, resume, read status.
-//! Each sends a message to the instance's control queue; the turn that processes it does the rest.
+//! Client operations: start or restart an instance, raise an event, terminate, suspend, resume,
+//! read status and history. Each sends a message to the instance's control queue; the turn that
+//! processes it does the rest.
 
 use serde::Serialize;
 
@@ -19,6 +20,27 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: &I,
     ) -> Result<String, RuntimeError> {
+        let input = serde_json::to_string(input)
+            .map_err(|e| RuntimeError::Invalid(format!("the input cannot be serialized: {e}")))?;
+        self.start_json(name, instance_id, input).await
+    }
+
+    /// Starts a new instance with the input of `instance_id`'s current execution, under a new id
+    /// or (`new_id == false`) the same one, which must have ended. Returns the started id.
+    pub async fn restart(&self, instance_id: &str, new_id: bool) -> Result<String, RuntimeError> {
+        let (instance_id, summary) = self.existing_summary(instance_id).await?;
+        let input = summary.input.unwrap_or_else(|| "null".to_string());
+        let id = (!new_id).then_some(instance_id.as_str());
+        self.start_json(&summary.name, id, input).await
+    }
+
+    /// `start` with the input already JSON text, kept byte for byte.
+    pub async fn start_json(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: String,
+    ) -> Result<String, RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
         }
@@ -26,8 +48,6 @@ impl<B: Backend> Runtime<B> {
             Some(id) => InstanceId::parse(id)?.into_string(),
             None => new_id(),
         };
-        let input = serde_json::to_string(input)
-            .map_err(|e| RuntimeError::Invalid(format!("the input cannot be serialized: {e}")))?;
         let revision = match self.backend.load(&instance_id).await? {
             Some(existing) if !existing.state.status.is_terminal() => {
                 return Err(RuntimeError::AlreadyExists {
@@ -104,6 +124,16 @@ impl<B: Backend> Runtime<B> {
         let input = serde_json::to_string(data).map_err(|e| {
             RuntimeError::Invalid(format!("the event data cannot be serialized: {e}"))
         })?;
+        self.raise_event_json(instance_id, name, input).await
+    }
+
+    /// `raise_event` with the data already JSON text, kept byte for byte.
+    pub async fn raise_event_json(
+        &self,
+        instance_id: &str,
+        name: &str,
+        input: String,
+    ) -> Result<(), RuntimeError> {
         let kind = EventKind::EventRaised {
             name: name.to_string(),
             input: Some(input),
@@ -133,17 +163,39 @@ impl<B: Backend> Runtime<B> {
         Ok(self.backend.read_summary(instance_id).await?)
     }
 
-    async fn send_to_live_instance(
+    /// The current execution's history; `None` if the instance has no state yet.
+    pub async fn history(
         &self,
         instance_id: &str,
-        kind: EventKind,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<Vec<HistoryEvent>>, RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?;
+        Ok(self
+            .backend
+            .load(instance_id.as_str())
+            .await?
+            .map(|loaded| loaded.history))
+    }
+
+    /// The validated id and summary of an instance that must exist.
+    async fn existing_summary(
+        &self,
+        instance_id: &str,
+    ) -> Result<(String, InstanceSummary), RuntimeError> {
         let instance_id = InstanceId::parse(instance_id)?.into_string();
         let summary = self
             .backend
             .read_summary(&instance_id)
             .await?
             .ok_or_else(|| RuntimeError::NotFound(instance_id.clone()))?;
+        Ok((instance_id, summary))
+    }
+
+    async fn send_to_live_instance(
+        &self,
+        instance_id: &str,
+        kind: EventKind,
+    ) -> Result<(), RuntimeError> {
+        let (instance_id, summary) = self.existing_summary(instance_id).await?;
         if summary.status.is_terminal() {
             return Err(RuntimeError::Ended {
                 instance_id,

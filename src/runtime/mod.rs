@@ -3,9 +3,11 @@
 
 mod activity;
 mod client;
+pub mod management;
 mod orchestration;
 pub mod outbox;
 mod pump;
+mod rewind;
 
 use std::sync::Arc;
 

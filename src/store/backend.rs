@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
-    Receipt, Received, Version,
+    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
+    Page, QueueKind, Receipt, Received, Version,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +132,15 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<InstanceSummary>, StoreError>> + Send;
+
+    /// The instance's state without its history; `None` if it does not exist. A backend that
+    /// can read the state on its own overrides this: the default loads the whole instance.
+    fn read_state(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<InstanceState>, StoreError>> + Send {
+        async move { Ok(self.load(instance_id).await?.map(|loaded| loaded.state)) }
+    }
 
     fn query(
         &self,

@@ -132,7 +132,7 @@ impl Backend for MemoryBackend {
                 message_ids: stored
                     .history
                     .iter()
-                    .filter_map(|e| e.message_id.clone())
+                    .map(|e| e.message_id.clone())
                     .collect(),
                 version: Version(stored.version.to_string()),
             }))

@@ -127,8 +127,49 @@ pub struct LoadedInstance {
     /// The current execution's history, in order.
     pub history: Vec<HistoryEvent>,
     /// Ids of the messages whose events are in `history`.
-    pub message_ids: HashSet<MessageId>,
+    pub message_ids: MessageIds,
     pub version: Version,
+}
+
+/// The ids of the messages that delivered each history event, in history order: a set for
+/// de-duplication, and per event so a rewritten history (a rewind) keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageIds {
+    by_event: Vec<Option<MessageId>>,
+    set: HashSet<MessageId>,
+}
+
+impl MessageIds {
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// The id of the message that delivered event `index`, if a message did.
+    pub fn of_event(&self, index: usize) -> Option<&MessageId> {
+        self.by_event.get(index).and_then(Option::as_ref)
+    }
+
+    /// Every id, in history order.
+    pub fn iter(&self) -> impl Iterator<Item = &MessageId> {
+        self.by_event.iter().flatten()
+    }
+}
+
+impl FromIterator<Option<MessageId>> for MessageIds {
+    fn from_iter<T: IntoIterator<Item = Option<MessageId>>>(events: T) -> Self {
+        let by_event: Vec<Option<MessageId>> = events.into_iter().collect();
+        let set = by_event.iter().flatten().cloned().collect();
+        Self { by_event, set }
+    }
+}
+
+impl IntoIterator for MessageIds {
+    type Item = MessageId;
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Option<MessageId>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.by_event.into_iter().flatten()
+    }
 }
 
 /// One atomic write to an instance.

@@ -165,15 +165,27 @@ impl App {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_until(&format!("/api/instances/{instance_id}"), timeout, done)
+            .await
+    }
+
+    /// Polls `GET path` until it answers 2xx with a body `done` accepts; panics with the last
+    /// answer after `timeout`.
+    pub async fn wait_until(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let answer = self.get(&format!("/api/instances/{instance_id}")).await;
+            let answer = self.get(path).await;
             if answer.status.is_success() && done(&answer.body) {
                 return answer.body;
             }
             assert!(
                 Instant::now() < deadline,
-                "instance '{instance_id}' did not get there within {timeout:?}; last status {} {}",
+                "{path} did not get there within {timeout:?}; last answer {} {}",
                 answer.status,
                 answer.body
             );

@@ -1,14 +1,16 @@
-//! The Durable Functions HTTP API the worker serves under the route prefix: starting instances
-//! and reading and steering them. Errors are JSON `{"error": …}` with a 4xx status for bad
-//! requests; 5xx only for storage failures.
+//! The Durable Functions HTTP API the worker serves under the route prefix: starting instances,
+//! reading, querying and steering them, and purging them. Errors are JSON `{"error": …}` with
+//! a 4xx status for requests that cannot be served as asked; 5xx only for storage failures.
 
+mod extract;
+mod history;
 mod instances;
+mod purge;
 mod query;
 mod start;
 mod status;
 mod urls;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -17,8 +19,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::runtime::management::ManageError;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::backend::Backend;
+use crate::store::names::InstanceId;
 
 /// The route prefix of `host.json` (`extensions.http.routePrefix`) the API is served under.
 pub const ROUTE_PREFIX: &str = "/api";
@@ -30,8 +34,10 @@ pub struct ApiState<B: Backend> {
     pub task_hub: String,
 }
 
-/// The API routes, prefix included.
+/// The API routes, prefix included. `/api/instances/` (trailing slash) is the list too: the
+/// Durable Functions client libraries call it so.
 pub fn routes<B: Backend>(state: Arc<ApiState<B>>) -> Router {
+    let collection = || get(query::list::<B>).delete(purge::purge_matching::<B>);
     Router::new()
         .route(
             "/api/orchestrators/{function_name}",
@@ -41,12 +47,22 @@ pub fn routes<B: Backend>(state: Arc<ApiState<B>>) -> Router {
             "/api/orchestrators/{function_name}/{instance_id}",
             post(start::start_with_id::<B>),
         )
-        .route("/api/instances", get(query::list::<B>))
-        .route("/api/instances/{instance_id}", get(instances::status::<B>))
+        .route("/api/instances", collection())
+        .route("/api/instances/", collection())
         .route(
-            "/api/instances/{instance_id}/raiseEvent/{event_name}",
+            "/api/instances/{instance_id}",
+            get(instances::status::<B>).delete(purge::purge_one::<B>),
+        )
+        .route(
+            "/api/instances/{instance_id}/{operation}",
+            post(instances::operation::<B>),
+        )
+        .route(
+            "/api/instances/{instance_id}/{operation}/{event_name}",
             post(instances::raise_event::<B>),
         )
+        .method_not_allowed_fallback(extract::wrong_method)
+        .fallback(extract::no_route)
         .with_state(state)
 }
 
@@ -61,6 +77,13 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
             message: message.into(),
         }
     }
@@ -96,18 +119,21 @@ impl From<RuntimeError> for ApiError {
     }
 }
 
-/// A boolean query flag; absent means `default`.
-pub(crate) fn flag(
-    query: &HashMap<String, String>,
-    name: &str,
-    default: bool,
-) -> Result<bool, ApiError> {
-    match query.get(name).map(|v| v.to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if v == "true" => Ok(true),
-        Some(v) if v == "false" => Ok(false),
-        Some(v) => Err(ApiError::bad_request(format!(
-            "'{name}' must be true or false, got '{v}'"
-        ))),
+impl From<ManageError> for ApiError {
+    fn from(error: ManageError) -> Self {
+        match error {
+            ManageError::Runtime(error) => error.into(),
+            // The extension's answer for a purge or rewind of an instance in the wrong state.
+            error @ (ManageError::NotEnded { .. } | ManageError::NotFailed { .. }) => Self {
+                status: StatusCode::PRECONDITION_FAILED,
+                message: error.to_string(),
+            },
+        }
     }
+}
+
+/// An instance id from the path, refused with 400 when no instance could have it.
+pub(crate) fn instance_id(text: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("'{}': {e}", text.escape_debug())))
 }

@@ -1,17 +1,16 @@
 //! `POST /api/orchestrators/{functionName}[/{instanceId}]`: starts an instance with the body as
-//! its input and answers with the check-status links, or, given `timeout`, waits for it to end.
+//! its input and answers with the check-status links, or, given `timeout`, waits for it to end
+//! (restart answers the same way).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
 
+use super::extract::{Body, Params, Segments};
 use super::status::{json_value, payload, status_code};
 use super::urls::{base_url, InstanceUrls};
 use super::{ApiError, ApiState};
@@ -26,35 +25,54 @@ const MAX_WAIT: Duration = Duration::from_secs(230);
 
 pub async fn start<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    Path(function_name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    Segments(function_name): Segments<String>,
+    params: Params,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    start_instance(state, function_name, None, query, headers, body).await
+    start_instance(state, function_name, None, params, headers, body).await
 }
 
 pub async fn start_with_id<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    Path((function_name, instance_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    Segments((function_name, instance_id)): Segments<(String, String)>,
+    params: Params,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     start_instance(
         state,
         function_name,
         Some(instance_id),
-        query,
+        params,
         headers,
         body,
     )
     .await
 }
 
+/// `timeout` and `pollingInterval` (seconds) of a start or restart that waits for the end.
+pub struct Wait {
+    timeout: Option<Duration>,
+    polling: Duration,
+}
+
+impl Wait {
+    pub fn from_params(params: &Params) -> Result<Self, ApiError> {
+        let timeout = seconds(params, "timeout")?;
+        let polling = seconds(params, "pollingInterval")?.unwrap_or(DEFAULT_POLLING_INTERVAL);
+        if timeout.is_some_and(|timeout| polling > timeout) {
+            return Err(ApiError::bad_request(
+                "'pollingInterval' must not be longer than 'timeout'",
+            ));
+        }
+        Ok(Self { timeout, polling })
+    }
+}
+
 /// A duration in (possibly fractional) seconds from the query string.
-fn seconds(query: &HashMap<String, String>, name: &str) -> Result<Option<Duration>, ApiError> {
-    let Some(text) = query.get(name) else {
+fn seconds(params: &Params, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = params.get(name).filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
     match text.trim().parse::<f64>() {
@@ -62,7 +80,8 @@ fn seconds(query: &HashMap<String, String>, name: &str) -> Result<Option<Duratio
             value.min(MAX_WAIT.as_secs_f64()),
         ))),
         _ => Err(ApiError::bad_request(format!(
-            "'{name}' must be a number of seconds, got '{text}'"
+            "'{name}' must be a number of seconds, got '{}'",
+            text.escape_debug()
         ))),
     }
 }
@@ -71,39 +90,44 @@ async fn start_instance<B: Backend>(
     state: Arc<ApiState<B>>,
     function_name: String,
     instance_id: Option<String>,
-    query: HashMap<String, String>,
+    params: Params,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let timeout = seconds(&query, "timeout")?;
-    let polling = seconds(&query, "pollingInterval")?.unwrap_or(DEFAULT_POLLING_INTERVAL);
-    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        })?
-    };
+    let wait = Wait::from_params(&params)?;
+    let input = body.json("request body")?;
     let instance_id = state
         .runtime
-        .start(&function_name, instance_id.as_deref(), &input)
+        .start_json(&function_name, instance_id.as_deref(), input)
         .await?;
-    let urls = InstanceUrls::new(
-        &base_url(&headers),
-        &state.task_hub,
-        &instance_id,
-        query.get("code").map(String::as_str),
-    );
-    if let Some(timeout) = timeout {
-        if let Some(ended) = wait_for_end(&state, &instance_id, timeout, polling).await? {
+    check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
+}
+
+/// The check-status response for `instance_id`, or, with a `timeout`, its end if it comes in
+/// time.
+pub async fn check_status_or_wait<B: Backend>(
+    state: &ApiState<B>,
+    headers: &HeaderMap,
+    params: &Params,
+    instance_id: &str,
+    wait: Wait,
+) -> Result<Response, ApiError> {
+    if let Some(timeout) = wait.timeout {
+        if let Some(ended) = wait_for_end(state, instance_id, timeout, wait.polling).await? {
             return Ok(ended);
         }
     }
-    Ok(check_status_response(&urls, &instance_id))
+    let urls = InstanceUrls::new(
+        &base_url(headers),
+        &state.task_hub,
+        instance_id,
+        params.get("code").as_deref(),
+    );
+    Ok(check_status_response(&urls, instance_id))
 }
 
 /// 202 with `Location` and `Retry-After`, as the extension's CreateCheckStatusResponse.
-pub fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
+fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
     (
         StatusCode::ACCEPTED,
         [

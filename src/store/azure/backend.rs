@@ -10,8 +10,8 @@ use super::queues::{decode_message_json, MessageOrBlob, Queues};
 use super::tables::Tables;
 use crate::store::backend::{Backend, Clock, StoreError};
 use crate::store::model::{
-    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
-    Receipt, Received, Version,
+    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
+    Page, QueueKind, Receipt, Received, Version,
 };
 use crate::store::names::TaskHub;
 
@@ -88,6 +88,10 @@ impl Backend for AzureBackend {
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
         self.tables.read_summary(instance_id).await
+    }
+
+    async fn read_state(&self, instance_id: &str) -> Result<Option<InstanceState>, StoreError> {
+        self.tables.read_state(instance_id).await
     }
 
     async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {

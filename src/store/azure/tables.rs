@@ -283,18 +283,18 @@ impl Tables {
             }
         }
         let mut history = Vec::with_capacity(rows.len());
-        let mut message_ids = std::collections::HashSet::new();
+        let mut message_ids = Vec::with_capacity(rows.len());
         for row in rows {
             let text = self
                 .inline_or_blob(&row.event, row.event_blob.as_deref())
                 .await?;
             history.push(from_json::<HistoryEvent>("history event", &text)?);
-            message_ids.extend(row.message_id);
+            message_ids.push(row.message_id);
         }
         Ok(Some(LoadedInstance {
             state,
             history,
-            message_ids,
+            message_ids: message_ids.into_iter().collect(),
             version: version(
                 sentinel.history_length,
                 sentinel.state_blob.as_deref(),
@@ -463,6 +463,32 @@ impl Tables {
         })
     }
 
+    /// The sentinel row alone: one point read (plus the state blob when the state is large).
+    pub async fn read_state(&self, instance_id: &str) -> Result<Option<InstanceState>, StoreError> {
+        let partition_key = escape_key(instance_id).into_owned();
+        let entity = self
+            .history
+            .partition_key_client(odata_escape(&partition_key).into_owned())
+            .entity_client(SENTINEL);
+        // A newer commit may supersede (and delete) the state blob between the two reads.
+        for _ in 0..SUMMARY_WRITE_ATTEMPTS {
+            let sentinel = match entity.get::<SentinelRow>().await {
+                Ok(response) => response.entity,
+                Err(error) if status(&error) == Some(404) => return Ok(None),
+                Err(error) => return Err(classify("read state", error)),
+            };
+            match self
+                .inline_or_blob(&sentinel.state, sentinel.state_blob.as_deref())
+                .await
+            {
+                Ok(text) => return from_json("instance state", &text).map(Some),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Conflict(instance_id.to_string()))
+    }
+
     async fn read_summary_row(
         &self,
         instance_id: &str,
@@ -601,7 +627,11 @@ impl Tables {
 
     pub async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
         let partition_key = escape_key(instance_id).into_owned();
-        let rows = self.partition_rows(&partition_key).await?;
+        let mut rows = self.partition_rows(&partition_key).await?;
+        // The sentinel goes in the first transaction: a purge cut short then leaves rows that
+        // no sentinel claims (an absent instance, purged again on retry), never a sentinel
+        // whose history has holes (an instance that could never load again).
+        rows.sort_by_key(|row| row["RowKey"] != SENTINEL);
         let partition = self
             .history
             .partition_key_client(odata_escape(&partition_key).into_owned());

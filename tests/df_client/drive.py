@@ -1,0 +1,174 @@
+"""Drives the app with the official Durable Functions Python client (azure-functions-durable),
+unmodified, through the same HTTP API it uses against the Durable Functions extension: start,
+status (with history), raise event, suspend/resume, terminate, restart, query by status and
+prefix, purge one and by filter. Exits non-zero at the first check that fails.
+
+    drive.py --base-url http://127.0.0.1:7071/api/ --task-hub HUB --claim ID
+
+`--claim` names a ClaimApprovalWorkflow instance waiting for its decision (started by the
+caller: the client sends inputs JSON-encoded twice, which a claim's input cannot take).
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import azure.durable_functions as df
+from azure.durable_functions.models.OrchestrationRuntimeStatus import (
+    OrchestrationRuntimeStatus as Status,
+)
+
+DEADLINE_SECONDS = 60
+
+
+def binding(base_url: str, hub: str) -> str:
+    """The durableClient binding JSON the Functions host hands a function."""
+    query = f"taskHub={hub}&connection=Storage"
+    instance = f"{base_url}instances/INSTANCEID"
+    return json.dumps(
+        {
+            "taskHubName": hub,
+            "creationUrls": {
+                "createNewInstancePostUri": f"{base_url}orchestrators/{{functionName}}[/{{instanceId}}]?{query}",
+                "createAndWaitOnNewInstancePostUri": f"{base_url}orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}",
+            },
+            "managementUrls": {
+                "id": "INSTANCEID",
+                "statusQueryGetUri": f"{instance}?{query}",
+                "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                "purgeHistoryDeleteUri": f"{instance}?{query}",
+                "restartPostUri": f"{instance}/restart?{query}",
+                "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+            },
+            "baseUrl": base_url.rstrip("/"),
+            "requiredQueryStringParameters": query,
+            "rpcBaseUrl": base_url,
+        }
+    )
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}", flush=True)
+
+
+async def wait_for(client, instance_id: str, done, **options):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        status = await client.get_status(instance_id, **options)
+        if status and done(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{instance_id} did not get there: {vars(status)}")
+        await asyncio.sleep(0.2)
+
+
+def history_types(status) -> list:
+    return [event["EventType"] for event in getattr(status, "historyEvents", None) or []]
+
+
+async def drive(base_url: str, hub: str, claim: str) -> None:
+    client = df.DurableOrchestrationClient(binding(base_url, hub))
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+
+    # Start, with and without an id, and read the status.
+    started = await client.start_new("HelloSequence5", "py-hello-1", {"From": "python"})
+    check(started == "py-hello-1", "start_new with an instance id returns it")
+    generated = await client.start_new("HelloSequence5")
+    check(len(generated) == 32, "start_new without an id gets a generated one")
+    done = await wait_for(client, "py-hello-1", lambda s: s.runtime_status == Status.Completed)
+    check(done.output[0] == "Hello Tokyo!" and len(done.output) == 5, "the output comes back")
+    check(done.name == "HelloSequence5" and done.instance_id == "py-hello-1", "name and id")
+    check(
+        done.input_ == json.dumps({"From": "python"}),
+        "the input is what the client sent (it encodes it to a JSON string first)",
+    )
+    detailed = await client.get_status("py-hello-1", show_history=True, show_history_output=True)
+    types = history_types(detailed)
+    check(types[0] == "ExecutionStarted" and types[-1] == "ExecutionCompleted", "history ends")
+    check(types.count("TaskCompleted") == 5, "history folds each activity into one row")
+    check(not await client.get_status("py-nobody"), "an unknown instance has no status")
+    await wait_for(client, generated, lambda s: s.runtime_status == Status.Completed)
+
+    # Suspend a waiting claim, raise an event into it, resume it, terminate it.
+    waiting = await client.get_status(claim)
+    check(waiting.runtime_status == Status.Running, "the claim is running")
+    check(waiting.custom_status == {"Stage": "AwaitingApproval"}, "custom status is JSON")
+    await client.suspend(claim, "audit")
+    await wait_for(client, claim, lambda s: s.runtime_status == Status.Suspended)
+    await client.raise_event(claim, "ApprovalDecision", {"Approved": True, "Approver": "py"})
+    held = await wait_for(
+        client, claim, lambda s: "EventRaised" in history_types(s), show_history=True
+    )
+    check(held.runtime_status == Status.Suspended, "the event is recorded and held")
+    await client.resume(claim, "carry on")
+    resumed = await wait_for(
+        client,
+        claim,
+        lambda s: s.runtime_status == Status.Running and "ExecutionResumed" in history_types(s),
+        show_history=True,
+    )
+    # The client's double-encoded decision is a JSON string, not a decision: skipped.
+    check(resumed.custom_status == {"Stage": "AwaitingApproval"}, "resumed where it was")
+    await client.terminate(claim, "stop")
+    ended = await wait_for(client, claim, lambda s: s.runtime_status == Status.Terminated)
+    check(ended.output == "stop", "the terminate reason is the output")
+    try:
+        await client.raise_event(claim, "ApprovalDecision", {"Approved": True})
+        check(False, "an ended instance refuses events")
+    except Exception as error:  # the client raises a bare Exception for 410
+        check("gone" in str(error), "an ended instance refuses events (410)")
+
+    # Restart under a new id.
+    restarted = await client.restart("py-hello-1")
+    new_id = restarted["id"]
+    check(new_id != "py-hello-1", "restart uses a new id by default")
+    await wait_for(client, new_id, lambda s: s.runtime_status == Status.Completed)
+
+    # Query by status and prefix.
+    completed = await client.get_status_by(
+        runtime_status=[Status.Completed], instance_id_prefix="py-"
+    )
+    check(sorted(s.instance_id for s in completed) == ["py-hello-1"], "by status and prefix")
+    terminated = await client.get_status_by(runtime_status=[Status.Terminated])
+    check([s.instance_id for s in terminated] == [claim], "by status")
+    by_prefix = await client.get_status_by(instance_id_prefix="py-")
+    check(len(by_prefix) == 2, "by prefix")
+    everything = await client.get_status_all()
+    check(len(everything) == 4, "all instances")
+    in_range = await client.get_status_by(created_time_from=since)
+    check(len(in_range) == 4, "by creation time")
+
+    # Purge one, then by filter.
+    purged = await client.purge_instance_history("py-hello-1")
+    check(purged.instances_deleted == 1, "purge one")
+    check(not await client.get_status("py-hello-1"), "a purged instance is gone")
+    again = await client.purge_instance_history("py-hello-1")
+    check(again.instances_deleted == 0, "purging it again deletes nothing")
+    by_filter = await client.purge_instance_history_by(
+        created_time_from=since, runtime_status=[Status.Completed, Status.Terminated]
+    )
+    check(by_filter.instances_deleted == 3, "purge by filter")
+    check(await client.get_status_all() == [], "nothing is left")
+    print("all checks passed", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--task-hub", required=True)
+    parser.add_argument("--claim", required=True)
+    args = parser.parse_args()
+    asyncio.run(drive(args.base_url, args.task_hub, args.claim))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
