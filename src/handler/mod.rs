@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use crate::runtime::Runtime;
 use crate::store::backend::{Backend, StoreError};
+use api::eager::{EagerTurns, DEFAULT_EAGER_TURNS};
 use api::ApiState;
 use http_payload::{response_binding, HttpRequestData};
 use invocation::{InvocationRequest, InvocationResponse};
@@ -46,6 +47,7 @@ pub fn app<B: Backend>(runtime: Arc<Runtime<B>>, task_hub: String) -> Router {
     let api = api::routes(Arc::new(ApiState {
         runtime: runtime.clone(),
         task_hub,
+        eager: EagerTurns::new(DEFAULT_EAGER_TURNS),
     }));
     let worker = Arc::new(Worker {
         runtime,

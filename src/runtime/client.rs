@@ -41,6 +41,18 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: String,
     ) -> Result<String, RuntimeError> {
+        let started = self.start_message(name, instance_id, input).await?;
+        Ok(started.destination.instance_id().to_string())
+    }
+
+    /// `start_json`, returning the start message it queued, so the caller may also process it
+    /// at once (see [`Runtime::process`]; the queued copy is then a duplicate).
+    pub async fn start_message(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: String,
+    ) -> Result<Message, RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
         }
@@ -95,7 +107,7 @@ impl<B: Backend> Runtime<B> {
         };
         // The message goes first: a crash before the summary leaves a start that writes it when
         // processed, never a Pending summary with nothing to process.
-        self.backend.send(&[started]).await?;
+        self.backend.send(std::slice::from_ref(&started)).await?;
         self.backend
             .write_summary(&InstanceSummary {
                 instance_id: instance_id.clone(),
@@ -112,7 +124,7 @@ impl<B: Backend> Runtime<B> {
                 revision,
             })
             .await?;
-        Ok(instance_id)
+        Ok(started)
     }
 
     pub async fn raise_event<T: Serialize + ?Sized>(
@@ -134,6 +146,18 @@ impl<B: Backend> Runtime<B> {
         name: &str,
         input: String,
     ) -> Result<(), RuntimeError> {
+        self.raise_event_message(instance_id, name, input)
+            .await
+            .map(drop)
+    }
+
+    /// `raise_event_json`, returning the message it queued (see [`Runtime::start_message`]).
+    pub async fn raise_event_message(
+        &self,
+        instance_id: &str,
+        name: &str,
+        input: String,
+    ) -> Result<Message, RuntimeError> {
         let kind = EventKind::EventRaised {
             name: name.to_string(),
             input: Some(input),
@@ -145,18 +169,21 @@ impl<B: Backend> Runtime<B> {
         let input = serde_json::to_string(reason).ok();
         self.send_to_live_instance(instance_id, EventKind::ExecutionTerminated { input })
             .await
+            .map(drop)
     }
 
     pub async fn suspend(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         let reason = Some(reason.to_string());
         self.send_to_live_instance(instance_id, EventKind::ExecutionSuspended { reason })
             .await
+            .map(drop)
     }
 
     pub async fn resume(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         let reason = Some(reason.to_string());
         self.send_to_live_instance(instance_id, EventKind::ExecutionResumed { reason })
             .await
+            .map(drop)
     }
 
     pub async fn status(&self, instance_id: &str) -> Result<Option<InstanceSummary>, RuntimeError> {
@@ -194,7 +221,7 @@ impl<B: Backend> Runtime<B> {
         &self,
         instance_id: &str,
         kind: EventKind,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Message, RuntimeError> {
         let (instance_id, summary) = self.existing_summary(instance_id).await?;
         if summary.status.is_terminal() {
             return Err(RuntimeError::Ended {
@@ -212,6 +239,7 @@ impl<B: Backend> Runtime<B> {
             deliver_at: None,
             revision: None,
         };
-        Ok(self.backend.send(&[message]).await?)
+        self.backend.send(std::slice::from_ref(&message)).await?;
+        Ok(message)
     }
 }

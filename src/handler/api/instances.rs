@@ -136,10 +136,11 @@ pub async fn raise_event<B: Backend>(
         )));
     }
     let data = body.json("event body")?;
-    state
+    let raised = state
         .runtime
-        .raise_event_json(id.as_str(), &event_name, data)
+        .raise_event_message(id.as_str(), &event_name, data)
         .await?;
+    state.eager.spawn(&state.runtime, raised);
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

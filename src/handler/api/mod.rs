@@ -2,6 +2,7 @@
 //! reading, querying and steering them, and purging them. Errors are JSON `{"error": …}` with
 //! a 4xx status for requests that cannot be served as asked; 5xx only for storage failures.
 
+pub mod eager;
 mod extract;
 mod history;
 mod instances;
@@ -23,6 +24,7 @@ use crate::runtime::management::ManageError;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::backend::Backend;
 use crate::store::names::InstanceId;
+use eager::EagerTurns;
 
 /// The route prefix of `host.json` (`extensions.http.routePrefix`) the API is served under.
 pub const ROUTE_PREFIX: &str = "/api";
@@ -32,6 +34,7 @@ pub struct ApiState<B: Backend> {
     pub runtime: Arc<Runtime<B>>,
     /// Put in management URLs as `taskHub=`, as Durable Functions does.
     pub task_hub: String,
+    pub eager: EagerTurns,
 }
 
 /// The API routes, prefix included. `/api/instances/` (trailing slash) is the list too: the

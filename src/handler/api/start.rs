@@ -96,10 +96,12 @@ async fn start_instance<B: Backend>(
 ) -> Result<Response, ApiError> {
     let wait = Wait::from_params(&params)?;
     let input = body.json("request body")?;
-    let instance_id = state
+    let started = state
         .runtime
-        .start_json(&function_name, instance_id.as_deref(), input)
+        .start_message(&function_name, instance_id.as_deref(), input)
         .await?;
+    let instance_id = started.destination.instance_id().to_string();
+    state.eager.spawn(&state.runtime, started);
     check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
 }
 
