@@ -54,16 +54,15 @@ async fn run() -> anyhow::Result<()> {
         .context("the storage connection is not configured")?;
     let hub =
         TaskHub::from_settings(settings.clone()).context("the TaskHub setting is not valid")?;
-    let backend = Arc::new(
-        AzureBackend::connect(&connection, hub.clone(), Arc::new(SystemClock))
-            .context("cannot build the storage clients")?,
-    );
-    let artifacts = Arc::new(AzureArtifactStore::new(
-        connection
-            .build_clients(http_client(HttpSettings::default())?)
-            .context("cannot build the storage clients")?
-            .blobs,
-        &hub,
+    // One HTTP pool and one token cache for the task hub and the workflows' artifacts.
+    let clients = connection
+        .build_clients(http_client(HttpSettings::default())?)
+        .context("cannot build the storage clients")?;
+    let artifacts = Arc::new(AzureArtifactStore::new(clients.blobs.clone(), &hub));
+    let backend = Arc::new(AzureBackend::from_clients(
+        clients,
+        hub.clone(),
+        Arc::new(SystemClock),
     ));
     let workflow_settings = workflows::WorkflowSettings::from_settings(settings.iter().cloned())
         .context("the workflow settings are not valid")?;

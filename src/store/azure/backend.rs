@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::blobs::Blobs;
-use super::connection::{http_client, ConnectionError, HttpSettings, StorageConnection};
+use super::connection::{
+    http_client, ConnectionError, HttpSettings, StorageClients, StorageConnection,
+};
 use super::queues::{decode_message_json, MessageOrBlob, Queues};
 use super::tables::Tables;
 use crate::store::backend::{Backend, Clock, StoreError};
@@ -30,15 +32,24 @@ impl AzureBackend {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConnectionError> {
         let http = http_client(HttpSettings::default())?;
-        let clients = connection.build_clients(http)?;
+        Ok(Self::from_clients(
+            connection.build_clients(http)?,
+            hub,
+            clock,
+        ))
+    }
+
+    /// The backend over clients the caller built, so other stores can share their HTTP pool and
+    /// token cache.
+    pub fn from_clients(clients: StorageClients, hub: TaskHub, clock: Arc<dyn Clock>) -> Self {
         let blobs = Blobs::new(clients.blobs, &hub);
         let tables = Tables::new(&clients.tables, &hub, blobs.clone());
         let queues = Queues::new(clients.queues, hub, blobs.clone(), clock);
-        Ok(Self {
+        Self {
             tables,
             queues,
             blobs,
-        })
+        }
     }
 }
 
