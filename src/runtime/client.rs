@@ -2,13 +2,15 @@
 //! read status and history. Each sends a message to the instance's control queue; the turn that
 //! processes it does the rest.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::outbox::new_id;
 use super::{Runtime, RuntimeError};
 use crate::engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use crate::store::backend::Backend;
-use crate::store::model::{Destination, InstanceSummary, Message};
+use crate::store::model::{Destination, InstanceSummary, Message, Receipt};
 use crate::store::names::InstanceId;
 
 impl<B: Backend> Runtime<B> {
@@ -41,18 +43,21 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: String,
     ) -> Result<String, RuntimeError> {
-        let started = self.start_message(name, instance_id, input).await?;
+        let (started, _) = self.start_message(name, instance_id, input, None).await?;
         Ok(started.destination.instance_id().to_string())
     }
 
     /// `start_json`, returning the start message it queued, so the caller may also process it
-    /// at once (see [`Runtime::process`]; the queued copy is then a duplicate).
+    /// at once (see [`Runtime::process`]). With `hold`, the queued copy stays hidden that long
+    /// and its receipt comes back (where the backend gives one), so the caller can delete it
+    /// once processed instead of receiving it later as a duplicate.
     pub async fn start_message(
         &self,
         name: &str,
         instance_id: Option<&str>,
         input: String,
-    ) -> Result<Message, RuntimeError> {
+        hold: Option<Duration>,
+    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
         }
@@ -60,14 +65,15 @@ impl<B: Backend> Runtime<B> {
             Some(id) => InstanceId::parse(id)?.into_string(),
             None => new_id(),
         };
-        let revision = match self.backend.load(&instance_id).await? {
-            Some(existing) if !existing.state.status.is_terminal() => {
+        // The state alone (a point read) says whether the id is taken; its history is not needed.
+        let revision = match self.backend.read_state(&instance_id).await? {
+            Some(existing) if !existing.status.is_terminal() => {
                 return Err(RuntimeError::AlreadyExists {
                     instance_id,
-                    status: existing.state.status,
+                    status: existing.status,
                 })
             }
-            Some(existing) => existing.state.revision + 1,
+            Some(existing) => existing.revision + 1,
             // Started but not processed yet: only the Pending summary exists.
             None => match self.backend.read_summary(&instance_id).await? {
                 Some(summary) if !summary.status.is_terminal() => {
@@ -107,7 +113,7 @@ impl<B: Backend> Runtime<B> {
         };
         // The message goes first: a crash before the summary leaves a start that writes it when
         // processed, never a Pending summary with nothing to process.
-        self.backend.send(std::slice::from_ref(&started)).await?;
+        let receipt = self.queue(&started, hold).await?;
         self.backend
             .write_summary(&InstanceSummary {
                 instance_id: instance_id.clone(),
@@ -124,7 +130,22 @@ impl<B: Backend> Runtime<B> {
                 revision,
             })
             .await?;
-        Ok(started)
+        Ok((started, receipt))
+    }
+
+    /// Sends one message, held hidden for `hold` (see [`Backend::send_held`]) if given.
+    async fn queue(
+        &self,
+        message: &Message,
+        hold: Option<Duration>,
+    ) -> Result<Option<Receipt>, RuntimeError> {
+        match hold {
+            Some(hold) => Ok(self.backend.send_held(message, hold).await?),
+            None => {
+                self.backend.send(std::slice::from_ref(message)).await?;
+                Ok(None)
+            }
+        }
     }
 
     pub async fn raise_event<T: Serialize + ?Sized>(
@@ -146,42 +167,44 @@ impl<B: Backend> Runtime<B> {
         name: &str,
         input: String,
     ) -> Result<(), RuntimeError> {
-        self.raise_event_message(instance_id, name, input)
+        self.raise_event_message(instance_id, name, input, None)
             .await
             .map(drop)
     }
 
-    /// `raise_event_json`, returning the message it queued (see [`Runtime::start_message`]).
+    /// `raise_event_json`, returning the message it queued and, with `hold`, its receipt (see
+    /// [`Runtime::start_message`]).
     pub async fn raise_event_message(
         &self,
         instance_id: &str,
         name: &str,
         input: String,
-    ) -> Result<Message, RuntimeError> {
+        hold: Option<Duration>,
+    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
         let kind = EventKind::EventRaised {
             name: name.to_string(),
             input: Some(input),
         };
-        self.send_to_live_instance(instance_id, kind).await
+        self.send_to_live_instance(instance_id, kind, hold).await
     }
 
     pub async fn terminate(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         let input = serde_json::to_string(reason).ok();
-        self.send_to_live_instance(instance_id, EventKind::ExecutionTerminated { input })
+        self.send_to_live_instance(instance_id, EventKind::ExecutionTerminated { input }, None)
             .await
             .map(drop)
     }
 
     pub async fn suspend(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         let reason = Some(reason.to_string());
-        self.send_to_live_instance(instance_id, EventKind::ExecutionSuspended { reason })
+        self.send_to_live_instance(instance_id, EventKind::ExecutionSuspended { reason }, None)
             .await
             .map(drop)
     }
 
     pub async fn resume(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         let reason = Some(reason.to_string());
-        self.send_to_live_instance(instance_id, EventKind::ExecutionResumed { reason })
+        self.send_to_live_instance(instance_id, EventKind::ExecutionResumed { reason }, None)
             .await
             .map(drop)
     }
@@ -221,7 +244,8 @@ impl<B: Backend> Runtime<B> {
         &self,
         instance_id: &str,
         kind: EventKind,
-    ) -> Result<Message, RuntimeError> {
+        hold: Option<Duration>,
+    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
         let (instance_id, summary) = self.existing_summary(instance_id).await?;
         if summary.status.is_terminal() {
             return Err(RuntimeError::Ended {
@@ -239,7 +263,7 @@ impl<B: Backend> Runtime<B> {
             deliver_at: None,
             revision: None,
         };
-        self.backend.send(std::slice::from_ref(&message)).await?;
-        Ok(message)
+        let receipt = self.queue(&message, hold).await?;
+        Ok((message, receipt))
     }
 }

@@ -105,6 +105,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Not atomic across messages; a retried send may duplicate some.
     fn send(&self, messages: &[Message]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues one message hidden for `hold` and returns its receipt, so the sender can process
+    /// the message itself and then `delete` it (or `abandon` it to release it early); if the
+    /// sender dies, the message turns visible when the hold ends and is processed as usual. A
+    /// backend that cannot hand out receipts for sent messages sends it visible and returns
+    /// `None`.
+    fn send_held(
+        &self,
+        message: &Message,
+        hold: Duration,
+    ) -> impl Future<Output = Result<Option<Receipt>, StoreError>> + Send {
+        let _ = hold;
+        async move {
+            self.send(std::slice::from_ref(message)).await?;
+            Ok(None)
+        }
+    }
+
     /// Takes up to `max` visible messages off `queue`, hiding them for `visibility`.
     fn receive(
         &self,

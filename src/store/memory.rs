@@ -188,6 +188,32 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn send_held(
+        &self,
+        message: &Message,
+        hold: Duration,
+    ) -> Result<Option<Receipt>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let sequence = inner.next();
+        let key = format!("m{sequence}");
+        let pop_receipt = format!("r{}", inner.next());
+        let queue = self.queue_for(&message.destination);
+        inner.queues.entry(queue).or_default().push(Queued {
+            key: key.clone(),
+            sequence,
+            message: message.clone(),
+            visible_at: add_saturating(now, hold),
+            dequeue_count: 0,
+            pop_receipt: Some(pop_receipt.clone()),
+        });
+        Ok(Some(Receipt {
+            queue,
+            message_key: key,
+            pop_receipt,
+        }))
+    }
+
     async fn receive(
         &self,
         queue: QueueKind,

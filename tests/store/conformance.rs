@@ -356,6 +356,56 @@ pub async fn queue_visibility_receipts_and_delays(subject: &impl Subject) {
         .is_empty());
 }
 
+/// A held message stays hidden; its receipt deletes it before anyone received it, or releases
+/// it early; one nobody settles turns visible when the hold ends.
+pub async fn held_messages_are_hidden_until_settled(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let hold = Duration::from_secs(2);
+    let deleted = message("h", "deleted", None);
+    let released = message("h", "released", None);
+    let expired = message("h", "expired", None);
+    let queue = backend.queue_for(&deleted.destination);
+    let receipt = |r: Option<_>| r.expect("this backend hands out receipts for held messages");
+    let deleted_receipt = receipt(backend.send_held(&deleted, hold).await.unwrap());
+    let released_receipt = receipt(backend.send_held(&released, hold).await.unwrap());
+    backend.send_held(&expired, hold).await.unwrap();
+    assert!(
+        backend
+            .receive(queue, 32, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "held messages are hidden"
+    );
+
+    backend.delete(&deleted_receipt).await.unwrap();
+    backend
+        .abandon(&released_receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let early = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(early.len(), 1, "only the released message is visible");
+    assert_eq!(early[0].message, released);
+    backend.delete(&early[0].receipt).await.unwrap();
+
+    subject.advance(Duration::from_secs(3)).await;
+    let late = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        late.len(),
+        1,
+        "the unsettled message shows after its hold; the deleted one never"
+    );
+    assert_eq!(late[0].message, expired);
+    backend.delete(&late[0].receipt).await.unwrap();
+}
+
 pub async fn work_items_have_their_own_queue(subject: &impl Subject) {
     let backend = subject.backend();
     let destination = Destination::WorkItem {

@@ -120,6 +120,7 @@ conformance!(
     large_commits_load_back_in_order,
     outbox_round_trips_in_state,
     queue_visibility_receipts_and_delays,
+    held_messages_are_hidden_until_settled,
     work_items_have_their_own_queue,
     summaries_keep_the_newest_revision_and_query,
     purge_removes_everything,

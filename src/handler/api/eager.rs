@@ -1,21 +1,32 @@
-//! Eager turns: after a client operation queues a message, the worker also processes that message
-//! at once in the background, so a start or an event does not wait for the host to poll the
-//! control queue. The queued copy stays as the crash-safe path; when it arrives it is a duplicate.
+//! Eager turns: a start or a raised event is queued hidden for a while, and the worker processes
+//! that message at once in the background, so it does not wait for the host to poll the control
+//! queue. Once the turn is done the hidden copy is deleted; if the worker dies first, the copy
+//! turns visible and the host delivers it as usual.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::Runtime;
 use crate::store::backend::Backend;
-use crate::store::model::Message;
+use crate::store::model::{Message, Receipt};
 
 /// How many eager turns may run at once; beyond that the queue path alone carries the message,
 /// so a burst of starts cannot pile unbounded work onto one worker.
 pub const DEFAULT_EAGER_TURNS: usize = 16;
+/// How long the queued copy stays hidden while its eager turn runs: the delay a crash of the
+/// worker adds before the host takes over.
+pub const HOLD: Duration = Duration::from_secs(30);
 
 pub struct EagerTurns {
     permits: Arc<Semaphore>,
+}
+
+/// A reserved eager turn: send the message with [`Reservation::hold`], then [`Reservation::run`].
+pub struct Reservation {
+    /// Held until the turn and its clean-up are done; dropping it frees the slot.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl EagerTurns {
@@ -25,21 +36,50 @@ impl EagerTurns {
         }
     }
 
-    /// Processes `message` in the background if a permit is free. Failures are only logged: the
-    /// queued copy is retried by the host as usual.
-    pub fn spawn<B: Backend>(&self, runtime: &Arc<Runtime<B>>, message: Message) {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return;
-        };
+    /// A free eager turn, if any.
+    pub fn reserve(&self) -> Option<Reservation> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Reservation { _permit: permit })
+    }
+}
+
+impl Reservation {
+    /// How long to keep the queued copy hidden: `Some` whenever a turn is reserved.
+    pub fn hold(reservation: &Option<Reservation>) -> Option<Duration> {
+        reservation.as_ref().map(|_| HOLD)
+    }
+
+    /// Processes `message` in the background, then deletes its held copy (`receipt`), or, if the
+    /// turn failed, releases the copy at once so the host retries it without waiting for the
+    /// hold to end.
+    pub fn run<B: Backend>(
+        self,
+        runtime: &Arc<Runtime<B>>,
+        message: Message,
+        receipt: Option<Receipt>,
+    ) {
         let runtime = runtime.clone();
         tokio::spawn(async move {
-            if let Err(error) = runtime.process(&message).await {
-                tracing::debug!(
-                    "eager turn for '{}' left to the queue: {error}",
-                    message.destination.instance_id()
-                );
+            let processed = runtime.process(&message).await;
+            let instance = message.destination.instance_id();
+            let Some(receipt) = receipt else {
+                return;
+            };
+            let settled = match &processed {
+                Ok(_) => runtime.backend().delete(&receipt).await,
+                Err(error) => {
+                    tracing::debug!("eager turn for '{instance}' left to the queue: {error}");
+                    runtime.backend().abandon(&receipt, Duration::ZERO).await
+                }
+            };
+            // The copy then arrives after the hold and is recognised as a duplicate.
+            if let Err(error) = settled {
+                tracing::debug!("the held message for '{instance}' stays queued: {error}");
             }
-            drop(permit);
+            drop(self);
         });
     }
 }

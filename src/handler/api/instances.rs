@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
+use super::eager::Reservation;
 use super::extract::{Body, Params, Segments};
 use super::history::history_payload;
 use super::start::{check_status_or_wait, Wait};
@@ -136,11 +137,14 @@ pub async fn raise_event<B: Backend>(
         )));
     }
     let data = body.json("event body")?;
-    let raised = state
+    let eager = state.eager.reserve();
+    let (raised, receipt) = state
         .runtime
-        .raise_event_message(id.as_str(), &event_name, data)
+        .raise_event_message(id.as_str(), &event_name, data, Reservation::hold(&eager))
         .await?;
-    state.eager.spawn(&state.runtime, raised);
+    if let Some(eager) = eager {
+        eager.run(&state.runtime, raised, receipt);
+    }
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

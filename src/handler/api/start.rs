@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::eager::Reservation;
 use super::extract::{Body, Params, Segments};
 use super::status::{json_value, payload, status_code};
 use super::urls::{base_url, InstanceUrls};
@@ -96,12 +97,20 @@ async fn start_instance<B: Backend>(
 ) -> Result<Response, ApiError> {
     let wait = Wait::from_params(&params)?;
     let input = body.json("request body")?;
-    let started = state
+    let eager = state.eager.reserve();
+    let (started, receipt) = state
         .runtime
-        .start_message(&function_name, instance_id.as_deref(), input)
+        .start_message(
+            &function_name,
+            instance_id.as_deref(),
+            input,
+            Reservation::hold(&eager),
+        )
         .await?;
     let instance_id = started.destination.instance_id().to_string();
-    state.eager.spawn(&state.runtime, started);
+    if let Some(eager) = eager {
+        eager.run(&state.runtime, started, receipt);
+    }
     check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
 }
 

@@ -76,6 +76,14 @@ impl Backend for AzureBackend {
         self.queues.send(messages).await
     }
 
+    async fn send_held(
+        &self,
+        message: &Message,
+        hold: Duration,
+    ) -> Result<Option<Receipt>, StoreError> {
+        self.queues.send_held(message, hold).await.map(Some)
+    }
+
     async fn receive(
         &self,
         queue: QueueKind,

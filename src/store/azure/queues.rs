@@ -117,6 +117,13 @@ fn decode_text(text: &str) -> Result<MessageOrBlob, String> {
     decode_message_json(&json)
 }
 
+/// What the queue answered a put with, and the text that went on it (kept for `abandon`).
+struct Put {
+    message_id: String,
+    pop_receipt: String,
+    text: String,
+}
+
 /// Seconds, rounded up: a timer delivered a fraction early would fire before its time.
 fn whole_seconds(duration: Duration) -> Duration {
     let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
@@ -246,6 +253,31 @@ impl Queues {
     }
 
     async fn send_one(&self, message: &Message, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.put(message, initial_delay(message.deliver_at, now))
+            .await
+            .map(drop)
+    }
+
+    /// Sends `message` hidden for `hold`; the receipt the queue answers with deletes it (or,
+    /// through `abandon`, releases it) before anyone has received it.
+    pub async fn send_held(
+        &self,
+        message: &Message,
+        hold: Duration,
+    ) -> Result<Receipt, StoreError> {
+        let queue = self.queue_for(&message.destination);
+        let put = self
+            .put(message, whole_seconds(hold).min(MAX_VISIBILITY))
+            .await?;
+        Ok(Receipt {
+            queue,
+            message_key: put.message_id,
+            pop_receipt: format!("{}\n{}", put.pop_receipt, put.text),
+        })
+    }
+
+    /// Puts the message's text (inline or a blob pointer) on its queue, invisible for `delay`.
+    async fn put(&self, message: &Message, delay: Duration) -> Result<Put, StoreError> {
         let client = self.client(self.queue_for(&message.destination))?;
         let json = message_json(message)?;
         let text = if json.len() > MAX_INLINE_JSON {
@@ -261,11 +293,15 @@ impl Queues {
             BASE64.encode(json)
         };
         client
-            .put_message(text)
-            .visibility_timeout(initial_delay(message.deliver_at, now))
+            .put_message(text.clone())
+            .visibility_timeout(delay)
             .ttl(MESSAGE_TTL)
             .await
-            .map(|_| ())
+            .map(|put| Put {
+                message_id: put.queue_message.message_id,
+                pop_receipt: put.queue_message.pop_receipt,
+                text,
+            })
             .map_err(|e| {
                 classify_unconditional(
                     &format!(
