@@ -3,6 +3,7 @@
 
 mod activity;
 mod client;
+mod instance_locks;
 pub mod management;
 mod orchestration;
 pub mod outbox;
@@ -10,6 +11,8 @@ mod pump;
 mod rewind;
 
 use std::sync::Arc;
+
+use instance_locks::InstanceLocks;
 
 use crate::engine::{ExecuteError, OrchestrationStatus, Registry};
 use crate::store::backend::{Backend, Clock, StoreError};
@@ -91,6 +94,7 @@ pub struct Runtime<B> {
     registry: Registry,
     clock: Arc<dyn Clock>,
     options: RuntimeOptions,
+    locks: InstanceLocks,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -109,6 +113,7 @@ impl<B: Backend> Runtime<B> {
             registry,
             clock,
             options,
+            locks: InstanceLocks::default(),
         }
     }
 

@@ -44,6 +44,7 @@ impl<B: Backend> Runtime<B> {
         &self,
         message: &Message,
     ) -> Result<Disposition, RuntimeError> {
+        let _turn = self.locks.lock(message.destination.instance_id()).await;
         for _ in 0..MAX_CONFLICT_RETRIES {
             match self.control_once(message).await {
                 Err(RuntimeError::Store(StoreError::Conflict(_))) => continue,
