@@ -5,10 +5,15 @@
 //! load average. Prints `key=value` lines (median with min and max over the runs) and writes
 //! them as JSON. Run through `scripts/bench.sh`.
 
+#[path = "../tests/common/azurite.rs"]
+mod azurite;
+#[path = "../tests/common/supervised.rs"]
+mod supervised;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +21,10 @@ use std::time::{Duration, Instant};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
+use azurite::{connection_string, Azurite};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-
-const ACCOUNT: &str = "devstoreaccount1";
-const KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+use supervised::Supervised;
 
 /// What one run of the benchmark is asked to do.
 struct Options {
@@ -78,51 +81,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("local addr")
         .port()
-}
-
-/// An in-memory Azurite on free ports, stopped on drop.
-struct Azurite {
-    root: PathBuf,
-    ports: [u16; 3],
-}
-
-impl Azurite {
-    fn start(root: &Path) -> Azurite {
-        let ports = [free_port(), free_port(), free_port()];
-        let status = Command::new(root.join("scripts/azurite.sh"))
-            .arg("start")
-            .arg("--memory")
-            .args(["--blob-port", &ports[0].to_string()])
-            .args(["--queue-port", &ports[1].to_string()])
-            .args(["--table-port", &ports[2].to_string()])
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .expect("run scripts/azurite.sh");
-        assert!(status.success(), "Azurite did not start");
-        Azurite {
-            root: root.to_path_buf(),
-            ports,
-        }
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = Command::new(self.root.join("scripts/azurite.sh"))
-            .args(["stop", "--blob-port", &self.ports[0].to_string()])
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-fn connection_string([blob, queue, table]: [u16; 3]) -> String {
-    format!(
-        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
-         BlobEndpoint=http://127.0.0.1:{blob}/{ACCOUNT};\
-         QueueEndpoint=http://127.0.0.1:{queue}/{ACCOUNT};\
-         TableEndpoint=http://127.0.0.1:{table}/{ACCOUNT};"
-    )
 }
 
 /// Counts every storage request the app makes, by service, on its way to Azurite.
@@ -229,19 +187,19 @@ async fn start_proxies(azurite: [u16; 3], counts: Arc<Counts>) -> [u16; 3] {
 
 /// The dev host with the release worker under it, stopped (with its worker) on drop.
 struct App {
-    devhost: Child,
+    devhost: Supervised,
     base: String,
 }
 
 impl App {
-    async fn start(root: &Path, storage: [u16; 3]) -> App {
+    async fn start(root: &Path, storage: &str) -> App {
         let port = free_port();
         let release = root.join("target/release");
         let devhost = Command::new(release.join("devhost"))
             .arg(root)
             .args(["--port", &port.to_string()])
             .env("DEVHOST_WORKER", release.join("worker"))
-            .env("AzureWebJobsStorage", connection_string(storage))
+            .env("AzureWebJobsStorage", storage)
             .env("TaskHub", "benchhub")
             .env("AzureWebJobs.Function1.Disabled", "true")
             .env("RUST_LOG", "warn")
@@ -250,7 +208,7 @@ impl App {
             .spawn()
             .expect("start target/release/devhost (run scripts/bench.sh, which builds it)");
         let app = App {
-            devhost,
+            devhost: Supervised(devhost),
             base: format!("http://127.0.0.1:{port}"),
         };
         let http = reqwest::Client::new();
@@ -272,7 +230,7 @@ impl App {
     }
 
     fn worker_pid(&self) -> Option<u32> {
-        let parent = self.devhost.id().to_string();
+        let parent = self.devhost.0.id().to_string();
         std::fs::read_dir("/proc")
             .ok()?
             .flatten()
@@ -283,23 +241,6 @@ impl App {
                 let ppid = after_name.split_whitespace().nth(1)?;
                 (ppid == parent).then_some(pid)
             })
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.devhost.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.devhost.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.devhost.kill();
-        let _ = self.devhost.wait();
     }
 }
 
@@ -368,57 +309,57 @@ async fn wait_all_completed(app: &App, http: &reqwest::Client, prefix: &str, cou
     assert_eq!(done, count, "every instance should have completed");
 }
 
+/// One page of the query API: instances under `prefix` in `statuses`, and the continuation.
+async fn page(
+    app: &App,
+    http: &reqwest::Client,
+    query: &str,
+    token: Option<&str>,
+) -> (Vec<Value>, Option<String>) {
+    let mut request = http.get(format!("{}/api/instances?{query}", app.base));
+    if let Some(token) = token {
+        request = request.header("x-ms-continuation-token", token);
+    }
+    let answer = request.send().await.expect("query");
+    let next = answer
+        .headers()
+        .get("x-ms-continuation-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (answer.json().await.expect("query body"), next)
+}
+
 /// Whether any instance under `prefix` is still open, asking for one row at a time so the poll
 /// stays small next to the workload. A filtered scan may answer an empty page with a
 /// continuation token, which is followed.
 async fn any_open(app: &App, http: &reqwest::Client, prefix: &str) -> bool {
-    let mut token: Option<String> = None;
+    let query = format!(
+        "instanceIdPrefix={prefix}&runtimeStatus=Pending,Running,ContinuedAsNew,Suspended&top=1"
+    );
+    let mut token = None;
     loop {
-        let mut request = http.get(format!(
-            "{}/api/instances?instanceIdPrefix={prefix}&runtimeStatus=Pending,Running,ContinuedAsNew,Suspended&top=1",
-            app.base
-        ));
-        if let Some(token) = &token {
-            request = request.header("x-ms-continuation-token", token);
-        }
-        let answer = request.send().await.expect("query");
-        token = answer
-            .headers()
-            .get("x-ms-continuation-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let page: Vec<Value> = answer.json().await.expect("query body");
-        if !page.is_empty() {
+        let (items, next) = page(app, http, &query, token.as_deref()).await;
+        if !items.is_empty() {
             return true;
         }
-        if token.is_none() {
-            return false;
+        match next {
+            Some(next) => token = Some(next),
+            None => return false,
         }
     }
 }
 
 /// Every instance under `prefix` in the given statuses, following continuation tokens.
 async fn list(app: &App, http: &reqwest::Client, prefix: &str, statuses: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut token: Option<String> = None;
+    let query = format!("instanceIdPrefix={prefix}&runtimeStatus={statuses}&top=1000");
+    let mut all = Vec::new();
+    let mut token = None;
     loop {
-        let mut request = http.get(format!(
-            "{}/api/instances?instanceIdPrefix={prefix}&runtimeStatus={statuses}&top=1000",
-            app.base
-        ));
-        if let Some(token) = &token {
-            request = request.header("x-ms-continuation-token", token);
-        }
-        let answer = request.send().await.expect("query");
-        token = answer
-            .headers()
-            .get("x-ms-continuation-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let page: Vec<Value> = answer.json().await.expect("query body");
-        items.extend(page);
-        if token.is_none() {
-            return items;
+        let (items, next) = page(app, http, &query, token.as_deref()).await;
+        all.extend(items);
+        match next {
+            Some(next) => token = Some(next),
+            None => return all,
         }
     }
 }
@@ -527,12 +468,12 @@ async fn main() {
     };
     for run in 0..options.runs {
         eprintln!("run {} of {}", run + 1, options.runs);
-        let azurite = Azurite::start(&options.root);
+        let azurite = Azurite::start();
         let counts = Arc::new(Counts::default());
         let proxied = start_proxies(azurite.ports, counts.clone()).await;
 
         // Throughput and latency talk to Azurite directly: the proxy's hop is not the app's.
-        let app = App::start(&options.root, azurite.ports).await;
+        let app = App::start(&options.root, &azurite.connection_string()).await;
         record("load_average_1m_before_hello", load_average());
         let hello = throughput(
             &app,
@@ -559,11 +500,11 @@ async fn main() {
         record("hello_sequence5_latency_p95_ms", p95);
         let worker = app.worker_pid().map_or(0.0, peak_rss_mib);
         record("worker_peak_rss_mib", worker);
-        record("devhost_peak_rss_mib", peak_rss_mib(app.devhost.id()));
+        record("devhost_peak_rss_mib", peak_rss_mib(app.devhost.0.id()));
         drop(app);
 
         // Storage requests, through the counting proxy, on a fresh task hub.
-        let counted = App::start(&options.root, proxied).await;
+        let counted = App::start(&options.root, &connection_string(proxied)).await;
         let (hello_ops, by_service) = storage_requests(
             &counted,
             &counts,

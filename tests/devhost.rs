@@ -5,9 +5,11 @@
 
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/supervised.rs"]
+mod supervised;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,29 +27,9 @@ use durable_orchestrator::store::azure::connection::{
 use durable_orchestrator::store::backend::{Backend, SystemClock};
 use durable_orchestrator::store::names::TaskHub;
 use serde_json::json;
+use supervised::Supervised;
 
 const HUB: &str = "devhosthub";
-
-struct Process(Child);
-
-impl Drop for Process {
-    /// SIGTERM first, as a supervisor would, so the dev host stops its worker too; SIGKILL only
-    /// if it does not exit in time.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An app directory with the engine's queue functions and one function the worker lacks.
 fn app_dir() -> PathBuf {
@@ -113,7 +95,7 @@ async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T
 async fn the_dev_host_runs_queue_triggers_with_the_hosts_semantics() {
     let azurite = azurite::Azurite::start();
     let root = app_dir();
-    let _devhost = Process(
+    let _devhost = Supervised(
         Command::new(env!("CARGO_BIN_EXE_devhost"))
             .arg(&root)
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))

@@ -4,10 +4,12 @@
 
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/supervised.rs"]
+mod supervised;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use durable_orchestrator::store::azure::connection::{
     http_client, HttpSettings, StorageConnection,
 };
 use serde_json::{json, Value};
+use supervised::Supervised;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -458,26 +461,6 @@ fn stand_in_worker() {
         });
 }
 
-struct DevHost(Child);
-
-impl Drop for DevHost {
-    /// SIGTERM, so the dev host stops its worker too; SIGKILL if it does not exit in time.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn texts_on(queue: &QueueClient) -> Vec<String> {
     queue
         .peek_messages()
@@ -546,7 +529,7 @@ async fn the_dev_host_serves_http_and_writes_queue_outputs() {
         .spawn()
         .expect("the dev host starts");
     let stdout = child.stdout.take().unwrap();
-    let _devhost = DevHost(child);
+    let _devhost = Supervised(child);
     let (lines, output) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {

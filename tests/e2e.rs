@@ -6,6 +6,8 @@
 mod app;
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/supervised.rs"]
+mod supervised;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

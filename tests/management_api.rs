@@ -8,6 +8,8 @@
 mod app;
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/supervised.rs"]
+mod supervised;
 
 use std::path::PathBuf;
 use std::process::Command;

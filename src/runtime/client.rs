@@ -157,23 +157,13 @@ impl<B: Backend> Runtime<B> {
         let input = serde_json::to_string(data).map_err(|e| {
             RuntimeError::Invalid(format!("the event data cannot be serialized: {e}"))
         })?;
-        self.raise_event_json(instance_id, name, input).await
-    }
-
-    /// `raise_event` with the data already JSON text, kept byte for byte.
-    pub async fn raise_event_json(
-        &self,
-        instance_id: &str,
-        name: &str,
-        input: String,
-    ) -> Result<(), RuntimeError> {
         self.raise_event_message(instance_id, name, input, None)
             .await
             .map(drop)
     }
 
-    /// `raise_event_json`, returning the message it queued and, with `hold`, its receipt (see
-    /// [`Runtime::start_message`]).
+    /// Raises an event with its data already JSON text (kept byte for byte), returning the
+    /// message it queued and, with `hold`, its receipt (see [`Runtime::start_message`]).
     pub async fn raise_event_message(
         &self,
         instance_id: &str,

@@ -5,20 +5,21 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::azurite::Azurite;
+use super::supervised::Supervised;
 
 pub struct App {
     pub base: String,
     pub http: reqwest::Client,
-    /// Held so Azurite lives exactly as long as the app.
+    /// Fields drop in order: the dev host (and its worker) stop before their storage does.
+    _devhost: Supervised,
     _azurite: Azurite,
-    devhost: Child,
     log: PathBuf,
 }
 
@@ -72,8 +73,8 @@ impl App {
         let app = App {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            _devhost: Supervised(devhost),
             _azurite: azurite,
-            devhost,
             log,
         };
         app.wait_until_serving().await;
@@ -206,20 +207,9 @@ impl App {
 }
 
 impl Drop for App {
-    /// SIGTERM so the dev host stops its worker too; SIGKILL only if it does not exit in time.
+    /// Prints the dev host's log when the test failed; the dev host itself stops with its
+    /// `Supervised` handle.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.devhost.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.devhost.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.devhost.kill();
-        let _ = self.devhost.wait();
         if std::thread::panicking() {
             eprintln!("---- dev host log ----\n{}", self.log_text());
         }

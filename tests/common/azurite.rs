@@ -55,14 +55,19 @@ impl Azurite {
 
     /// A full connection string with explicit endpoints for this instance.
     pub fn connection_string(&self) -> String {
-        let [blob, queue, table] = self.ports;
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};\
-             BlobEndpoint=http://127.0.0.1:{blob}/{EMULATOR_ACCOUNT};\
-             QueueEndpoint=http://127.0.0.1:{queue}/{EMULATOR_ACCOUNT};\
-             TableEndpoint=http://127.0.0.1:{table}/{EMULATOR_ACCOUNT};"
-        )
+        connection_string(self.ports)
     }
+}
+
+/// A full connection string to an emulator account served on `[blob, queue, table]` ports
+/// (an Azurite, or a proxy in front of one).
+pub fn connection_string([blob, queue, table]: [u16; 3]) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};\
+         BlobEndpoint=http://127.0.0.1:{blob}/{EMULATOR_ACCOUNT};\
+         QueueEndpoint=http://127.0.0.1:{queue}/{EMULATOR_ACCOUNT};\
+         TableEndpoint=http://127.0.0.1:{table}/{EMULATOR_ACCOUNT};"
+    )
 }
 
 impl Drop for Azurite {
