@@ -403,8 +403,8 @@ async fn operations_for(queued: bool, name: &str) -> usize {
     // the host receives each trigger message once; the empty receives that end each pump round
     // are idle polling, which the real host spaces out, not work.
     let messages = count("send (messages)");
-    // On Azure a summary write reads the row first (it only replaces an older revision), so it
-    // costs two requests.
+    // On Azure a summary write reads the row first (it only replaces an older revision) unless
+    // the process just read or wrote that row: counted as two requests, the worst case.
     count("load") + count("commit") + count("read_summary") + 2 * count("write_summary")
         + messages // puts
         + messages // receives

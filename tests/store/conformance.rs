@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use durable_orchestrator::engine::{EventKind, HistoryEvent, OrchestrationStatus};
 use durable_orchestrator::store::backend::{Backend, StoreError};
 use durable_orchestrator::store::model::{
-    Commit, Destination, InstanceQuery, InstanceState, Message, QueueKind, StoredEvent,
+    Commit, Destination, InstanceQuery, InstanceState, Message, QueueKind, StoredEvent, Version,
 };
 
 pub fn epoch() -> DateTime<Utc> {
@@ -50,6 +50,17 @@ fn raised(name: &str, message_id: &str) -> StoredEvent {
         },
         Some(message_id),
     )
+}
+
+/// The history's raised events by name, anything else by its debug form.
+fn names(history: &[HistoryEvent]) -> Vec<String> {
+    history
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::EventRaised { name, .. } => name.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect()
 }
 
 fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Message {
@@ -159,6 +170,34 @@ pub async fn new_execution_replaces_history(subject: &impl Subject) {
     assert!(loaded.message_ids.contains("new0"));
 }
 
+/// A rewind rewrites an execution's history shorter under the same execution id; what the
+/// longer history left behind never comes back, before or after more is appended.
+pub async fn history_rewritten_in_place_stays_rewritten(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let commit = |expected: Option<Version>, revision: u64, names: &[&str], new_execution| {
+        let commit = Commit {
+            state: state("rw", revision),
+            events: names
+                .iter()
+                .map(|name| raised(name, &name.to_lowercase()))
+                .collect(),
+            new_execution,
+        };
+        async move { backend.commit(expected.as_ref(), &commit).await.unwrap() }
+    };
+    let mut version = commit(None, 1, &["A", "B"], true).await;
+    version = commit(Some(version), 2, &["C"], false).await;
+    version = commit(Some(version), 3, &["D"], false).await;
+    let rewritten = commit(Some(version), 4, &["A", "C"], true).await;
+    let loaded = backend.load("rw").await.unwrap().unwrap();
+    assert_eq!(names(&loaded.history), ["A", "C"]);
+    assert!(!loaded.message_ids.contains("b") && !loaded.message_ids.contains("d"));
+    commit(Some(rewritten), 5, &["E"], false).await;
+    let loaded = backend.load("rw").await.unwrap().unwrap();
+    assert_eq!(names(&loaded.history), ["A", "C", "E"]);
+}
+
 /// Commits beyond one transaction (Azure: 100 operations) load back whole and in order.
 pub async fn large_commits_load_back_in_order(subject: &impl Subject) {
     let backend = subject.backend();
@@ -166,15 +205,6 @@ pub async fn large_commits_load_back_in_order(subject: &impl Subject) {
     let events = |from: usize, count: usize| -> Vec<StoredEvent> {
         (from..from + count)
             .map(|i| raised(&format!("E{i}"), &format!("m{i}")))
-            .collect()
-    };
-    let names = |history: &[HistoryEvent]| -> Vec<String> {
-        history
-            .iter()
-            .map(|e| match &e.kind {
-                EventKind::EventRaised { name, .. } => name.clone(),
-                other => format!("{other:?}"),
-            })
             .collect()
     };
     let expected = |from: usize, count: usize| -> Vec<String> {

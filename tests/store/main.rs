@@ -118,6 +118,7 @@ conformance!(
     commit_create_load_and_conflict,
     new_execution_replaces_history,
     large_commits_load_back_in_order,
+    history_rewritten_in_place_stays_rewritten,
     outbox_round_trips_in_state,
     queue_visibility_receipts_and_delays,
     held_messages_are_hidden_until_settled,

@@ -5,5 +5,7 @@ pub mod backend;
 pub mod blobs;
 pub mod connection;
 pub mod errors;
+mod history_rows;
+mod known_summaries;
 pub mod queues;
 pub mod tables;

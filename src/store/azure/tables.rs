@@ -1,5 +1,6 @@
 //! The tables side of the Azure backend: each instance's History partition (the `sentinel` state
-//! row that guards every write, plus one row per event) and its summary row in `Instances`.
+//! row that guards every write, plus one row per commit, see `history_rows`) and its summary row
+//! in `Instances`.
 
 use azure_core::Etag;
 use azure_data_tables::clients::{TableClient, TableServiceClient};
@@ -12,47 +13,22 @@ use serde_json::Value;
 
 use super::blobs::Blobs;
 use super::errors::{classify, status};
-use crate::engine::{HistoryEvent, OrchestrationStatus};
+use super::history_rows::{self, row_key, BrokenChain, TurnRow};
+use super::known_summaries::{KnownSummaries, KnownSummary};
+use crate::engine::OrchestrationStatus;
 use crate::store::backend::StoreError;
 use crate::store::model::{
-    Commit, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Page, StoredEvent,
-    Version,
+    Commit, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Page, Version,
 };
 use crate::store::names::{escape_key, odata_escape, odata_literal, TaskHub};
 
 const SENTINEL: &str = "sentinel";
 /// Azure allows 100 operations per entity-group transaction.
 const MAX_BATCH_OPERATIONS: usize = 100;
-/// Azure allows 4 MiB per transaction; stay well under it.
-const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
 /// Azure allows 64 KiB per string property, counted as UTF-16; larger values go to a blob.
 const MAX_PROPERTY_UTF16_BYTES: usize = 60 * 1024;
 const DEFAULT_PAGE_SIZE: usize = 100;
 const SUMMARY_WRITE_ATTEMPTS: usize = 8;
-
-/// One history event row. The event itself is JSON in `Event` (or in a blob when large); the
-/// other columns are there for people browsing the table.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct HistoryRow {
-    partition_key: String,
-    row_key: String,
-    execution_id: String,
-    event_type: String,
-    event_id: i32,
-    #[serde(rename = "_Timestamp")]
-    timestamp: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    message_id: Option<String>,
-    #[serde(default)]
-    event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    event_blob: Option<String>,
-    /// A bundle row stands for the rows in this blob (a JSON array of rows): the overflow of a
-    /// commit too large for one transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    bundle_blob: Option<String>,
-}
 
 /// The state row: its ETag is the instance's version.
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +66,7 @@ pub struct Tables {
     history: TableClient,
     instances: TableClient,
     blobs: Blobs,
+    known: KnownSummaries,
 }
 
 /// What a version tells the next commit: where its rows go, the state blob it supersedes, and
@@ -146,10 +123,6 @@ fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreErro
     })
 }
 
-fn row_key(index: u32) -> String {
-    format!("{index:016X}")
-}
-
 /// The first status that is not a success, with its position in the batch.
 fn failed_operation(
     statuses: impl Iterator<Item = azure_core::StatusCode>,
@@ -166,6 +139,7 @@ impl Tables {
             history: service.table_client(hub.history_table()),
             instances: service.table_client(hub.instances_table()),
             blobs,
+            known: KnownSummaries::default(),
         }
     }
 
@@ -246,50 +220,39 @@ impl Tables {
             .inline_or_blob(&sentinel.state, sentinel.state_blob.as_deref())
             .await?;
         let state: InstanceState = from_json("instance state", &state_text)?;
-        let mut events: Vec<(u32, HistoryRow)> = Vec::new();
-        for row in rows.iter().filter(|row| row["RowKey"] != SENTINEL) {
-            let Ok(history_row) = serde_json::from_value::<HistoryRow>(row.clone()) else {
-                continue;
-            };
-            let Ok(index) = u32::from_str_radix(&history_row.row_key, 16) else {
-                continue;
-            };
-            // Rows past the committed length, or of another execution, are leftovers of a
-            // longer earlier execution or of a commit that lost its race: not history.
-            if index < sentinel.history_length && history_row.execution_id == sentinel.execution_id
-            {
-                events.push((index, history_row));
-            }
-        }
-        events.sort_by_key(|(index, _)| *index);
-        let contiguous = events.len() == sentinel.history_length as usize
-            && events
-                .iter()
-                .enumerate()
-                .all(|(i, (index, _))| i == *index as usize);
-        if !contiguous {
-            // Commits are single transactions, so a gap means a commit landed between the pages
-            // of this read: read again.
-            return Err(StoreError::Conflict(instance_id.to_string()));
-        }
-        let mut rows = Vec::with_capacity(events.len());
-        for (_, row) in events {
-            match &row.bundle_blob {
-                Some(name) => {
-                    let text = self.inline_or_blob("", Some(name)).await?;
-                    rows.extend(from_json::<Vec<HistoryRow>>("history bundle", &text)?);
-                }
-                None => rows.push(row),
-            }
-        }
-        let mut history = Vec::with_capacity(rows.len());
-        let mut message_ids = Vec::with_capacity(rows.len());
-        for row in rows {
+        let turn_rows: Vec<TurnRow> = rows
+            .iter()
+            .filter(|row| row["RowKey"] != SENTINEL)
+            .filter_map(|row| serde_json::from_value(row.clone()).ok())
+            .collect();
+        let turn_rows =
+            history_rows::chain(turn_rows, &sentinel.execution_id, sentinel.history_length)
+                .map_err(|BrokenChain| StoreError::Conflict(instance_id.to_string()))?;
+        let mut history = Vec::with_capacity(sentinel.history_length as usize);
+        let mut message_ids = Vec::with_capacity(sentinel.history_length as usize);
+        for row in turn_rows {
             let text = self
-                .inline_or_blob(&row.event, row.event_blob.as_deref())
+                .inline_or_blob(&row.events, row.events_blob.as_deref())
                 .await?;
-            history.push(from_json::<HistoryEvent>("history event", &text)?);
-            message_ids.push(row.message_id);
+            let events = history_rows::decode(&text).map_err(|e| StoreError::Permanent {
+                operation: "read history".to_string(),
+                message: format!("history row '{}': {e}", row.row_key),
+            })?;
+            if events.len() != row.event_count as usize {
+                return Err(StoreError::Permanent {
+                    operation: "read history".to_string(),
+                    message: format!(
+                        "history row '{}' holds {} events, not {}",
+                        row.row_key,
+                        events.len(),
+                        row.event_count
+                    ),
+                });
+            }
+            for event in events {
+                history.push(event.event);
+                message_ids.push(event.message_id);
+            }
         }
         Ok(Some(LoadedInstance {
             state,
@@ -303,10 +266,10 @@ impl Tables {
         }))
     }
 
-    /// One entity-group transaction: the new history rows and the sentinel (insert for a new
-    /// instance, update under If-Match otherwise). Rows that do not fit in the transaction go to
-    /// one blob, written first, which a single bundle row in the transaction points to; so a
-    /// commit is always all-or-nothing, whoever else writes the instance.
+    /// One entity-group transaction of at most two entities: a row holding the commit's events
+    /// (their JSON in a blob, written first, when large) and the sentinel (insert for a new
+    /// instance, update under If-Match otherwise). So a commit is all-or-nothing, whoever else
+    /// writes the instance.
     pub async fn commit(
         &self,
         expected: Option<&Version>,
@@ -328,42 +291,35 @@ impl Tables {
         };
         let execution_id = &commit.state.execution_id;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let mut rows = Vec::with_capacity(commit.events.len());
-        for (offset, stored) in commit.events.iter().enumerate() {
-            let index = start + u32::try_from(offset).unwrap_or(u32::MAX);
-            rows.push(
-                self.history_row(&partition_key, execution_id, index, stored, &suffix)
-                    .await?,
-            );
-        }
-        let inline = inline_rows(&rows);
-        if inline < rows.len() {
-            let overflow = rows.split_off(inline);
-            let index = start + u32::try_from(inline).unwrap_or(u32::MAX);
-            let name = format!(
-                "{partition_key}/bundle-{execution_id}-{}-{suffix}.json",
-                row_key(index)
-            );
-            self.blobs
-                .put(&name, json("history bundle", &overflow)?.into_bytes())
-                .await?;
-            rows.push(HistoryRow {
-                partition_key: partition_key.clone(),
-                row_key: row_key(index),
-                execution_id: execution_id.clone(),
-                event_type: "Bundle".to_string(),
-                event_id: -1,
-                timestamp: overflow
-                    .first()
-                    .map(|row| row.timestamp.clone())
-                    .unwrap_or_default(),
-                message_id: None,
-                event: String::new(),
-                event_blob: None,
-                bundle_blob: Some(name),
-            });
-        }
-        let length = start + u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        let count = u32::try_from(commit.events.len()).map_err(|_| {
+            StoreError::InvalidInput(format!("too many events in one commit to '{instance_id}'"))
+        })?;
+        let turn_row = match commit.events.first() {
+            None => None,
+            Some(first) => {
+                let (text, event_types) = history_rows::encode(&commit.events).map_err(|e| {
+                    StoreError::InvalidInput(format!("cannot serialize history: {e}"))
+                })?;
+                let blob_name = format!(
+                    "{partition_key}/history-{execution_id}-{}-{suffix}.json",
+                    row_key(start)
+                );
+                let (events, events_blob) = self.offload(blob_name, text).await?;
+                Some(TurnRow {
+                    partition_key: partition_key.clone(),
+                    row_key: row_key(start),
+                    execution_id: execution_id.clone(),
+                    event_count: count,
+                    event_types,
+                    timestamp: time(first.event.timestamp),
+                    events,
+                    events_blob,
+                })
+            }
+        };
+        let length = start.checked_add(count).ok_or_else(|| {
+            StoreError::InvalidInput(format!("the history of '{instance_id}' is too long"))
+        })?;
         let state_text = json("instance state", &commit.state)?;
         let blob_name = format!(
             "{partition_key}/state-{}-{suffix}.json",
@@ -384,7 +340,8 @@ impl Tables {
             .history
             .partition_key_client(odata_escape(&partition_key).into_owned())
             .transaction();
-        for row in &rows {
+        if let Some(row) = &turn_row {
+            // An upsert: the key may hold a row off the current history (see `history_rows`).
             transaction = transaction
                 .insert_or_replace(row.row_key.clone(), row)
                 .map_err(|e| classify("commit", e))?;
@@ -403,7 +360,7 @@ impl Tables {
             failed_operation(response.operation_responses.iter().map(|r| r.status_code))
         {
             // G5: a failed changeset still comes back Ok; nothing in it was applied. The
-            // history rows are upserts, so only the sentinel's insert or If-Match can clash.
+            // history row is an upsert, so only the sentinel's insert or If-Match can clash.
             return Err(match code {
                 // 404: the instance was purged since it was loaded.
                 404 | 409 | 412 => StoreError::Conflict(instance_id.clone()),
@@ -434,35 +391,6 @@ impl Tables {
         Ok(version(length, new_state_blob.as_deref(), etag.as_ref()))
     }
 
-    async fn history_row(
-        &self,
-        partition_key: &str,
-        execution_id: &str,
-        index: u32,
-        stored: &StoredEvent,
-        suffix: &str,
-    ) -> Result<HistoryRow, StoreError> {
-        let text = json("history event", &stored.event)?;
-        let event_type = format!("{:?}", stored.event.event_type());
-        let blob_name = format!(
-            "{partition_key}/history-{execution_id}-{}-{event_type}-{suffix}.json",
-            row_key(index)
-        );
-        let (event, event_blob) = self.offload(blob_name, text).await?;
-        Ok(HistoryRow {
-            partition_key: partition_key.to_string(),
-            row_key: row_key(index),
-            execution_id: execution_id.to_string(),
-            event_type,
-            event_id: stored.event.event_id,
-            timestamp: time(stored.event.timestamp),
-            message_id: stored.message_id.clone(),
-            event,
-            event_blob,
-            bundle_blob: None,
-        })
-    }
-
     /// The sentinel row alone: one point read (plus the state blob when the state is large).
     pub async fn read_state(&self, instance_id: &str) -> Result<Option<InstanceState>, StoreError> {
         let partition_key = escape_key(instance_id).into_owned();
@@ -489,24 +417,46 @@ impl Tables {
         Err(StoreError::Conflict(instance_id.to_string()))
     }
 
-    async fn read_summary_row(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<(SummaryRow, Etag)>, StoreError> {
+    /// The summary row, if any; what it holds is remembered for the next write.
+    async fn read_summary_row(&self, instance_id: &str) -> Result<Option<SummaryRow>, StoreError> {
         let partition_key = escape_key(instance_id).into_owned();
         let entity = self
             .instances
             .partition_key_client(odata_escape(&partition_key).into_owned())
             .entity_client("");
         match entity.get::<SummaryRow>().await {
-            Ok(response) => Ok(Some((response.entity, response.etag))),
-            Err(error) if status(&error) == Some(404) => Ok(None),
+            Ok(response) => {
+                let row = response.entity;
+                self.known.remember(
+                    instance_id,
+                    KnownSummary::Stored {
+                        revision: row.revision,
+                        etag: response.etag,
+                        blob: row.summary_blob.clone(),
+                    },
+                );
+                Ok(Some(row))
+            }
+            Err(error) if status(&error) == Some(404) => {
+                self.known.remember(instance_id, KnownSummary::Absent);
+                Ok(None)
+            }
             Err(error) => Err(classify("read summary", error)),
         }
     }
 
+    /// What the summary row holds now, read from the service.
+    async fn read_known_summary(&self, instance_id: &str) -> Result<KnownSummary, StoreError> {
+        self.read_summary_row(instance_id).await?;
+        Ok(self.known.take(instance_id).unwrap_or(KnownSummary::Absent))
+    }
+
+    /// Replaces the row if it holds an older revision, or inserts it. Starts from what this
+    /// process last saw of the row, when it saw it at all: the write is conditional on that
+    /// (If-Match, or insert-only), so a stale memory costs a retry, never a lost update.
     pub async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
-        let partition_key = escape_key(&summary.instance_id).into_owned();
+        let instance_id = &summary.instance_id;
+        let partition_key = escape_key(instance_id).into_owned();
         let text = json("summary", summary)?;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let blob_name = format!("{partition_key}/summary-{}-{suffix}.json", summary.revision);
@@ -514,7 +464,7 @@ impl Tables {
         let row = SummaryRow {
             partition_key: partition_key.clone(),
             row_key: String::new(),
-            instance_id: summary.instance_id.clone(),
+            instance_id: instance_id.clone(),
             name: summary.name.clone(),
             runtime_status: format!("{:?}", summary.status),
             created_time: time(summary.created_at),
@@ -527,28 +477,50 @@ impl Tables {
             .instances
             .partition_key_client(odata_escape(&partition_key).into_owned())
             .entity_client("");
+        let mut remembered = self.known.take(instance_id);
         for _ in 0..SUMMARY_WRITE_ATTEMPTS {
-            let mut superseded = None;
-            let written = match self.read_summary_row(&summary.instance_id).await? {
-                Some((stored, _)) if stored.revision >= summary.revision => return Ok(()),
-                Some((stored, etag)) => {
-                    superseded = stored.summary_blob;
+            let current = match remembered.take() {
+                // A remembered newer revision may be gone (purged, and restarted elsewhere):
+                // only the row as read now may say there is nothing to write.
+                Some(KnownSummary::Stored { revision, .. }) if revision >= summary.revision => {
+                    self.read_known_summary(instance_id).await?
+                }
+                Some(known) => known,
+                None => self.read_known_summary(instance_id).await?,
+            };
+            let (written, superseded) = match current {
+                KnownSummary::Stored { revision, .. } if revision >= summary.revision => {
+                    self.known.remember(instance_id, current);
+                    return Ok(());
+                }
+                KnownSummary::Stored { etag, blob, .. } => (
                     entity
                         .update(&row, IfMatchCondition::Etag(etag))
                         .map_err(|e| classify("write summary", e))?
                         .await
-                        .map(|_| ())
-                }
-                None => self
-                    .instances
-                    .insert::<_, Value>(&row)
-                    .map_err(|e| classify("write summary", e))?
-                    .return_entity(false)
-                    .await
-                    .map(|_| ()),
+                        .map(|response| response.etag),
+                    blob,
+                ),
+                KnownSummary::Absent => (
+                    self.instances
+                        .insert::<_, Value>(&row)
+                        .map_err(|e| classify("write summary", e))?
+                        .return_entity(false)
+                        .await
+                        .map(|response| response.etag),
+                    None,
+                ),
             };
             match written {
-                Ok(()) => {
+                Ok(etag) => {
+                    self.known.remember(
+                        instance_id,
+                        KnownSummary::Stored {
+                            revision: summary.revision,
+                            etag,
+                            blob: row.summary_blob.clone(),
+                        },
+                    );
                     if let Some(old) =
                         superseded.filter(|old| Some(old) != row.summary_blob.as_ref())
                     {
@@ -560,12 +532,12 @@ impl Tables {
                     }
                     return Ok(());
                 }
-                // Another writer got there first: re-read and compare revisions again.
-                Err(error) if matches!(status(&error), Some(409 | 412)) => continue,
+                // The row is not what was assumed (another writer, or a purge): read it again.
+                Err(error) if matches!(status(&error), Some(404 | 409 | 412)) => continue,
                 Err(error) => return Err(classify("write summary", error)),
             }
         }
-        Err(StoreError::Conflict(summary.instance_id.clone()))
+        Err(StoreError::Conflict(instance_id.clone()))
     }
 
     async fn decode_summary(&self, row: &SummaryRow) -> Result<InstanceSummary, StoreError> {
@@ -581,7 +553,7 @@ impl Tables {
     ) -> Result<Option<InstanceSummary>, StoreError> {
         // A newer write may supersede (and delete) the blob between the two reads: read again.
         for _ in 0..SUMMARY_WRITE_ATTEMPTS {
-            let Some((row, _)) = self.read_summary_row(instance_id).await? else {
+            let Some(row) = self.read_summary_row(instance_id).await? else {
                 return Ok(None);
             };
             match self.decode_summary(&row).await {
@@ -660,6 +632,7 @@ impl Tables {
             .instances
             .partition_key_client(odata_escape(&partition_key).into_owned())
             .entity_client("");
+        self.known.forget(instance_id);
         let had_summary = match summary.delete().await {
             Ok(_) => true,
             Err(error) if status(&error) == Some(404) => false,
@@ -670,19 +643,6 @@ impl Tables {
             .await?;
         Ok(!rows.is_empty() || had_summary)
     }
-}
-
-/// How many leading rows fit in one transaction beside a bundle row and the sentinel: at most
-/// 98, and about 3 MiB (Azure allows 100 operations and 4 MiB).
-fn inline_rows(rows: &[HistoryRow]) -> usize {
-    let mut bytes = 0;
-    for (count, row) in rows.iter().enumerate() {
-        bytes += 1024 + utf16_bytes(&row.event);
-        if count + 2 >= MAX_BATCH_OPERATIONS || bytes > MAX_BATCH_BYTES {
-            return count;
-        }
-    }
-    rows.len()
 }
 
 /// The OData filter for a summary query (every value escaped, G7).
@@ -741,43 +701,6 @@ fn successor(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(event_len: usize) -> HistoryRow {
-        HistoryRow {
-            partition_key: "p".to_string(),
-            row_key: row_key(0),
-            execution_id: "e".to_string(),
-            event_type: "EventRaised".to_string(),
-            event_id: -1,
-            timestamp: String::new(),
-            message_id: None,
-            event: "x".repeat(event_len),
-            event_blob: None,
-            bundle_blob: None,
-        }
-    }
-
-    #[test]
-    fn a_transaction_keeps_room_for_a_bundle_row_and_the_sentinel_and_stays_small() {
-        let small: Vec<HistoryRow> = (0..250).map(|_| row(10)).collect();
-        assert_eq!(inline_rows(&small), 98);
-        assert_eq!(
-            inline_rows(&small[..98]),
-            98,
-            "exactly full needs no bundle"
-        );
-        assert_eq!(inline_rows(&small[..10]), 10);
-        let large: Vec<HistoryRow> = (0..100).map(|_| row(30_000)).collect();
-        let fits = inline_rows(&large);
-        let bytes: usize = large[..fits]
-            .iter()
-            .map(|r| 1024 + utf16_bytes(&r.event))
-            .sum();
-        assert!(
-            bytes <= MAX_BATCH_BYTES && fits < 100,
-            "{fits} rows, {bytes} bytes"
-        );
-    }
 
     #[test]
     fn versions_carry_the_history_length() {
