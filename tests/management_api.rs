@@ -530,9 +530,9 @@ async fn terminate_stops_the_instance_for_good() {
         ("ACTIVITY_WORK_DELAY_MS", "3000"),
     ])
     .await;
-    // A pipeline whose sixteen cleansing activities (more than run in-process) are out on the
-    // work-item queue, running, when it is terminated.
-    let pipeline = json!({"Generate": {"Partitions": 16, "RecordsPerPartition": 5, "Seed": 1}});
+    // A pipeline whose twenty-four cleansing activities (more than run in-process) are out on
+    // the work-item queue, running, when it is terminated.
+    let pipeline = json!({"Generate": {"Partitions": 24, "RecordsPerPartition": 5, "Seed": 1}});
     start(&app, "MedallionPipeline", "t-pipe", &pipeline).await;
     // A claim waiting for a decision, its timeout timer queued.
     start(&app, "ClaimApprovalWorkflow", "t-claim", &claim("C-1")).await;
@@ -565,7 +565,7 @@ async fn terminate_stops_the_instance_for_good() {
     }
     let terminated = &ended[0].1;
     assert!(
-        events(terminated, "TaskScheduled").len() >= 16,
+        events(terminated, "TaskScheduled").len() >= 24,
         "the activities were still out when it ended: {terminated}"
     );
     // The activities finish and report, the claim's timer fires: all of it is dropped.

@@ -13,6 +13,17 @@ use crate::store::backend::Backend;
 use crate::store::model::{Destination, InstanceSummary, Message, Receipt};
 use crate::store::names::InstanceId;
 
+/// A message a client operation queued, for a caller that also processes it at once (see
+/// [`Runtime::process_queued`]).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub message: Message,
+    /// The held copy's receipt, when the message was queued held (see [`Backend::send_held`]).
+    pub receipt: Option<Receipt>,
+    /// The message starts an id of which nothing existed when it was queued.
+    pub new_instance: bool,
+}
+
 impl<B: Backend> Runtime<B> {
     /// Starts orchestrator `name` as `instance_id` (a new id when `None`) and returns the id. An
     /// id can be reused once its instance has ended, as Durable Functions allows by default.
@@ -43,8 +54,8 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: String,
     ) -> Result<String, RuntimeError> {
-        let (started, _) = self.start_message(name, instance_id, input, None).await?;
-        Ok(started.destination.instance_id().to_string())
+        let started = self.start_message(name, instance_id, input, None).await?;
+        Ok(started.message.destination.instance_id().to_string())
     }
 
     /// `start_json`, returning the start message it queued, so the caller may also process it
@@ -57,7 +68,7 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: String,
         hold: Option<Duration>,
-    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
+    ) -> Result<Queued, RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
         }
@@ -66,14 +77,15 @@ impl<B: Backend> Runtime<B> {
             None => new_id(),
         };
         // The state alone (a point read) says whether the id is taken; its history is not needed.
-        let revision = match self.backend.read_state(&instance_id).await? {
+        // The start's revision, and whether nothing of this id exists yet.
+        let (revision, new_instance) = match self.backend.read_state(&instance_id).await? {
             Some(existing) if !existing.status.is_terminal() => {
                 return Err(RuntimeError::AlreadyExists {
                     instance_id,
                     status: existing.status,
                 })
             }
-            Some(existing) => existing.revision + 1,
+            Some(existing) => (existing.revision + 1, false),
             // Started but not processed yet: only the Pending summary exists.
             None => match self.backend.read_summary(&instance_id).await? {
                 Some(summary) if !summary.status.is_terminal() => {
@@ -82,8 +94,8 @@ impl<B: Backend> Runtime<B> {
                         status: summary.status,
                     })
                 }
-                Some(summary) => summary.revision + 1,
-                None => 1,
+                Some(summary) => (summary.revision + 1, false),
+                None => (1, true),
             },
         };
         let now = self.clock.now();
@@ -130,7 +142,11 @@ impl<B: Backend> Runtime<B> {
                 revision,
             })
             .await?;
-        Ok((started, receipt))
+        Ok(Queued {
+            message: started,
+            receipt,
+            new_instance,
+        })
     }
 
     /// Sends one message, held hidden for `hold` (see [`Backend::send_held`]) if given.
@@ -170,7 +186,7 @@ impl<B: Backend> Runtime<B> {
         name: &str,
         input: String,
         hold: Option<Duration>,
-    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
+    ) -> Result<Queued, RuntimeError> {
         let kind = EventKind::EventRaised {
             name: name.to_string(),
             input: Some(input),
@@ -235,7 +251,7 @@ impl<B: Backend> Runtime<B> {
         instance_id: &str,
         kind: EventKind,
         hold: Option<Duration>,
-    ) -> Result<(Message, Option<Receipt>), RuntimeError> {
+    ) -> Result<Queued, RuntimeError> {
         let (instance_id, summary) = self.existing_summary(instance_id).await?;
         if summary.status.is_terminal() {
             return Err(RuntimeError::Ended {
@@ -254,6 +270,10 @@ impl<B: Backend> Runtime<B> {
             revision: None,
         };
         let receipt = self.queue(&message, hold).await?;
-        Ok((message, receipt))
+        Ok(Queued {
+            message,
+            receipt,
+            new_instance: false,
+        })
     }
 }

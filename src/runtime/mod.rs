@@ -19,6 +19,7 @@ use crate::store::backend::{Backend, Clock, StoreError};
 use crate::store::model::{Destination, Message};
 use crate::store::names::InstanceIdError;
 
+pub use client::Queued;
 pub use pump::Pump;
 
 /// What processing did with a message. Every variant means "done: delete it".
@@ -82,7 +83,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             inline_activities: true,
-            max_inline_fan_out: 8,
+            max_inline_fan_out: 16,
             max_inline_activities_per_turn: 100,
         }
     }
@@ -125,8 +126,19 @@ impl<B: Backend> Runtime<B> {
     /// (made visible again), and nothing that was written makes the retry unsafe.
     pub async fn process(&self, message: &Message) -> Result<Disposition, RuntimeError> {
         match message.destination {
-            Destination::Instance { .. } => self.process_control(message).await,
+            Destination::Instance { .. } => self.process_control(message, false).await,
             Destination::WorkItem { .. } => self.process_work_item(message).await,
+        }
+    }
+
+    /// `process` for a message a client operation of this runtime just queued. The start of an
+    /// id that did not exist skips loading the instance: its first commit is insert-only, so
+    /// if the id was taken meanwhile the commit conflicts and the turn is retried with a load.
+    pub async fn process_queued(&self, queued: &Queued) -> Result<Disposition, RuntimeError> {
+        if queued.new_instance {
+            self.process_control(&queued.message, true).await
+        } else {
+            self.process(&queued.message).await
         }
     }
 }

@@ -40,13 +40,19 @@ enum Plan {
 }
 
 impl<B: Backend> Runtime<B> {
+    /// Processes a control message; with `known_absent`, the first attempt takes the instance
+    /// not to exist without loading it (see [`Runtime::process_queued`]).
     pub(crate) async fn process_control(
         &self,
         message: &Message,
+        known_absent: bool,
     ) -> Result<Disposition, RuntimeError> {
         let _turn = self.locks.lock(message.destination.instance_id()).await;
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            match self.control_once(message).await {
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self
+                .control_once(message, known_absent && attempt == 0)
+                .await
+            {
                 Err(RuntimeError::Store(StoreError::Conflict(_))) => continue,
                 other => return other,
             }
@@ -56,12 +62,20 @@ impl<B: Backend> Runtime<B> {
         ))
     }
 
-    async fn control_once(&self, message: &Message) -> Result<Disposition, RuntimeError> {
+    async fn control_once(
+        &self,
+        message: &Message,
+        assume_absent: bool,
+    ) -> Result<Disposition, RuntimeError> {
         let now = self.clock.now();
         let instance_id = message.destination.instance_id();
-        let loaded = match self.backend.load(instance_id).await? {
-            Some(instance) => Some(self.flush_outbox(instance).await?),
-            None => None,
+        let loaded = if assume_absent {
+            None
+        } else {
+            match self.backend.load(instance_id).await? {
+                Some(instance) => Some(self.flush_outbox(instance).await?),
+                None => None,
+            }
         };
         match self.plan(message, loaded, now).await? {
             Plan::Drop(reason, loaded) => {

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::runtime::Runtime;
+use crate::runtime::{Queued, Runtime};
 use crate::store::backend::Backend;
-use crate::store::model::{Message, Receipt};
 
 /// How many eager turns may run at once; beyond that the queue path alone carries the message,
 /// so a burst of starts cannot pile unbounded work onto one worker.
@@ -52,27 +51,22 @@ impl Reservation {
         reservation.as_ref().map(|_| HOLD)
     }
 
-    /// Processes `message` in the background, then deletes its held copy (`receipt`), or, if the
+    /// Processes the queued message in the background, then deletes its held copy, or, if the
     /// turn failed, releases the copy at once so the host retries it without waiting for the
     /// hold to end.
-    pub fn run<B: Backend>(
-        self,
-        runtime: &Arc<Runtime<B>>,
-        message: Message,
-        receipt: Option<Receipt>,
-    ) {
+    pub fn run<B: Backend>(self, runtime: &Arc<Runtime<B>>, queued: Queued) {
         let runtime = runtime.clone();
         tokio::spawn(async move {
-            let processed = runtime.process(&message).await;
-            let instance = message.destination.instance_id();
-            let Some(receipt) = receipt else {
+            let processed = runtime.process_queued(&queued).await;
+            let instance = queued.message.destination.instance_id();
+            let Some(receipt) = &queued.receipt else {
                 return;
             };
             let settled = match &processed {
-                Ok(_) => runtime.backend().delete(&receipt).await,
+                Ok(_) => runtime.backend().delete(receipt).await,
                 Err(error) => {
                     tracing::debug!("eager turn for '{instance}' left to the queue: {error}");
-                    runtime.backend().abandon(&receipt, Duration::ZERO).await
+                    runtime.backend().abandon(receipt, Duration::ZERO).await
                 }
             };
             // The copy then arrives after the hold and is recognised as a duplicate.

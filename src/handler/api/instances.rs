@@ -138,12 +138,12 @@ pub async fn raise_event<B: Backend>(
     }
     let data = body.json("event body")?;
     let eager = state.eager.reserve();
-    let (raised, receipt) = state
+    let raised = state
         .runtime
         .raise_event_message(id.as_str(), &event_name, data, Reservation::hold(&eager))
         .await?;
     if let Some(eager) = eager {
-        eager.run(&state.runtime, raised, receipt);
+        eager.run(&state.runtime, raised);
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }

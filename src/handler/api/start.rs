@@ -98,7 +98,7 @@ async fn start_instance<B: Backend>(
     let wait = Wait::from_params(&params)?;
     let input = body.json("request body")?;
     let eager = state.eager.reserve();
-    let (started, receipt) = state
+    let started = state
         .runtime
         .start_message(
             &function_name,
@@ -107,9 +107,9 @@ async fn start_instance<B: Backend>(
             Reservation::hold(&eager),
         )
         .await?;
-    let instance_id = started.destination.instance_id().to_string();
+    let instance_id = started.message.destination.instance_id().to_string();
     if let Some(eager) = eager {
-        eager.run(&state.runtime, started, receipt);
+        eager.run(&state.runtime, started);
     }
     check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
 }
