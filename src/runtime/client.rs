@@ -59,9 +59,9 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// `start_json`, returning the start message it queued, so the caller may also process it
-    /// at once (see [`Runtime::process`]). With `hold`, the queued copy stays hidden that long
-    /// and its receipt comes back (where the backend gives one), so the caller can delete it
-    /// once processed instead of receiving it later as a duplicate.
+    /// at once (see [`Runtime::process_queued`]). With `hold`, the queued copy stays hidden that
+    /// long and its receipt comes back, so the caller can delete it once processed instead of
+    /// receiving it later as a duplicate.
     pub async fn start_message(
         &self,
         name: &str,
@@ -77,8 +77,14 @@ impl<B: Backend> Runtime<B> {
             None => new_id(),
         };
         // The state alone (a point read) says whether the id is taken; its history is not needed.
+        let state = self.backend.read_state(&instance_id).await?;
+        if let (None, Some(hold)) = (&state, hold) {
+            if let Some(started) = self.start_unseen(name, &instance_id, &input, hold).await? {
+                return Ok(started);
+            }
+        }
         // The start's revision, and whether nothing of this id exists yet.
-        let (revision, new_instance) = match self.backend.read_state(&instance_id).await? {
+        let (revision, new_instance) = match state {
             Some(existing) if !existing.status.is_terminal() => {
                 return Err(RuntimeError::AlreadyExists {
                     instance_id,
@@ -98,12 +104,68 @@ impl<B: Backend> Runtime<B> {
                 None => (1, true),
             },
         };
+        let (message, summary) = self.start_records(name, &instance_id, input, revision);
+        // The message goes first: a crash before the summary leaves a start that writes it when
+        // processed, never a Pending summary with nothing to process.
+        let receipt = self.queue(&message, hold).await?;
+        self.backend.write_summary(&summary).await?;
+        Ok(Queued {
+            message,
+            receipt,
+            new_instance,
+        })
+    }
+
+    /// Starts an id that has no state, without reading its summary first: the held start goes
+    /// out, then the Pending summary is created only if the id has none. If it has one (a start
+    /// not processed yet, or what a crash left), the start is taken back and `None` returned, so
+    /// the caller decides from the summary.
+    async fn start_unseen(
+        &self,
+        name: &str,
+        instance_id: &str,
+        input: &str,
+        hold: Duration,
+    ) -> Result<Option<Queued>, RuntimeError> {
+        let (message, summary) = self.start_records(name, instance_id, input.to_string(), 1);
+        let receipt = self.backend.send_held(&message, hold).await?;
+        let created = match self.backend.create_summary(&summary).await {
+            Ok(created) => created,
+            Err(error) => {
+                // The summary may have been written before the failure, and a Pending summary
+                // must always have its start on the way: release the start to be processed now,
+                // as a start whose summary write failed on the other path is.
+                if let Err(release) = self.backend.abandon(&receipt, Duration::ZERO).await {
+                    tracing::warn!("the start of '{instance_id}' stays held: {release}");
+                }
+                return Err(error.into());
+            }
+        };
+        if !created {
+            self.backend.delete(&receipt).await?;
+            return Ok(None);
+        }
+        Ok(Some(Queued {
+            message,
+            receipt: Some(receipt),
+            new_instance: true,
+        }))
+    }
+
+    /// The start message of a new execution of `name` as `instance_id`, and its Pending summary.
+    fn start_records(
+        &self,
+        name: &str,
+        instance_id: &str,
+        input: String,
+        revision: u64,
+    ) -> (Message, InstanceSummary) {
         let now = self.clock.now();
         let execution_id = new_id();
-        let started = Message {
+        let message = Message {
             id: new_id(),
             destination: Destination::Instance {
-                instance_id: instance_id.clone(),
+                instance_id: instance_id.to_string(),
                 execution_id: None,
             },
             event: HistoryEvent::message(
@@ -113,7 +175,7 @@ impl<B: Backend> Runtime<B> {
                     version: None,
                     input: Some(input.clone()),
                     orchestration_instance: OrchestrationInstance {
-                        instance_id: instance_id.clone(),
+                        instance_id: instance_id.to_string(),
                         execution_id: execution_id.clone(),
                     },
                     parent_instance: None,
@@ -123,30 +185,21 @@ impl<B: Backend> Runtime<B> {
             deliver_at: None,
             revision: Some(revision),
         };
-        // The message goes first: a crash before the summary leaves a start that writes it when
-        // processed, never a Pending summary with nothing to process.
-        let receipt = self.queue(&started, hold).await?;
-        self.backend
-            .write_summary(&InstanceSummary {
-                instance_id: instance_id.clone(),
-                name: name.to_string(),
-                execution_id,
-                status: OrchestrationStatus::Pending,
-                input: Some(input),
-                output: None,
-                failure: None,
-                custom_status: None,
-                created_at: now,
-                updated_at: now,
-                completed_at: None,
-                revision,
-            })
-            .await?;
-        Ok(Queued {
-            message: started,
-            receipt,
-            new_instance,
-        })
+        let summary = InstanceSummary {
+            instance_id: instance_id.to_string(),
+            name: name.to_string(),
+            execution_id,
+            status: OrchestrationStatus::Pending,
+            input: Some(input),
+            output: None,
+            failure: None,
+            custom_status: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            revision,
+        };
+        (message, summary)
     }
 
     /// Sends one message, held hidden for `hold` (see [`Backend::send_held`]) if given.
@@ -156,7 +209,7 @@ impl<B: Backend> Runtime<B> {
         hold: Option<Duration>,
     ) -> Result<Option<Receipt>, RuntimeError> {
         match hold {
-            Some(hold) => Ok(self.backend.send_held(message, hold).await?),
+            Some(hold) => Ok(Some(self.backend.send_held(message, hold).await?)),
             None => {
                 self.backend.send(std::slice::from_ref(message)).await?;
                 Ok(None)

@@ -107,20 +107,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Enqueues one message hidden for `hold` and returns its receipt, so the sender can process
     /// the message itself and then `delete` it (or `abandon` it to release it early); if the
-    /// sender dies, the message turns visible when the hold ends and is processed as usual. A
-    /// backend that cannot hand out receipts for sent messages sends it visible and returns
-    /// `None`.
+    /// sender dies, the message turns visible when the hold ends and is processed as usual.
     fn send_held(
         &self,
         message: &Message,
         hold: Duration,
-    ) -> impl Future<Output = Result<Option<Receipt>, StoreError>> + Send {
-        let _ = hold;
-        async move {
-            self.send(std::slice::from_ref(message)).await?;
-            Ok(None)
-        }
-    }
+    ) -> impl Future<Output = Result<Receipt, StoreError>> + Send;
 
     /// Takes up to `max` visible messages off `queue`, hiding them for `visibility`.
     fn receive(
@@ -149,6 +141,13 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<InstanceSummary>, StoreError>> + Send;
+
+    /// Writes the query-model row only if the instance has none; returns whether it did (a row
+    /// that exists, whatever its revision, is left as it is).
+    fn create_summary(
+        &self,
+        summary: &InstanceSummary,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The instance's state without its history; `None` if it does not exist. A backend that
     /// can read the state on its own overrides this: the default loads the whole instance.

@@ -188,11 +188,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn send_held(
-        &self,
-        message: &Message,
-        hold: Duration,
-    ) -> Result<Option<Receipt>, StoreError> {
+    async fn send_held(&self, message: &Message, hold: Duration) -> Result<Receipt, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let sequence = inner.next();
@@ -207,11 +203,11 @@ impl Backend for MemoryBackend {
             dequeue_count: 0,
             pop_receipt: Some(pop_receipt.clone()),
         });
-        Ok(Some(Receipt {
+        Ok(Receipt {
             queue,
             message_key: key,
             pop_receipt,
-        }))
+        })
     }
 
     async fn receive(
@@ -292,6 +288,17 @@ impl Backend for MemoryBackend {
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
         Ok(self.lock().summaries.get(instance_id).cloned())
+    }
+
+    async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.summaries.contains_key(&summary.instance_id) {
+            return Ok(false);
+        }
+        inner
+            .summaries
+            .insert(summary.instance_id.clone(), summary.clone());
+        Ok(true)
     }
 
     async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {

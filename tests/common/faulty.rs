@@ -118,6 +118,17 @@ impl<B: Backend> Backend for Faulty<B> {
         self.call("send", self.inner.send(messages)).await
     }
 
+    async fn send_held(&self, message: &Message, hold: Duration) -> Result<Receipt, StoreError> {
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry("send (messages)")
+            .or_default() += 1;
+        self.call("send_held", self.inner.send_held(message, hold))
+            .await
+    }
+
     async fn receive(
         &self,
         queue: QueueKind,
@@ -144,6 +155,11 @@ impl<B: Backend> Backend for Faulty<B> {
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
         self.call("read_summary", self.inner.read_summary(instance_id))
+            .await
+    }
+
+    async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
+        self.call("create_summary", self.inner.create_summary(summary))
             .await
     }
 

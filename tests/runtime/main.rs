@@ -294,41 +294,105 @@ async fn run_with_fault(queued: bool, call: usize, mode: FaultMode) {
 }
 
 /// A client operation that fails at any of its storage calls and is retried, as a caller
-/// retries a failed HTTP request, leaves one instance that completes and no duplicate history.
+/// retries a failed HTTP request, leaves one instance that completes and no duplicate history;
+/// both for a plain start and for a held one (the eager path), whose processing here is left to
+/// the queue once the hold ends.
 #[tokio::test]
 async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instance() {
-    let clean = Harness::new().await;
-    let before = clean.backend.calls();
-    clean
+    for hold in [None, Some(Duration::from_secs(30))] {
+        let start = |h: &Harness| {
+            let runtime = h.runtime.clone();
+            async move {
+                runtime
+                    .start_message("HelloSequence", Some("started"), "null".to_string(), hold)
+                    .await
+            }
+        };
+        let clean = Harness::new().await;
+        let before = clean.backend.calls();
+        start(&clean).await.unwrap();
+        let start_calls = clean.backend.calls() - before;
+        for call in 1..=start_calls {
+            for mode in [FaultMode::Before, FaultMode::After] {
+                let h = Harness::new().await;
+                h.backend.fail_call(call, mode);
+                if start(&h).await.is_err() {
+                    match start(&h).await {
+                        // The failed attempt may have got far enough to create it.
+                        Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => {}
+                        Err(error) => panic!(
+                            "{hold:?}: fault at call {call} ({mode:?}): retry failed: {error}"
+                        ),
+                    }
+                }
+                h.drive(10).await;
+                let summary = h.summary("started").await;
+                assert_eq!(
+                    summary.status,
+                    OrchestrationStatus::Completed,
+                    "{hold:?}: fault at call {call} ({mode:?}): {summary:?}"
+                );
+                assert_no_duplicates(&h.history("started").await);
+            }
+        }
+    }
+}
+
+/// Two held starts of one new id before either is processed: the second is refused and takes
+/// its message back, so the instance runs once, as the first start's execution.
+#[tokio::test]
+async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
+    let h = Harness::new().await;
+    let hold = Some(Duration::from_secs(30));
+    let first = h
         .runtime
-        .start("HelloSequence", Some("started"), &())
+        .start_message("HelloSequence", Some("twice"), "null".to_string(), hold)
         .await
         .unwrap();
-    let start_calls = clean.backend.calls() - before;
-    for call in 1..=start_calls {
-        for mode in [FaultMode::Before, FaultMode::After] {
-            let h = Harness::new().await;
-            h.backend.fail_call(call, mode);
-            if h.runtime
-                .start("HelloSequence", Some("started"), &())
-                .await
-                .is_err()
-            {
-                match h.runtime.start("HelloSequence", Some("started"), &()).await {
-                    // The failed attempt may have got far enough to create it.
-                    Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => {}
-                    Err(error) => panic!("fault at call {call} ({mode:?}): retry failed: {error}"),
-                }
-            }
-            h.drive(10).await;
-            let summary = h.summary("started").await;
-            assert_eq!(
-                summary.status,
-                OrchestrationStatus::Completed,
-                "fault at call {call} ({mode:?}): {summary:?}"
-            );
-            assert_no_duplicates(&h.history("started").await);
-        }
+    assert!(first.new_instance);
+    let second = h
+        .runtime
+        .start_message("HelloSequence", Some("twice"), "null".to_string(), hold)
+        .await;
+    assert!(
+        matches!(
+            second,
+            Err(RuntimeError::AlreadyExists {
+                status: OrchestrationStatus::Pending,
+                ..
+            })
+        ),
+        "{second:?}"
+    );
+    h.drive(10).await;
+    let summary = h.summary("twice").await;
+    assert_eq!(
+        summary.status,
+        OrchestrationStatus::Completed,
+        "{summary:?}"
+    );
+    let EventKind::ExecutionStarted {
+        orchestration_instance,
+        ..
+    } = &first.message.event.kind
+    else {
+        panic!("not a start: {:?}", first.message);
+    };
+    assert_eq!(summary.execution_id, orchestration_instance.execution_id);
+    let starts = h
+        .history("twice")
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ExecutionStarted { .. }))
+        .count();
+    assert_eq!(starts, 1);
+    for queue in h.backend.queues() {
+        let pending = h
+            .backend
+            .receive(queue, 32, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "{queue:?} still holds {pending:?}");
     }
 }
 

@@ -396,9 +396,8 @@ pub async fn held_messages_are_hidden_until_settled(subject: &impl Subject) {
     let released = message("h", "released", None);
     let expired = message("h", "expired", None);
     let queue = backend.queue_for(&deleted.destination);
-    let receipt = |r: Option<_>| r.expect("this backend hands out receipts for held messages");
-    let deleted_receipt = receipt(backend.send_held(&deleted, hold).await.unwrap());
-    let released_receipt = receipt(backend.send_held(&released, hold).await.unwrap());
+    let deleted_receipt = backend.send_held(&deleted, hold).await.unwrap();
+    let released_receipt = backend.send_held(&released, hold).await.unwrap();
     backend.send_held(&expired, hold).await.unwrap();
     assert!(
         backend
@@ -444,6 +443,37 @@ pub async fn work_items_have_their_own_queue(subject: &impl Subject) {
     };
     assert_eq!(backend.queue_for(&destination), QueueKind::WorkItems);
     assert!(backend.queues().contains(&QueueKind::WorkItems));
+}
+
+/// `create_summary` writes a missing row only; a write after it replaces it as usual, also
+/// when the process's memory of the row is stale (another writer replaced it meanwhile).
+pub async fn summaries_are_created_once_and_stale_writers_lose(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let first = state("c-1", 1).summary();
+    assert!(backend.create_summary(&first).await.unwrap());
+    let mut again = state("c-1", 9).summary();
+    again.status = OrchestrationStatus::Failed;
+    assert!(!backend.create_summary(&again).await.unwrap());
+    assert_eq!(backend.read_summary("c-1").await.unwrap(), Some(first));
+
+    let mut running = state("c-1", 2).summary();
+    running.status = OrchestrationStatus::Running;
+    backend.write_summary(&running).await.unwrap();
+    let mut done = state("c-1", 3).summary();
+    done.status = OrchestrationStatus::Completed;
+    backend.write_summary(&done).await.unwrap();
+    assert_eq!(backend.read_summary("c-1").await.unwrap(), Some(done));
+
+    // Purged and started again: revisions begin anew, and nothing remembered of the old row
+    // keeps the new one from being written.
+    assert!(backend.purge("c-1").await.unwrap());
+    let restarted = state("c-1", 1).summary();
+    assert!(backend.create_summary(&restarted).await.unwrap());
+    let mut next = state("c-1", 2).summary();
+    next.status = OrchestrationStatus::Running;
+    backend.write_summary(&next).await.unwrap();
+    assert_eq!(backend.read_summary("c-1").await.unwrap(), Some(next));
 }
 
 pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject) {

@@ -61,13 +61,20 @@ struct Azure {
 impl Azure {
     fn new() -> Self {
         static HUBS: AtomicUsize = AtomicUsize::new(0);
-        let hub = format!("Conformance{}", HUBS.fetch_add(1, Ordering::SeqCst));
+        Self::on_hub(&format!(
+            "Conformance{}",
+            HUBS.fetch_add(1, Ordering::SeqCst)
+        ))
+    }
+
+    /// Another process's view of the same task hub: a backend with its own clients and memory.
+    fn on_hub(hub: &str) -> Self {
         let settings = [("AzureWebJobsStorage", azurite().connection_string())];
         let connection = StorageConnection::from_settings(settings, "AzureWebJobsStorage")
             .expect("parse the Azurite connection string");
         let backend = AzureBackend::connect(
             &connection,
-            TaskHub::new(&hub).expect("valid hub name"),
+            TaskHub::new(hub).expect("valid hub name"),
             Arc::new(SystemClock),
         )
         .expect("clients");
@@ -124,5 +131,35 @@ conformance!(
     held_messages_are_hidden_until_settled,
     work_items_have_their_own_queue,
     summaries_keep_the_newest_revision_and_query,
+    summaries_are_created_once_and_stale_writers_lose,
     purge_removes_everything,
 );
+
+/// Two processes on one task hub: what one remembers of a summary row goes stale when the other
+/// purges the instance and starts it again. The stale memory must cost a read, never the write.
+#[tokio::test]
+async fn a_summary_remembered_by_another_process_does_not_block_newer_writes() {
+    use durable_orchestrator::engine::OrchestrationStatus;
+    use durable_orchestrator::store::backend::Backend;
+
+    let one = Azure::on_hub("TwoProcesses");
+    let other = Azure::on_hub("TwoProcesses");
+    one.backend.create_task_hub().await.unwrap();
+    let mut finished = conformance::state("x", 7).summary();
+    finished.status = OrchestrationStatus::Completed;
+    one.backend.write_summary(&finished).await.unwrap();
+
+    assert!(other.backend.purge("x").await.unwrap());
+    assert!(other
+        .backend
+        .create_summary(&conformance::state("x", 1).summary())
+        .await
+        .unwrap());
+    let mut running = conformance::state("x", 2).summary();
+    running.status = OrchestrationStatus::Running;
+    one.backend.write_summary(&running).await.unwrap();
+    assert_eq!(
+        other.backend.read_summary("x").await.unwrap(),
+        Some(running)
+    );
+}

@@ -76,12 +76,8 @@ impl Backend for AzureBackend {
         self.queues.send(messages).await
     }
 
-    async fn send_held(
-        &self,
-        message: &Message,
-        hold: Duration,
-    ) -> Result<Option<Receipt>, StoreError> {
-        self.queues.send_held(message, hold).await.map(Some)
+    async fn send_held(&self, message: &Message, hold: Duration) -> Result<Receipt, StoreError> {
+        self.queues.send_held(message, hold).await
     }
 
     async fn receive(
@@ -107,6 +103,10 @@ impl Backend for AzureBackend {
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
         self.tables.read_summary(instance_id).await
+    }
+
+    async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
+        self.tables.create_summary(summary).await
     }
 
     async fn read_state(&self, instance_id: &str) -> Result<Option<InstanceState>, StoreError> {

@@ -454,17 +454,17 @@ impl Tables {
     /// Replaces the row if it holds an older revision, or inserts it. Starts from what this
     /// process last saw of the row, when it saw it at all: the write is conditional on that
     /// (If-Match, or insert-only), so a stale memory costs a retry, never a lost update.
-    pub async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
-        let instance_id = &summary.instance_id;
-        let partition_key = escape_key(instance_id).into_owned();
+    /// The row for `summary`, its JSON in a blob when large.
+    async fn summary_row(&self, summary: &InstanceSummary) -> Result<SummaryRow, StoreError> {
+        let partition_key = escape_key(&summary.instance_id).into_owned();
         let text = json("summary", summary)?;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let blob_name = format!("{partition_key}/summary-{}-{suffix}.json", summary.revision);
         let (inline, summary_blob) = self.offload(blob_name, text).await?;
-        let row = SummaryRow {
-            partition_key: partition_key.clone(),
+        Ok(SummaryRow {
+            partition_key,
             row_key: String::new(),
-            instance_id: instance_id.clone(),
+            instance_id: summary.instance_id.clone(),
             name: summary.name.clone(),
             runtime_status: format!("{:?}", summary.status),
             created_time: time(summary.created_at),
@@ -472,10 +472,49 @@ impl Tables {
             revision: summary.revision,
             summary: inline,
             summary_blob,
-        };
+        })
+    }
+
+    /// Inserts the summary row; `false` if the instance already has one.
+    pub async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
+        let row = self.summary_row(summary).await?;
+        let inserted = self
+            .instances
+            .insert::<_, Value>(&row)
+            .map_err(|e| classify("create summary", e))?
+            .return_entity(false)
+            .await;
+        match inserted {
+            Ok(response) => {
+                self.known.remember(
+                    &summary.instance_id,
+                    KnownSummary::Stored {
+                        revision: summary.revision,
+                        etag: response.etag,
+                        blob: row.summary_blob,
+                    },
+                );
+                Ok(true)
+            }
+            Err(error) if status(&error) == Some(409) => {
+                self.known.forget(&summary.instance_id);
+                if let Some(blob) = row.summary_blob {
+                    if let Err(error) = self.blobs.delete(&blob).await {
+                        tracing::warn!("could not delete unused summary blob '{blob}': {error}");
+                    }
+                }
+                Ok(false)
+            }
+            Err(error) => Err(classify("create summary", error)),
+        }
+    }
+
+    pub async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
+        let instance_id = &summary.instance_id;
+        let row = self.summary_row(summary).await?;
         let entity = self
             .instances
-            .partition_key_client(odata_escape(&partition_key).into_owned())
+            .partition_key_client(odata_escape(&row.partition_key).into_owned())
             .entity_client("");
         let mut remembered = self.known.take(instance_id);
         for _ in 0..SUMMARY_WRITE_ATTEMPTS {
