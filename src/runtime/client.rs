@@ -76,13 +76,13 @@ impl<B: Backend> Runtime<B> {
             Some(id) => InstanceId::parse(id)?.into_string(),
             None => new_id(),
         };
-        // The state alone (a point read) says whether the id is taken; its history is not needed.
-        let state = self.backend.read_state(&instance_id).await?;
-        if let (None, Some(hold)) = (&state, hold) {
+        if let Some(hold) = hold {
             if let Some(started) = self.start_unseen(name, &instance_id, &input, hold).await? {
                 return Ok(started);
             }
         }
+        // The state alone (a point read) says whether the id is taken; its history is not needed.
+        let state = self.backend.read_state(&instance_id).await?;
         // The start's revision, and whether nothing of this id exists yet.
         let (revision, new_instance) = match state {
             Some(existing) if !existing.status.is_terminal() => {
@@ -116,10 +116,14 @@ impl<B: Backend> Runtime<B> {
         })
     }
 
-    /// Starts an id that has no state, without reading its summary first: the held start goes
-    /// out, then the Pending summary is created only if the id has none. If it has one (a start
-    /// not processed yet, or what a crash left), the start is taken back and `None` returned, so
-    /// the caller decides from the summary.
+    /// Starts an id without reading anything first: the held start goes out, then the Pending
+    /// summary is created only if the id has none. If it has one (a start not processed yet, an
+    /// instance running or ended), the start is taken back and `None` returned, so the caller
+    /// decides from the state and summary. An id without a summary has no instance: a summary is
+    /// created with every start or written right after an instance's first commit. In that
+    /// moment between (a sub-orchestration's first turn, say) a start races the instance's
+    /// creation as two clients starting one id at once race: when processed, the start finds the
+    /// instance running and is dropped, or ended and starts it anew, as a restart would.
     async fn start_unseen(
         &self,
         name: &str,
