@@ -119,11 +119,9 @@ impl<B: Backend> Runtime<B> {
     /// Starts an id without reading anything first: the held start goes out, then the Pending
     /// summary is created only if the id has none. If it has one (a start not processed yet, an
     /// instance running or ended), the start is taken back and `None` returned, so the caller
-    /// decides from the state and summary. An id without a summary has no instance: a summary is
-    /// created with every start or written right after an instance's first commit. In that
-    /// moment between (a sub-orchestration's first turn, say) a start races the instance's
-    /// creation as two clients starting one id at once race: when processed, the start finds the
-    /// instance running and is dropped, or ended and starts it anew, as a restart would.
+    /// decides from the state and summary. An id without a summary has no instance: every start
+    /// creates one before its instance's first commit, a client's start here, any other (a
+    /// sub-orchestration's, a queued client start whose summary write failed) in that turn.
     async fn start_unseen(
         &self,
         name: &str,
@@ -146,6 +144,8 @@ impl<B: Backend> Runtime<B> {
             }
         };
         if !created {
+            // Should the delete fail, the start turns up after the hold and, numbered 1, is
+            // dropped because the id exists.
             self.backend.delete(&receipt).await?;
             return Ok(None);
         }

@@ -95,7 +95,17 @@ impl<B: Backend> Runtime<B> {
                 self.backend.send(&[later]).await?;
                 Ok(Disposition::Deferred)
             }
-            Plan::NewExecution(previous) => self.run_turn(message, previous, true, now).await,
+            Plan::NewExecution(previous) => {
+                if previous.is_none() && !assume_absent {
+                    // An instance's state never exists without its summary (a start that finds
+                    // no summary may then take the id for new without loading; see
+                    // `Runtime::process_queued`). A client's start usually created it already.
+                    let revision = message.revision.unwrap_or(0) + 1;
+                    let pending = start_state(instance_id, &message.event, revision, now)?;
+                    self.backend.create_summary(&pending.summary()).await?;
+                }
+                self.run_turn(message, previous, true, now).await
+            }
             Plan::Apply(instance) => match early_timer(message, now) {
                 // A hop of a timer longer than the queue's delay limit, still awaited by a live
                 // execution (the plan checked): send the next hop.
@@ -144,6 +154,16 @@ impl<B: Backend> Runtime<B> {
                 || state.earlier_message_ids.contains(&message.id)
             {
                 return Ok(Plan::Drop("duplicate start", Some(instance)));
+            }
+            // Numbered 1, the start comes from a client that saw nothing of this id: another
+            // start won the race to create it, and this one must not run over it, not even once
+            // it has ended. (Its client was told the start failed, or raced one it could not
+            // see; either way the id's one instance stays the winner's.)
+            if message.revision == Some(1) {
+                return Ok(Plan::Drop(
+                    "instance created by another start",
+                    Some(instance),
+                ));
             }
             if instance.state.status.is_terminal() {
                 return Ok(Plan::NewExecution(Some(instance)));

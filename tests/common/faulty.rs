@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use durable_orchestrator::store::backend::{Backend, StoreError};
 use durable_orchestrator::store::model::{
-    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
-    Receipt, Received, Version,
+    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
+    Page, QueueKind, Receipt, Received, Version,
 };
 
 /// Where an injected fault strikes relative to the storage call it targets.
@@ -155,6 +155,11 @@ impl<B: Backend> Backend for Faulty<B> {
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
         self.call("read_summary", self.inner.read_summary(instance_id))
+            .await
+    }
+
+    async fn read_state(&self, instance_id: &str) -> Result<Option<InstanceState>, StoreError> {
+        self.call("read_state", self.inner.read_state(instance_id))
             .await
     }
 

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::HistoryEvent;
 use crate::store::model::StoredEvent;
 
+/// `EventTypes` is for people browsing the table; past this many characters it is cut, as a
+/// string property must stay under 64 KiB.
+const MAX_EVENT_TYPES_CHARS: usize = 1024;
+
 /// The events one commit appended. One row per commit rather than per event keeps a turn's
 /// transaction at two entities (this row and the state row) and a load at one row per turn.
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,7 +22,11 @@ pub(super) struct TurnRow {
     pub row_key: String,
     pub execution_id: String,
     pub event_count: u32,
-    /// The events' types, comma-separated, for people browsing the table.
+    /// The revision of the instance state the commit wrote: it grows along the chain.
+    #[serde(default)]
+    pub revision: u64,
+    /// The events' types, comma-separated (cut short on a large commit), for people browsing
+    /// the table.
     #[serde(default)]
     pub event_types: String,
     #[serde(rename = "_Timestamp", default)]
@@ -60,11 +68,19 @@ pub(super) fn encode(events: &[StoredEvent]) -> serde_json::Result<(String, Stri
             message_id: stored.message_id.as_deref(),
         })
         .collect();
-    let types: Vec<String> = events
-        .iter()
-        .map(|stored| format!("{:?}", stored.event.event_type()))
-        .collect();
-    Ok((serde_json::to_string(&refs)?, types.join(",")))
+    let mut types = String::new();
+    for stored in events {
+        let name = format!("{:?}", stored.event.event_type());
+        if types.len() + name.len() + 1 > MAX_EVENT_TYPES_CHARS {
+            types.push('…');
+            break;
+        }
+        if !types.is_empty() {
+            types.push(',');
+        }
+        types.push_str(&name);
+    }
+    Ok((serde_json::to_string(&refs)?, types))
 }
 
 pub(super) fn decode(text: &str) -> serde_json::Result<Vec<RowEvent>> {
@@ -79,7 +95,10 @@ pub(super) struct BrokenChain;
 /// The rows that make up the current history, in order: starting at index 0, each row is the
 /// one keyed where the previous one ended, until `length`. Every commit writes its row exactly
 /// where the history then ended, so rows off that chain (of another execution, past the end,
-/// or of a history that a rewind rewrote shorter) are never reachable from index 0.
+/// or of a history that a rewind rewrote shorter) are never reachable from index 0 in a
+/// consistent read. A read whose pages straddle a commit can see a row left from before a
+/// rewind where the new commit's row now is; such a row is older than the rewind's, so the
+/// revisions, which grow with every commit, give it away.
 pub(super) fn chain(
     rows: Vec<TurnRow>,
     execution_id: &str,
@@ -93,10 +112,16 @@ pub(super) fn chain(
             (index < length).then_some((index, row))
         })
         .collect();
-    let mut ordered = Vec::new();
+    let mut ordered: Vec<TurnRow> = Vec::new();
     let mut at = 0u32;
     while at < length {
         let row = by_index.remove(&at).ok_or(BrokenChain)?;
+        if ordered
+            .last()
+            .is_some_and(|last| last.revision >= row.revision)
+        {
+            return Err(BrokenChain);
+        }
         at = at.checked_add(row.event_count).ok_or(BrokenChain)?;
         ordered.push(row);
     }
@@ -113,12 +138,14 @@ mod tests {
     use crate::engine::EventKind;
     use chrono::{TimeZone, Utc};
 
+    /// A row written by the commit of revision `index + 1` (each test history grows by commit).
     fn row(index: u32, count: u32, execution: &str) -> TurnRow {
         TurnRow {
             partition_key: "p".to_string(),
             row_key: row_key(index),
             execution_id: execution.to_string(),
             event_count: count,
+            revision: u64::from(index) + 1,
             event_types: String::new(),
             timestamp: String::new(),
             events: format!("{index}+{count}"),
@@ -148,6 +175,43 @@ mod tests {
             row(0, 9, "old"),
         ];
         assert_eq!(picked(rows, 4).unwrap(), ["0+4"]);
+    }
+
+    #[test]
+    fn a_row_older_than_the_one_before_it_is_a_broken_chain() {
+        // Rewound at revision 10 to four events; a read straddling the next commit sees the
+        // pre-rewind row at 4 (revision 5) instead of the new one.
+        let mut rewound = row(0, 4, "e");
+        rewound.revision = 10;
+        let stale = row(4, 2, "e");
+        assert_eq!(
+            picked(vec![rewound, stale], 6),
+            Err(BrokenChain),
+            "revision 5 cannot follow revision 10"
+        );
+    }
+
+    #[test]
+    fn event_types_are_cut_short_on_a_large_commit() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let events: Vec<StoredEvent> = (0..3000)
+            .map(|_| StoredEvent {
+                event: HistoryEvent::message(at, EventKind::OrchestratorStarted),
+                message_id: None,
+            })
+            .collect();
+        let (text, types) = encode(&events).unwrap();
+        assert!(
+            types.chars().count() <= MAX_EVENT_TYPES_CHARS + 1,
+            "{}",
+            types.len()
+        );
+        assert!(types.ends_with('…'));
+        assert_eq!(
+            decode(&text).unwrap().len(),
+            3000,
+            "the events themselves are whole"
+        );
     }
 
     #[test]

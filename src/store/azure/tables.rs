@@ -220,11 +220,20 @@ impl Tables {
             .inline_or_blob(&sentinel.state, sentinel.state_blob.as_deref())
             .await?;
         let state: InstanceState = from_json("instance state", &state_text)?;
-        let turn_rows: Vec<TurnRow> = rows
-            .iter()
-            .filter(|row| row["RowKey"] != SENTINEL)
-            .filter_map(|row| serde_json::from_value(row.clone()).ok())
-            .collect();
+        let mut turn_rows = Vec::with_capacity(rows.len());
+        for row in rows.iter().filter(|row| row["RowKey"] != SENTINEL) {
+            // Every other row of the partition is a history row; one that does not read as one
+            // (written by an older version, say) would otherwise look like a torn read forever.
+            let turn_row: TurnRow =
+                serde_json::from_value(row.clone()).map_err(|e| StoreError::Permanent {
+                    operation: "load history".to_string(),
+                    message: format!(
+                        "history row {} of '{instance_id}' is not in this version's format: {e}",
+                        row["RowKey"]
+                    ),
+                })?;
+            turn_rows.push(turn_row);
+        }
         let turn_rows =
             history_rows::chain(turn_rows, &sentinel.execution_id, sentinel.history_length)
                 .map_err(|BrokenChain| StoreError::Conflict(instance_id.to_string()))?;
@@ -310,6 +319,7 @@ impl Tables {
                     row_key: row_key(start),
                     execution_id: execution_id.clone(),
                     event_count: count,
+                    revision: commit.state.revision,
                     event_types,
                     timestamp: time(first.event.timestamp),
                     events,
@@ -417,8 +427,11 @@ impl Tables {
         Err(StoreError::Conflict(instance_id.to_string()))
     }
 
-    /// The summary row, if any; what it holds is remembered for the next write.
-    async fn read_summary_row(&self, instance_id: &str) -> Result<Option<SummaryRow>, StoreError> {
+    /// The summary row, if any, and what it tells a write (also remembered for the next one).
+    async fn read_summary_row(
+        &self,
+        instance_id: &str,
+    ) -> Result<(Option<SummaryRow>, KnownSummary), StoreError> {
         let partition_key = escape_key(instance_id).into_owned();
         let entity = self
             .instances
@@ -427,19 +440,17 @@ impl Tables {
         match entity.get::<SummaryRow>().await {
             Ok(response) => {
                 let row = response.entity;
-                self.known.remember(
-                    instance_id,
-                    KnownSummary::Stored {
-                        revision: row.revision,
-                        etag: response.etag,
-                        blob: row.summary_blob.clone(),
-                    },
-                );
-                Ok(Some(row))
+                let known = KnownSummary::Stored {
+                    revision: row.revision,
+                    etag: response.etag,
+                    blob: row.summary_blob.clone(),
+                };
+                self.known.remember(instance_id, known.clone());
+                Ok((Some(row), known))
             }
             Err(error) if status(&error) == Some(404) => {
                 self.known.remember(instance_id, KnownSummary::Absent);
-                Ok(None)
+                Ok((None, KnownSummary::Absent))
             }
             Err(error) => Err(classify("read summary", error)),
         }
@@ -447,13 +458,9 @@ impl Tables {
 
     /// What the summary row holds now, read from the service.
     async fn read_known_summary(&self, instance_id: &str) -> Result<KnownSummary, StoreError> {
-        self.read_summary_row(instance_id).await?;
-        Ok(self.known.take(instance_id).unwrap_or(KnownSummary::Absent))
+        Ok(self.read_summary_row(instance_id).await?.1)
     }
 
-    /// Replaces the row if it holds an older revision, or inserts it. Starts from what this
-    /// process last saw of the row, when it saw it at all: the write is conditional on that
-    /// (If-Match, or insert-only), so a stale memory costs a retry, never a lost update.
     /// The row for `summary`, its JSON in a blob when large.
     async fn summary_row(&self, summary: &InstanceSummary) -> Result<SummaryRow, StoreError> {
         let partition_key = escape_key(&summary.instance_id).into_owned();
@@ -509,6 +516,9 @@ impl Tables {
         }
     }
 
+    /// Replaces the row if it holds an older revision, or inserts it. Starts from what this
+    /// process last saw of the row, when it saw it at all: the write is conditional on that
+    /// (If-Match, or insert-only), so a stale memory costs a retry, never a lost update.
     pub async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
         let instance_id = &summary.instance_id;
         let row = self.summary_row(summary).await?;
@@ -592,7 +602,7 @@ impl Tables {
     ) -> Result<Option<InstanceSummary>, StoreError> {
         // A newer write may supersede (and delete) the blob between the two reads: read again.
         for _ in 0..SUMMARY_WRITE_ATTEMPTS {
-            let Some(row) = self.read_summary_row(instance_id).await? else {
+            let (Some(row), _) = self.read_summary_row(instance_id).await? else {
                 return Ok(None);
             };
             match self.decode_summary(&row).await {
