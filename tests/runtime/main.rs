@@ -338,6 +338,15 @@ async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instanc
     }
 }
 
+/// How many executions the instance's current history starts (one, unless it was started over).
+async fn starts(h: &Harness, instance_id: &str) -> usize {
+    h.history(instance_id)
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ExecutionStarted { .. }))
+        .count()
+}
+
 /// A held start that finds the id taken but cannot take its message back: the message turns
 /// up after the hold, numbered 1 (its client saw nothing of the id), and is dropped rather than
 /// starting the ended instance again.
@@ -364,13 +373,7 @@ async fn a_stray_start_never_runs_over_an_instance_that_exists() {
     let after = h.summary("taken").await;
     assert_eq!(after.execution_id, first.execution_id, "not started again");
     assert_eq!(after.status, OrchestrationStatus::Completed);
-    let starts = h
-        .history("taken")
-        .await
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::ExecutionStarted { .. }))
-        .count();
-    assert_eq!(starts, 1);
+    assert_eq!(starts(&h, "taken").await, 1);
 }
 
 /// Two held starts of one new id before either is processed: the second is refused and takes
@@ -413,13 +416,7 @@ async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
         panic!("not a start: {:?}", first.message);
     };
     assert_eq!(summary.execution_id, orchestration_instance.execution_id);
-    let starts = h
-        .history("twice")
-        .await
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::ExecutionStarted { .. }))
-        .count();
-    assert_eq!(starts, 1);
+    assert_eq!(starts(&h, "twice").await, 1);
     for queue in h.backend.queues() {
         let pending = h
             .backend
