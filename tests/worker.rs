@@ -386,8 +386,11 @@ async fn the_apps_own_functions_answer_the_hosts_payloads() {
     .await;
     let res = &status["Outputs"]["res"];
     let body: Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
-    assert_eq!(res["statusCode"], 202, "{status}");
-    assert_eq!(body["runtimeStatus"], "Pending", "{status}");
+    // The start's eager turn may already have finished it: 202 while open, 200 once ended.
+    let open = ["Pending", "Running"].contains(&body["runtimeStatus"].as_str().unwrap_or(""));
+    let expected = if open { 202 } else { 200 };
+    assert!(open || body["runtimeStatus"] == "Completed", "{status}");
+    assert_eq!(res["statusCode"], expected, "{status}");
     assert_eq!(body["name"], "HelloSequence5");
     let unknown = invoke_ok(
         &http,
