@@ -11,7 +11,6 @@ mod azurite;
 mod supervised;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use azurite::{connection_string, Azurite};
+use azurite::{connection_string, free_ports, Azurite};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use supervised::Supervised;
@@ -73,14 +72,6 @@ fn options() -> Options {
         i += 2;
     }
     options
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// Counts the storage requests the work causes, by service, on their way to Azurite.
@@ -204,7 +195,7 @@ struct App {
 
 impl App {
     async fn start(root: &Path, storage: &str) -> App {
-        let port = free_port();
+        let [port] = free_ports();
         let release = root.join("target/release");
         let devhost = Command::new(release.join("devhost"))
             .arg(root)

@@ -21,18 +21,6 @@ use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn answer(response: reqwest::Response) -> Answer {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("read the response body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// Any request: `path` goes on the wire as written (already percent-encoded).
 async fn request(
     app: &App,
@@ -48,7 +36,7 @@ async fn request(
     if let Some(body) = body {
         builder = builder.body(body);
     }
-    answer(builder.send().await.expect("request through the dev host")).await
+    App::answer(builder.send().await.expect("request through the dev host")).await
 }
 
 /// A request that must be refused: method, path, headers, body, the status and words the error

@@ -9,7 +9,7 @@
 mod azurite;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,13 +32,6 @@ impl Drop for Worker {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn worker(port: u16, storage: &str, hub: &str) -> Worker {
@@ -79,7 +72,7 @@ fn wait_ready(port: u16) -> String {
 fn worker_answers_the_readiness_probe_even_while_storage_is_unreachable() {
     // Nothing listens on this account's endpoints: the worker must still become ready.
     let storage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;";
-    let port = free_port();
+    let [port] = azurite::free_ports();
     let _worker = worker(port, storage, "readyhub");
     let response = wait_ready(port);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -102,7 +95,10 @@ fn worker_without_a_port_exits_with_a_clear_error() {
 #[test]
 fn worker_without_a_storage_connection_exits_with_a_clear_error() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
-    command.env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string());
+    command.env(
+        "FUNCTIONS_CUSTOMHANDLER_PORT",
+        azurite::free_ports::<1>()[0].to_string(),
+    );
     for (key, _) in
         std::env::vars().filter(|(k, _)| k.to_ascii_lowercase().starts_with("azurewebjobsstorage"))
     {
@@ -134,7 +130,7 @@ fn queue_invocation(text: &str) -> Value {
 #[tokio::test]
 async fn queue_invocations_run_engine_turns_on_azure_storage() {
     let azurite = azurite::Azurite::start();
-    let port = free_port();
+    let [port] = azurite::free_ports();
     let _worker = worker(port, &azurite.connection_string(), "workerhub");
     wait_ready(port);
     let http = reqwest::Client::new();
@@ -302,7 +298,7 @@ fn http_invocation(method: &str, path: &str, body: Option<&str>) -> Value {
 #[tokio::test]
 async fn the_apps_own_functions_answer_the_hosts_payloads() {
     let azurite = azurite::Azurite::start();
-    let port = free_port();
+    let [port] = azurite::free_ports();
     let _worker = worker(port, &azurite.connection_string(), "apphub");
     wait_ready(port);
     let http = reqwest::Client::new();

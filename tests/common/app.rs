@@ -3,7 +3,6 @@
 //! only over HTTP (and Azurite's queues); dropping it stops the dev host (which stops the
 //! worker) and prints the dev host's log when the test failed.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::azurite::Azurite;
+use super::azurite::{free_ports, Azurite};
 use super::supervised::Supervised;
 
 pub struct App {
@@ -21,14 +20,6 @@ pub struct App {
     _devhost: Supervised,
     _azurite: Azurite,
     log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// Settings that keep the workflows' simulated waits short; a test overrides any of them.
@@ -51,7 +42,7 @@ impl App {
     /// Starts everything and waits until a request reaches the worker through the dev host.
     pub async fn start(settings: &[(&str, &str)]) -> App {
         let azurite = Azurite::start();
-        let port = free_port();
+        let [port] = free_ports();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let log =
             std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
@@ -108,7 +99,8 @@ impl App {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn answer(response: reqwest::Response) -> Answer {
+    /// A response as status, headers and JSON body (`Null` when the body is not JSON).
+    pub async fn answer(response: reqwest::Response) -> Answer {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read the response body");

@@ -12,17 +12,14 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Three ports nothing listens on right now. Binding all three at once keeps them distinct;
-/// another process could still grab one before Azurite does, which azurite.sh reports.
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
+/// `N` loopback ports nothing listens on right now. Binding them all at once keeps them
+/// distinct; another process could still grab one before its user does (azurite.sh reports
+/// that for Azurite's).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
         .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect();
-    [ports[0], ports[1], ports[2]]
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
 /// A running Azurite: blob, queue and table ports.
@@ -33,7 +30,7 @@ pub struct Azurite {
 impl Azurite {
     /// Starts a fresh in-memory Azurite; panics with the script's output if it cannot.
     pub fn start() -> Self {
-        let ports = free_ports();
+        let ports = free_ports::<3>();
         let output = Command::new(repo_root().join("scripts/azurite.sh"))
             .arg("start")
             .arg("--memory")

@@ -538,8 +538,8 @@ impl Tables {
                 None => self.read_known_summary(instance_id).await?,
             };
             let (written, superseded) = match current {
+                // Only ever a fresh read, which remembered the row already.
                 KnownSummary::Stored { revision, .. } if revision >= summary.revision => {
-                    self.known.remember(instance_id, current);
                     return Ok(());
                 }
                 KnownSummary::Stored { etag, blob, .. } => (
