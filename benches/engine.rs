@@ -5,11 +5,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, join_all, ActivityContext, ActivityError, EventKind, HistoryEvent,
     OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 const HISTORY_EVENTS: usize = 10_000;
 const RUNS: usize = 5;

@@ -15,7 +15,7 @@ if [[ ! -x node_modules/.bin/azurite ]]; then
   npm ci --no-audit --no-fund >/dev/null
 fi
 echo "==> building release binaries" >&2
-cargo build --locked --release --bins >&2
+cargo build --locked --release --workspace --bins >&2
 build_log=$(cargo bench --locked --bench host_path --no-run 2>&1)
 binary=$(grep -o 'target/[^ )]*/deps/host_path-[0-9a-f]*' <<<"$build_log" | tail -n 1)
 if [[ -z "$binary" ]]; then

@@ -31,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "==> building the worker and the dev host"
-cargo build --locked --bins
+cargo build --locked --workspace --bins
 
 if command -v func >/dev/null 2>&1; then
   # The real host runs `defaultExecutablePath` ("handler") from the app root and reads the

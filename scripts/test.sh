@@ -8,7 +8,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "==> cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "==> infra: Bicep parse and checkov scan"
 scripts/infra-check.sh
@@ -20,4 +20,4 @@ echo "==> the official Durable Functions client for the API tests (pinned, in ta
 scripts/df-client.sh --install-only
 
 echo "==> cargo test"
-cargo test --locked --lib --bins --tests
+cargo test --locked --workspace --lib --bins --tests

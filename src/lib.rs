@@ -1,16 +1,51 @@
-//! DurableOrchestrator: durable orchestrations for Azure Functions custom handlers.
-//!
-//! Layers, each depending only on the ones before it: [`engine`] (pure replay), [`store`]
-//! (backends: in memory, Azure), [`runtime`] (message processing with the crash-safe
-//! checkpoint), then [`handler`] (the HTTP surface the Functions host calls); [`workflows`]
-//! registers the app's orchestrations. [`devhost`] holds the development stand-in for the
-//! Functions host; [`testkit`] runs orchestrations in memory for tests and benchmarks.
+//! The seed app: its workflows and activities registered in one place (sync processing, claim
+//! approval, order processing, the medallion pipeline and the benchmark orchestrations), and
+//! its trigger functions (the sync timer and queue functions).
 
-pub mod devhost;
-pub mod engine;
-pub mod handler;
-pub mod runtime;
-pub mod shutdown;
-pub mod store;
-pub mod testkit;
-pub mod workflows;
+mod bench;
+mod claims;
+mod json_blobs;
+mod medallion;
+mod orders;
+mod settings;
+pub mod sync;
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use settings::{SettingsError, WorkflowSettings};
+
+use durable_engine::{Registry, RegistryError};
+use durable_store::artifacts::ArtifactStore;
+use durable_store::backend::Backend;
+use durable_worker::functions::{RegisterError, TriggerFunctions};
+
+/// Every orchestrator and activity of the app. Activities that keep data (payments, pipeline
+/// stages) keep it in `artifacts`.
+pub fn registry(
+    settings: &WorkflowSettings,
+    artifacts: Arc<dyn ArtifactStore>,
+) -> Result<Registry, RegistryError> {
+    let builder = Registry::builder();
+    let builder = sync::register(builder, settings);
+    let builder = claims::register(builder, settings);
+    let builder = orders::register(builder, settings, &artifacts);
+    let builder = medallion::register(builder, settings, &artifacts);
+    bench::register(builder).build()
+}
+
+/// The app's trigger functions besides the engine's: the sync workflow's timer and queue
+/// functions.
+pub fn functions<B: Backend>() -> Result<TriggerFunctions<B>, RegisterError> {
+    sync::functions::register(TriggerFunctions::new())
+}
+
+/// Stands in for an activity's real work. A zero delay takes no timer at all, so activities
+/// also run outside tokio (the testkit polls them with a plain executor).
+async fn simulate_work(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}

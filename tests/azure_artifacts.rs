@@ -8,13 +8,11 @@ mod azurite;
 use std::sync::OnceLock;
 
 use azure_storage_blobs::prelude::BlobServiceClient;
-use durable_orchestrator::store::artifacts::{ArtifactError, ArtifactStore};
-use durable_orchestrator::store::azure::artifacts::AzureArtifactStore;
-use durable_orchestrator::store::azure::connection::{
-    http_client, HttpSettings, StorageConnection,
-};
-use durable_orchestrator::store::backend::StoreError;
-use durable_orchestrator::store::names::TaskHub;
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
+use durable_store::artifacts::{ArtifactError, ArtifactStore};
+use durable_store::azure::artifacts::AzureArtifactStore;
+use durable_store::backend::StoreError;
+use durable_store::names::TaskHub;
 
 use azurite::Azurite;
 

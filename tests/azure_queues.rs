@@ -13,18 +13,16 @@ use azure_storage_queues::QueueServiceClient;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::Utc;
-use durable_orchestrator::engine::{EventKind, HistoryEvent};
-use durable_orchestrator::store::azure::blobs::Blobs;
-use durable_orchestrator::store::azure::connection::{
-    http_client, HttpSettings, StorageConnection,
-};
-use durable_orchestrator::store::azure::queues::{
+use durable_engine::{EventKind, HistoryEvent};
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
+use durable_store::azure::blobs::Blobs;
+use durable_store::azure::queues::{
     decode_message_json, decode_message_text, encode_message, message_blob_name, MessageOrBlob,
     Queues,
 };
-use durable_orchestrator::store::backend::{StoreError, SystemClock};
-use durable_orchestrator::store::model::{Destination, Message, QueueKind, Received};
-use durable_orchestrator::store::names::{escape_key, partition_of, PartitionCount, TaskHub};
+use durable_store::backend::{StoreError, SystemClock};
+use durable_store::model::{Destination, Message, QueueKind, Received};
+use durable_store::names::{escape_key, partition_of, PartitionCount, TaskHub};
 
 use azurite::Azurite;
 

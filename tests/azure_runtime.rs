@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use durable_orchestrator::engine::OrchestrationStatus;
-use durable_orchestrator::runtime::{Pump, Runtime, RuntimeOptions};
-use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::StorageConnection;
-use durable_orchestrator::store::backend::{Backend, SystemClock};
-use durable_orchestrator::store::names::TaskHub;
+use durable_engine::OrchestrationStatus;
+use durable_protocol::connection::StorageConnection;
+use durable_runtime::{Pump, Runtime, RuntimeOptions};
+use durable_store::azure::backend::AzureBackend;
+use durable_store::backend::{Backend, SystemClock};
+use durable_store::names::TaskHub;
 
 use faulty::{FaultMode, Faulty};
 use invariants::assert_no_duplicates;

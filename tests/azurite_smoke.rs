@@ -7,10 +7,8 @@
 mod azurite;
 
 use azure_data_tables::prelude::Filter;
-use durable_orchestrator::store::azure::connection::{
-    http_client, ConnectionForm, HttpSettings, StorageConnection,
-};
-use durable_orchestrator::store::names::{
+use durable_protocol::connection::{http_client, ConnectionForm, HttpSettings, StorageConnection};
+use durable_store::names::{
     escape_key, odata_escape, odata_literal, unescape_key, InstanceId, TaskHub,
 };
 use futures::StreamExt;

@@ -5,6 +5,8 @@
 
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/binaries.rs"]
+mod binaries;
 #[path = "common/supervised.rs"]
 mod supervised;
 
@@ -16,16 +18,12 @@ use std::time::{Duration, Instant};
 use azure_storage_queues::QueueServiceClient;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use durable_orchestrator::engine::{
-    OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
-};
-use durable_orchestrator::runtime::Runtime;
-use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::{
-    http_client, HttpSettings, StorageConnection,
-};
-use durable_orchestrator::store::backend::{Backend, SystemClock};
-use durable_orchestrator::store::names::TaskHub;
+use durable_engine::{OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry};
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
+use durable_runtime::Runtime;
+use durable_store::azure::backend::AzureBackend;
+use durable_store::backend::{Backend, SystemClock};
+use durable_store::names::TaskHub;
 use serde_json::json;
 use supervised::Supervised;
 
@@ -96,7 +94,7 @@ async fn the_dev_host_runs_queue_triggers_with_the_hosts_semantics() {
     let azurite = azurite::Azurite::start();
     let root = app_dir();
     let _devhost = Supervised(
-        Command::new(env!("CARGO_BIN_EXE_devhost"))
+        Command::new(binaries::devhost())
             .arg(&root)
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
             .env("AzureWebJobsStorage", azurite.connection_string())

@@ -4,6 +4,8 @@
 
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/binaries.rs"]
+mod binaries;
 #[path = "common/supervised.rs"]
 mod supervised;
 
@@ -20,12 +22,10 @@ use axum::response::{IntoResponse, Response};
 use azure_storage_queues::QueueClient;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use durable_orchestrator::devhost::config::AppConfig;
-use durable_orchestrator::devhost::http_front::{HttpFront, HttpFunction};
-use durable_orchestrator::devhost::invoker::{Invoker, HOST_VERSION};
-use durable_orchestrator::store::azure::connection::{
-    http_client, HttpSettings, StorageConnection,
-};
+use durable_devhost::config::AppConfig;
+use durable_devhost::http_front::{HttpFront, HttpFunction};
+use durable_devhost::invoker::{Invoker, HOST_VERSION};
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
 use serde_json::{json, Value};
 use supervised::Supervised;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -517,7 +517,7 @@ async fn the_dev_host_serves_http_and_writes_queue_outputs() {
             ("Raw", http_function("raw/{*rest}", &["get"], "res")),
         ],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devhost"))
+    let mut child = Command::new(binaries::devhost())
         .arg(&app.0)
         .args(["--port", "0"])
         .env("DEVHOST_WORKER", std::env::current_exe().unwrap())

@@ -6,6 +6,8 @@
 mod app;
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/binaries.rs"]
+mod binaries;
 #[path = "common/supervised.rs"]
 mod supervised;
 

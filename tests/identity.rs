@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
-use durable_orchestrator::store::names::TaskHub;
+use durable_store::names::TaskHub;
 
 const HUB: &str = "identityhub";
 const IDENTITY_SECRET: &str = "identity-header-secret";

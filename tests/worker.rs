@@ -15,14 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use durable_orchestrator::engine::{
-    EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
-};
-use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::StorageConnection;
-use durable_orchestrator::store::backend::{Backend, SystemClock};
-use durable_orchestrator::store::model::{Destination, Message};
-use durable_orchestrator::store::names::TaskHub;
+use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
+use durable_protocol::connection::StorageConnection;
+use durable_store::azure::backend::AzureBackend;
+use durable_store::backend::{Backend, SystemClock};
+use durable_store::model::{Destination, Message};
+use durable_store::names::TaskHub;
 use serde_json::{json, Value};
 
 struct Worker(Child);

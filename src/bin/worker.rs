@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use durable_orchestrator::handler;
-use durable_orchestrator::runtime::Runtime;
-use durable_orchestrator::store::azure::artifacts::AzureArtifactStore;
-use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::{
-    http_client, HttpSettings, StorageConnection,
-};
-use durable_orchestrator::store::backend::{Backend, SystemClock};
-use durable_orchestrator::store::names::TaskHub;
-use durable_orchestrator::workflows;
+
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
+use durable_runtime::Runtime;
+use durable_store::azure::artifacts::AzureArtifactStore;
+use durable_store::azure::backend::AzureBackend;
+use durable_store::backend::{Backend, SystemClock};
+use durable_store::names::TaskHub;
+use seed_app as workflows;
 use tracing_subscriber::EnvFilter;
 
 const PORT_VARIABLE: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
@@ -68,6 +66,7 @@ async fn run() -> anyhow::Result<()> {
         .context("the workflow settings are not valid")?;
     let registry = workflows::registry(&workflow_settings, artifacts.clone())
         .context("the workflow registry is not valid")?;
+    let functions = workflows::functions().context("the trigger functions are not valid")?;
     let runtime = Arc::new(Runtime::new(
         backend.clone(),
         registry,
@@ -84,10 +83,13 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!("worker listening on {address}");
-    axum::serve(listener, handler::app(runtime, hub.name().to_string()))
-        .with_graceful_shutdown(durable_orchestrator::shutdown::shutdown_signal())
-        .await
-        .context("server failed")
+    axum::serve(
+        listener,
+        durable_worker::app(runtime, hub.name().to_string(), functions),
+    )
+    .with_graceful_shutdown(durable_protocol::shutdown::shutdown_signal())
+    .await
+    .context("server failed")
 }
 
 /// Creates the task hub's tables, queues and containers, retrying until storage answers.

@@ -47,7 +47,7 @@ impl App {
         let log =
             std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
         let log_file = std::fs::File::create(&log).expect("create the dev host log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_devhost"));
+        let mut command = Command::new(crate::binaries::devhost());
         command
             .arg(&root)
             .args(["--port", &port.to_string()])

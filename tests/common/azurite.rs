@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
-use durable_orchestrator::store::azure::connection::{EMULATOR_ACCOUNT, EMULATOR_KEY};
+use durable_protocol::connection::{EMULATOR_ACCOUNT, EMULATOR_KEY};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

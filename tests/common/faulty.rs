@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use durable_orchestrator::store::backend::{Backend, StoreError};
-use durable_orchestrator::store::model::{
+use durable_store::backend::{Backend, StoreError};
+use durable_store::model::{
     Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
     Page, QueueKind, Receipt, Received, Version,
 };

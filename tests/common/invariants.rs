@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use durable_orchestrator::engine::{EventKind, HistoryEvent};
+use durable_engine::{EventKind, HistoryEvent};
 
 /// Asserts the history never records the same thing twice: one decision per sequence number,
 /// one completion per task, one event per delivering message.

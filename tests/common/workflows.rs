@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::{
     join_all, ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, Registry,
 };
 

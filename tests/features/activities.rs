@@ -1,7 +1,7 @@
 //! Activities: typed inputs and outputs, sequences, failures (returned, unknown, wrong result
 //! type, panics) and the activity context's idempotency key.
 
-use durable_orchestrator::engine::{
+use durable_engine::{
     ActivityContext, ActivityError, EventKind, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry,
 };

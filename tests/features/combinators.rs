@@ -1,13 +1,14 @@
 //! Fan-out/fan-in: join_all keeps argument order under shuffled completions, join2/select2 over
 //! different task kinds, select_first draining loops, and history order deciding select winners.
 
-use durable_orchestrator::engine::verify::verify_history;
-use durable_orchestrator::engine::{
+use durable_engine::verify::verify_history;
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, join2, join_all, select2, select_first, ActivityContext, ActivityError, DurableFuture,
     Either, EventKind, EventType, HistoryEvent, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry, TurnOutcome,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 use crate::common::{at, events_of, history, run, start, state, HOUR, ID};
 

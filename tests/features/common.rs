@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use durable_orchestrator::engine::{
-    EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError,
-};
-use durable_orchestrator::testkit::{InMemoryRuntime, InstanceState};
+use durable_engine::{EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError};
+use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 use serde::{Deserialize, Serialize};
 
 /// Instance id every single-instance test uses.

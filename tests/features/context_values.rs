@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use durable_orchestrator::engine::verify::verify_history;
-use durable_orchestrator::engine::{
+use durable_engine::verify::verify_history;
+use durable_engine::{
     execute, ActivityContext, ActivityError, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry, TurnOutcome,
 };
-use durable_orchestrator::testkit::InMemoryRuntime;
+use durable_runtime::testkit::InMemoryRuntime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

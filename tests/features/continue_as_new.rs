@@ -2,11 +2,11 @@
 //! and external events they had not consumed carry over to the next execution.
 
 use chrono::{DateTime, Utc};
-use durable_orchestrator::engine::{
+use durable_engine::{
     select2, ActivityContext, ActivityError, Either, EventKind, EventType, OrchestrationContext,
     OrchestrationError, OrchestrationStatus, Registry,
 };
-use durable_orchestrator::testkit::InMemoryRuntime;
+use durable_runtime::testkit::InMemoryRuntime;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{at, events_of, history, run, start, state, unserializable, HOUR, ID};

@@ -1,12 +1,12 @@
 //! External events: typed payloads, buffering of early events, case-insensitive names, FIFO
 //! delivery, wrong payload types, and waits with a timeout (built in and by hand).
 
-use durable_orchestrator::engine::verify::verify_history;
-use durable_orchestrator::engine::{
+use durable_engine::verify::verify_history;
+use durable_engine::{
     join2, select2, Either, OrchestrationContext, OrchestrationError, OrchestrationStatus,
     Registry, TaskError,
 };
-use durable_orchestrator::testkit::InMemoryRuntime;
+use durable_runtime::testkit::InMemoryRuntime;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{start, state, Outcome, HOUR, ID};

@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, ActivityContext, ActivityError, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry, RegistryError, TurnOutcome,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime, RuntimeError};
+use durable_runtime::testkit::{InMemoryRuntime, RuntimeError};
 
 use crate::common::{events_of, history, run, start, state, unserializable, HOUR, ID};
 

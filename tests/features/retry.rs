@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_orchestrator::engine::verify::verify_history;
-use durable_orchestrator::engine::{
+use durable_engine::verify::verify_history;
+use durable_engine::{
     ActivityContext, ActivityError, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry, RetryPolicy,
 };
 use serde::{Deserialize, Serialize};
+
+use durable_runtime::testkit::InMemoryRuntime;
 
 use crate::common::{
     at, child_id, events_of, history, run, scheduled_activities, timer_delays, Outcome, ID,
@@ -351,4 +353,71 @@ fn sub_orchestrator_with_retry_reports_exhaustion() {
              child attempt 2 failed"
         )
     );
+}
+
+// Retry handles: which failures a policy retries.
+
+/// Calls "Fail", which always fails with `failure`, under `policy`; returns how many calls
+/// were made and the final error's text.
+fn calls_until_given_up(policy: RetryPolicy, failure: ActivityError) -> (u32, String) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let registry = Registry::builder()
+        .activity("Fail", move |_: ActivityContext, (): ()| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err::<(), _>(failure.clone()))
+        })
+        .orchestrator("Call", move |ctx: OrchestrationContext, (): ()| {
+            let call = ctx.call_activity_with_retry::<()>("Fail", &(), &policy);
+            async move {
+                let error = call.await.expect_err("the activity always fails");
+                Ok::<_, OrchestrationError>(error.to_string())
+            }
+        })
+        .build()
+        .unwrap();
+    let mut rt = InMemoryRuntime::new(registry);
+    rt.start("Call", "i", &()).unwrap();
+    rt.run_to_completion(Duration::from_secs(3600)).unwrap();
+    let output = rt.state("i").unwrap().output_as::<String>().unwrap();
+    (calls.load(Ordering::SeqCst), output)
+}
+
+fn handled_policy() -> RetryPolicy {
+    RetryPolicy::new(4, Duration::from_secs(1))
+        .with_handle(|failure| failure.error_type != "Declined")
+}
+
+#[test]
+fn the_handle_decides_which_failures_are_retried() {
+    assert_eq!(
+        calls_until_given_up(handled_policy(), ActivityError::with_type("Declined", "no")),
+        (1, "activity 'Fail' failed: no".to_string())
+    );
+    assert_eq!(
+        calls_until_given_up(
+            handled_policy(),
+            ActivityError::with_type("Outage", "later")
+        ),
+        (
+            4,
+            "activity 'Fail' failed after 4 attempts: later".to_string()
+        )
+    );
+}
+
+#[test]
+fn non_retriable_failures_stop_whatever_the_handle_says() {
+    let policy = RetryPolicy::new(4, Duration::from_secs(1)).with_handle(|_| true);
+    assert_eq!(
+        calls_until_given_up(policy, ActivityError::non_retriable("bad input")),
+        (1, "activity 'Fail' failed: bad input".to_string())
+    );
+}
+
+#[test]
+fn debug_shows_whether_a_handle_is_set() {
+    let plain = format!("{:?}", RetryPolicy::new(2, Duration::from_secs(1)));
+    assert!(plain.contains("handle: None"), "{plain}");
+    assert!(format!("{:?}", handled_policy()).contains("handle: Some(\"<predicate>\")"));
 }

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     completions, execute, select2, Action, ActivityContext, ActivityError, Either, EventKind,
     OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry, RetryPolicy,
     TurnOutcome,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 use crate::common::{run, state, HOUR, ID};
 

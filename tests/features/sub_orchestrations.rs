@@ -1,11 +1,11 @@
 //! Sub-orchestrations: outputs and failures routed to the parent, explicit and default child
 //! instance ids, children that cannot start, the parent link, and nesting.
 
-use durable_orchestrator::engine::{
+use durable_engine::{
     join_all, ActivityContext, ActivityError, EventKind, EventType, OrchestrationContext,
     OrchestrationError, OrchestrationStatus, Registry,
 };
-use durable_orchestrator::testkit::{InMemoryRuntime, InstanceState};
+use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 
 use crate::common::{child_id, events_of, history, run, state, unserializable, Outcome, ID};
 

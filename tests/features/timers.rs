@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use durable_orchestrator::engine::{
+use durable_engine::{
     select2, Either, EventKind, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry,
 };

@@ -6,12 +6,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, verify::verify_history, ActivityContext, ActivityError, EventKind, ExecuteError,
     FailureDetails, HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationInstance,
     OrchestrationStatus, Registry, TurnOutcome,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 const ID: &str = "instance-1";
 

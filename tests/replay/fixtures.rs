@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::{
     execute, join_all, verify::verify_history, ActivityContext, ActivityError, EventKind,
     HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
     RetryPolicy, TurnOutcome,
 };
-use durable_orchestrator::testkit::{InMemoryRuntime, InstanceState};
+use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 
 /// Orchestration time an instance may run for before a recording gives up.
 const TIME_LIMIT: Duration = Duration::from_secs(30 * 24 * 60 * 60);

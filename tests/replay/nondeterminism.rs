@@ -4,11 +4,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, verify::verify_history, Action, ActivityContext, ActivityError, HistoryEvent,
     OrchestrationContext, OrchestrationError, Registry, TurnOutcome, NONDETERMINISM_ERROR_TYPE,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 const INSTANCE: &str = "order-1";
 

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use durable_orchestrator::engine::{
+use durable_engine::HistoryBuilder;
+use durable_engine::{
     execute, join_all, select2, select_first, verify::verify_history, Action, ActivityContext,
     ActivityError, Either, EventKind, HistoryEvent, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry, Turn, TurnOutcome,
 };
-use durable_orchestrator::testkit::{HistoryBuilder, InMemoryRuntime};
+use durable_runtime::testkit::InMemoryRuntime;
 
 const ID: &str = "order-1";
 const CHILD_ID: &str = "order-1:0000";

@@ -8,12 +8,12 @@ use proptest::test_runner::TestCaseError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use durable_orchestrator::engine::{
+use durable_engine::{
     execute, join_all, verify::verify_history, ActivityContext, ActivityError, HistoryEvent,
     OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry, RetryPolicy,
     TaskError, TurnOutcome, NONDETERMINISM_ERROR_TYPE,
 };
-use durable_orchestrator::testkit::InMemoryRuntime;
+use durable_runtime::testkit::InMemoryRuntime;
 
 const ROOT: &str = "scripted-1";
 const TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use durable_orchestrator::engine::HistoryEvent;
-use durable_orchestrator::runtime::{Pump, Runtime, RuntimeOptions};
-use durable_orchestrator::store::backend::{Backend, ManualClock};
-use durable_orchestrator::store::memory::MemoryBackend;
-use durable_orchestrator::store::model::InstanceSummary;
-use durable_orchestrator::store::names::PartitionCount;
+use durable_engine::HistoryEvent;
+use durable_runtime::{Pump, Runtime, RuntimeOptions};
+use durable_store::backend::{Backend, ManualClock};
+use durable_store::memory::MemoryBackend;
+use durable_store::model::InstanceSummary;
+use durable_store::names::PartitionCount;
 
 pub use crate::faulty::{FaultMode, Faulty};
 pub use crate::invariants::assert_no_duplicates;
@@ -75,7 +75,7 @@ impl Harness {
 
     /// How far the clock must move for the next hidden message to become visible.
     fn next_delivery(&self) -> Option<Duration> {
-        let now = durable_orchestrator::store::backend::Clock::now(self.clock.as_ref());
+        let now = durable_store::backend::Clock::now(self.clock.as_ref());
         self.backend
             .queues()
             .into_iter()

@@ -11,10 +11,10 @@ mod redelivery;
 #[path = "../common/workflows.rs"]
 mod workflows;
 
-use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
-use durable_orchestrator::runtime::RuntimeError;
-use durable_orchestrator::store::backend::Backend;
-use durable_orchestrator::store::model::{Destination, QueueKind};
+use durable_engine::{EventKind, OrchestrationStatus};
+use durable_runtime::RuntimeError;
+use durable_store::backend::Backend;
+use durable_store::model::{Destination, QueueKind};
 use std::time::Duration;
 
 use harness::{assert_no_duplicates, FaultMode, Harness};
@@ -556,7 +556,7 @@ async fn three_pumps(queued: bool) {
     for _ in 0..3 {
         let runtime = h.runtime.clone();
         pumps.push(tokio::spawn(async move {
-            let pump = durable_orchestrator::runtime::Pump::new(
+            let pump = durable_runtime::Pump::new(
                 runtime,
                 std::time::Duration::from_secs(300),
                 std::time::Duration::ZERO,

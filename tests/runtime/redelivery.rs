@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use durable_orchestrator::engine::{EventKind, OrchestrationStatus};
-use durable_orchestrator::store::backend::Backend;
-use durable_orchestrator::store::model::{Destination, Message};
+use durable_engine::{EventKind, OrchestrationStatus};
+use durable_store::backend::Backend;
+use durable_store::model::{Destination, Message};
 
 use crate::harness::{assert_no_duplicates, Harness};
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use durable_orchestrator::engine::{EventKind, HistoryEvent, OrchestrationStatus};
-use durable_orchestrator::store::backend::{Backend, StoreError};
-use durable_orchestrator::store::model::{
+use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus};
+use durable_store::backend::{Backend, StoreError};
+use durable_store::model::{
     Commit, Destination, InstanceQuery, InstanceState, Message, QueueKind, StoredEvent, Version,
 };
 

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use durable_orchestrator::store::azure::backend::AzureBackend;
-use durable_orchestrator::store::azure::connection::StorageConnection;
-use durable_orchestrator::store::backend::SystemClock;
-use durable_orchestrator::store::names::TaskHub;
+use durable_protocol::connection::StorageConnection;
+use durable_store::azure::backend::AzureBackend;
+use durable_store::backend::SystemClock;
+use durable_store::names::TaskHub;
 
-use durable_orchestrator::store::backend::ManualClock;
-use durable_orchestrator::store::memory::MemoryBackend;
-use durable_orchestrator::store::names::PartitionCount;
+use durable_store::backend::ManualClock;
+use durable_store::memory::MemoryBackend;
+use durable_store::names::PartitionCount;
 
 struct Memory {
     clock: Arc<ManualClock>,
@@ -39,7 +39,7 @@ impl conformance::Subject for Memory {
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        durable_orchestrator::store::backend::Clock::now(self.clock.as_ref())
+        durable_store::backend::Clock::now(self.clock.as_ref())
     }
 
     async fn advance(&self, by: Duration) {
@@ -139,8 +139,8 @@ conformance!(
 /// purges the instance and starts it again. The stale memory must cost a read, never the write.
 #[tokio::test]
 async fn a_summary_remembered_by_another_process_does_not_block_newer_writes() {
-    use durable_orchestrator::engine::OrchestrationStatus;
-    use durable_orchestrator::store::backend::Backend;
+    use durable_engine::OrchestrationStatus;
+    use durable_store::backend::Backend;
 
     let one = Azure::on_hub("TwoProcesses");
     let other = Azure::on_hub("TwoProcesses");

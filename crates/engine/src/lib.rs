@@ -1,0 +1,33 @@
+//! The replay engine: pure orchestration semantics with no I/O, no clock and no async runtime.
+//! A turn is `execute(registry, instance, past_events, new_events) -> Turn`.
+
+mod action;
+pub mod builder;
+mod combinators;
+mod context;
+mod error;
+mod executor;
+mod future;
+mod history;
+mod registry;
+mod retry;
+pub mod verify;
+
+pub use action::Action;
+pub use builder::HistoryBuilder;
+pub use combinators::{
+    completions, join2, join_all, select2, select_first, Completions, Either, Join2, JoinAll,
+    Select2, SelectFirst,
+};
+pub use context::add_saturating;
+pub use context::{ContinueAsNew, OrchestrationContext};
+pub use error::panic_message;
+pub use error::{ActivityError, ExecuteError, OrchestrationError, TaskError};
+pub use executor::{execute, Turn, TurnOutcome, NONDETERMINISM_ERROR_TYPE};
+pub use future::DurableFuture;
+pub use history::{
+    EventKind, EventType, FailureDetails, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
+    ParentInstance,
+};
+pub use registry::{ActivityContext, ActivityFuture, Registry, RegistryBuilder, RegistryError};
+pub use retry::RetryPolicy;

@@ -1,0 +1,145 @@
+//! The runtime: processes one message at a time against a storage backend — orchestration
+//! turns with the crash-safe checkpoint, activity work items, and client operations.
+
+mod activity;
+mod client;
+mod instance_locks;
+pub mod management;
+mod orchestration;
+pub mod outbox;
+mod pump;
+mod rewind;
+pub mod testkit;
+
+use std::sync::Arc;
+
+use instance_locks::InstanceLocks;
+
+use durable_engine::{ExecuteError, OrchestrationStatus, Registry};
+use durable_store::backend::{Backend, Clock, StoreError};
+use durable_store::model::{Destination, Message};
+use durable_store::names::InstanceIdError;
+
+pub use client::Queued;
+pub use pump::Pump;
+
+/// What processing did with a message. Every variant means "done: delete it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Applied,
+    /// Recognised as a duplicate, stale or stray message; nothing to do.
+    Dropped(&'static str),
+    /// Re-sent with a short delay because the instance's start has not been processed yet.
+    Deferred,
+    /// A long timer's intermediate hop: re-sent for the next hop.
+    Rearmed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    InvalidInstanceId(#[from] InstanceIdError),
+    #[error("instance '{0}' kept changing under concurrent writers; giving up for now")]
+    Contention(String),
+    #[error(
+        "instance '{0}' continued as new too many times in one turn without waiting for anything"
+    )]
+    RunawayContinueAsNew(String),
+    #[error("no orchestrator named '{0}' is registered")]
+    UnknownOrchestrator(String),
+    #[error("instance '{instance_id}' already exists and is {status:?}")]
+    AlreadyExists {
+        instance_id: String,
+        status: OrchestrationStatus,
+    },
+    #[error("no instance '{0}'")]
+    NotFound(String),
+    #[error("instance '{instance_id}' has already ended ({status:?})")]
+    Ended {
+        instance_id: String,
+        status: OrchestrationStatus,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How the runtime trades storage round-trips against spreading work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Run a turn's activities in-process and feed their results straight back into the same
+    /// turn, instead of a work-item and a result message per activity.
+    pub inline_activities: bool,
+    /// A turn that schedules more activities than this at once sends them to the work-item
+    /// queue, so a large fan-out spreads across workers.
+    pub max_inline_fan_out: usize,
+    /// At most this many activities run in-process per turn before it commits.
+    pub max_inline_activities_per_turn: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            inline_activities: true,
+            max_inline_fan_out: 16,
+            max_inline_activities_per_turn: 100,
+        }
+    }
+}
+
+/// Processes messages for one task hub.
+pub struct Runtime<B> {
+    backend: Arc<B>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
+    options: RuntimeOptions,
+    locks: InstanceLocks,
+}
+
+impl<B: Backend> Runtime<B> {
+    pub fn new(backend: Arc<B>, registry: Registry, clock: Arc<dyn Clock>) -> Self {
+        Self::with_options(backend, registry, clock, RuntimeOptions::default())
+    }
+
+    pub fn with_options(
+        backend: Arc<B>,
+        registry: Registry,
+        clock: Arc<dyn Clock>,
+        options: RuntimeOptions,
+    ) -> Self {
+        Self {
+            backend,
+            registry,
+            clock,
+            options,
+            locks: InstanceLocks::default(),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// Processes one message. `Ok` means it may be deleted; an error means it should be retried
+    /// (made visible again), and nothing that was written makes the retry unsafe.
+    pub async fn process(&self, message: &Message) -> Result<Disposition, RuntimeError> {
+        match message.destination {
+            Destination::Instance { .. } => self.process_control(message, false).await,
+            Destination::WorkItem { .. } => self.process_work_item(message).await,
+        }
+    }
+
+    /// `process` for a message a client operation of this runtime just queued. The start of an
+    /// id that did not exist skips loading the instance: its first commit is insert-only, so
+    /// if the id was taken meanwhile the commit conflicts and the turn is retried with a load.
+    pub async fn process_queued(&self, queued: &Queued) -> Result<Disposition, RuntimeError> {
+        if queued.new_instance {
+            self.process_control(&queued.message, true).await
+        } else {
+            self.process(&queued.message).await
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Turns a turn's decisions into message envelopes: activities to the work-item queue, timers and
+//! sub-orchestration starts and sent events to control queues, and completions to the parent.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use durable_engine::{
+    Action, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance, ParentInstance,
+    TurnOutcome,
+};
+use durable_store::model::{Destination, Message};
+
+/// Azure queues cannot delay a message by more than 7 days; timers hop in shorter steps.
+pub const MAX_TIMER_HOP: chrono::TimeDelta = chrono::TimeDelta::days(6);
+
+pub fn new_id() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+/// When a timer message for `fire_at` should next become visible.
+pub fn timer_hop(fire_at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    fire_at.min(now + MAX_TIMER_HOP)
+}
+
+/// The message an action sends, on behalf of `me` (running orchestrator `name`).
+pub fn action_message(
+    me: &OrchestrationInstance,
+    name: &str,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Message {
+    let (destination, event, deliver_at) = match action.clone() {
+        Action::ScheduleTask { id, name, input } => (
+            Destination::WorkItem {
+                instance_id: me.instance_id.clone(),
+                execution_id: me.execution_id.clone(),
+            },
+            HistoryEvent::new(
+                id,
+                now,
+                EventKind::TaskScheduled {
+                    name,
+                    version: None,
+                    input,
+                },
+            ),
+            None,
+        ),
+        Action::CreateTimer { id, fire_at } => (
+            Destination::Instance {
+                instance_id: me.instance_id.clone(),
+                execution_id: Some(me.execution_id.clone()),
+            },
+            HistoryEvent::message(
+                now,
+                EventKind::TimerFired {
+                    timer_id: id,
+                    fire_at,
+                },
+            ),
+            Some(timer_hop(fire_at, now)),
+        ),
+        Action::CreateSubOrchestration {
+            id,
+            name: child_name,
+            instance_id,
+            input,
+        } => (
+            Destination::Instance {
+                instance_id: instance_id.clone(),
+                execution_id: None,
+            },
+            HistoryEvent::message(
+                now,
+                EventKind::ExecutionStarted {
+                    name: child_name,
+                    version: None,
+                    input,
+                    orchestration_instance: OrchestrationInstance {
+                        instance_id,
+                        execution_id: new_id(),
+                    },
+                    parent_instance: Some(ParentInstance {
+                        name: name.to_string(),
+                        version: None,
+                        orchestration_instance: me.clone(),
+                        task_schedule_id: id,
+                    }),
+                    scheduled_start_time: None,
+                },
+            ),
+            None,
+        ),
+        Action::SendEvent {
+            instance_id,
+            name,
+            input,
+            ..
+        } => (
+            Destination::Instance {
+                instance_id,
+                execution_id: None,
+            },
+            HistoryEvent::message(now, EventKind::EventRaised { name, input }),
+            None,
+        ),
+    };
+    Message {
+        id: new_id(),
+        destination,
+        event,
+        deliver_at,
+        revision: None,
+    }
+}
+
+/// The message that tells a parent how its sub-orchestration ended, if the outcome is an end.
+pub fn parent_notification(
+    parent: &ParentInstance,
+    outcome: &TurnOutcome,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let task_scheduled_id = parent.task_schedule_id;
+    let kind = match outcome {
+        TurnOutcome::Completed { output } => EventKind::SubOrchestrationInstanceCompleted {
+            task_scheduled_id,
+            result: output.clone(),
+        },
+        TurnOutcome::Failed { details } => child_failed(task_scheduled_id, details.clone()),
+        TurnOutcome::Terminated { reason } => {
+            let reason = reason.clone().unwrap_or_default();
+            // The reason is stored as JSON text; show a plain string without its quotes.
+            let reason = serde_json::from_str::<String>(&reason).unwrap_or(reason);
+            let details = FailureDetails::new(
+                "Terminated",
+                format!("the sub-orchestration was terminated: {reason}"),
+            );
+            child_failed(task_scheduled_id, details)
+        }
+        TurnOutcome::Running | TurnOutcome::Suspended | TurnOutcome::ContinuedAsNew { .. } => {
+            return None
+        }
+    };
+    Some(to_parent(parent, kind, now))
+}
+
+/// Tells a parent that its child could not be started.
+pub fn child_not_started(parent: &ParentInstance, reason: String, now: DateTime<Utc>) -> Message {
+    let details = FailureDetails::new("SubOrchestrationNotStarted", reason);
+    to_parent(parent, child_failed(parent.task_schedule_id, details), now)
+}
+
+fn child_failed(task_scheduled_id: i32, details: FailureDetails) -> EventKind {
+    EventKind::SubOrchestrationInstanceFailed {
+        task_scheduled_id,
+        reason: Some(details.error_message.clone()),
+        details: None,
+        failure_details: Some(details),
+    }
+}
+
+fn to_parent(parent: &ParentInstance, kind: EventKind, now: DateTime<Utc>) -> Message {
+    Message {
+        id: new_id(),
+        destination: Destination::Instance {
+            instance_id: parent.orchestration_instance.instance_id.clone(),
+            execution_id: Some(parent.orchestration_instance.execution_id.clone()),
+        },
+        event: HistoryEvent::message(now, kind),
+        deliver_at: None,
+        revision: None,
+    }
+}

@@ -1,0 +1,10 @@
+//! Azure Storage backend: Tables for state and history, Queues for messages, Blobs for payloads.
+
+pub mod artifacts;
+pub mod backend;
+pub mod blobs;
+pub mod errors;
+mod history_rows;
+mod known_summaries;
+pub mod queues;
+pub mod tables;

@@ -1,0 +1,376 @@
+//! The in-memory backend: the same contract as Azure (versions, conflicts, queue visibility,
+//! receipts, summary revisions, paging) in one process, for fast tests of the runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::backend::{Backend, Clock, StoreError};
+use super::model::{
+    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
+    Receipt, Received, StoredEvent, Version,
+};
+use super::names::{partition_of, PartitionCount};
+use durable_engine::add_saturating;
+
+/// Azure Queues hand out at most 32 messages per receive.
+const MAX_RECEIVE: usize = 32;
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+pub struct MemoryBackend {
+    inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+    partitions: PartitionCount,
+}
+
+#[derive(Default)]
+struct Inner {
+    instances: HashMap<String, StoredInstance>,
+    summaries: BTreeMap<String, InstanceSummary>,
+    queues: HashMap<QueueKind, Vec<Queued>>,
+    counter: u64,
+}
+
+struct StoredInstance {
+    state: crate::model::InstanceState,
+    history: Vec<StoredEvent>,
+    version: u64,
+}
+
+struct Queued {
+    key: String,
+    sequence: u64,
+    message: Message,
+    visible_at: DateTime<Utc>,
+    dequeue_count: u32,
+    pop_receipt: Option<String>,
+}
+
+impl MemoryBackend {
+    pub fn new(clock: Arc<dyn Clock>, partitions: PartitionCount) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            clock,
+            partitions,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When each message on `queue` that is hidden now becomes visible (for tests that move the
+    /// clock to the next delivery).
+    pub fn hidden(&self, queue: QueueKind) -> Vec<DateTime<Utc>> {
+        let now = self.clock.now();
+        self.lock()
+            .queues
+            .get(&queue)
+            .map(|queued| {
+                queued
+                    .iter()
+                    .map(|q| q.visible_at)
+                    .filter(|at| *at > now)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many instances have state (for tests and diagnostics).
+    pub fn instance_count(&self) -> usize {
+        self.lock().instances.len()
+    }
+
+    /// Messages waiting on a queue, visible or not (for tests and diagnostics).
+    pub fn queued(&self, queue: QueueKind) -> Vec<Message> {
+        self.lock()
+            .queues
+            .get(&queue)
+            .map(|queued| queued.iter().map(|q| q.message.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    fn find(&mut self, receipt: &Receipt) -> Result<&mut Queued, StoreError> {
+        self.queues
+            .get_mut(&receipt.queue)
+            .and_then(|queue| {
+                queue.iter_mut().find(|q| {
+                    q.key == receipt.message_key
+                        && q.pop_receipt.as_deref() == Some(receipt.pop_receipt.as_str())
+                })
+            })
+            .ok_or_else(|| StoreError::LostReceipt(receipt.message_key.clone()))
+    }
+}
+
+impl Backend for MemoryBackend {
+    async fn create_task_hub(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for queue in self.queues() {
+            inner.queues.entry(queue).or_default();
+        }
+        Ok(())
+    }
+
+    async fn load(&self, instance_id: &str) -> Result<Option<LoadedInstance>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .instances
+            .get(instance_id)
+            .map(|stored| LoadedInstance {
+                state: stored.state.clone(),
+                history: stored.history.iter().map(|e| e.event.clone()).collect(),
+                message_ids: stored
+                    .history
+                    .iter()
+                    .map(|e| e.message_id.clone())
+                    .collect(),
+                version: Version(stored.version.to_string()),
+            }))
+    }
+
+    async fn commit(
+        &self,
+        expected: Option<&Version>,
+        commit: &Commit,
+    ) -> Result<Version, StoreError> {
+        let mut inner = self.lock();
+        let instance_id = commit.state.instance_id.clone();
+        let current = inner
+            .instances
+            .get(&instance_id)
+            .map(|stored| Version(stored.version.to_string()));
+        if current.as_ref() != expected {
+            return Err(StoreError::Conflict(instance_id));
+        }
+        let version = inner.next();
+        let stored = inner
+            .instances
+            .entry(instance_id)
+            .or_insert_with(|| StoredInstance {
+                state: commit.state.clone(),
+                history: Vec::new(),
+                version,
+            });
+        if commit.new_execution {
+            stored.history.clear();
+        }
+        stored.history.extend(commit.events.iter().cloned());
+        stored.state = commit.state.clone();
+        stored.version = version;
+        Ok(Version(version.to_string()))
+    }
+
+    async fn send(&self, messages: &[Message]) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        for message in messages {
+            let sequence = inner.next();
+            let queue = self.queue_for(&message.destination);
+            inner.queues.entry(queue).or_default().push(Queued {
+                key: format!("m{sequence}"),
+                sequence,
+                message: message.clone(),
+                visible_at: message.deliver_at.map_or(now, |at| at.max(now)),
+                dequeue_count: 0,
+                pop_receipt: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_held(&self, message: &Message, hold: Duration) -> Result<Receipt, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let sequence = inner.next();
+        let key = format!("m{sequence}");
+        let pop_receipt = format!("r{}", inner.next());
+        let queue = self.queue_for(&message.destination);
+        inner.queues.entry(queue).or_default().push(Queued {
+            key: key.clone(),
+            sequence,
+            message: message.clone(),
+            visible_at: add_saturating(now, hold),
+            dequeue_count: 0,
+            pop_receipt: Some(pop_receipt.clone()),
+        });
+        Ok(Receipt {
+            queue,
+            message_key: key,
+            pop_receipt,
+        })
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueKind,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let mut receipts = Vec::new();
+        let Some(messages) = inner.queues.get(&queue) else {
+            return Ok(Vec::new());
+        };
+        let mut visible: Vec<(DateTime<Utc>, u64)> = messages
+            .iter()
+            .filter(|q| q.visible_at <= now)
+            .map(|q| (q.visible_at, q.sequence))
+            .collect();
+        visible.sort();
+        visible.truncate(max.min(MAX_RECEIVE));
+        for (_, sequence) in visible {
+            let pop_receipt = format!("r{}", inner.next());
+            let Some(queued) = inner
+                .queues
+                .get_mut(&queue)
+                .and_then(|queue| queue.iter_mut().find(|q| q.sequence == sequence))
+            else {
+                continue;
+            };
+            queued.visible_at = add_saturating(now, visibility);
+            queued.dequeue_count += 1;
+            queued.pop_receipt = Some(pop_receipt.clone());
+            receipts.push(Received {
+                message: queued.message.clone(),
+                dequeue_count: queued.dequeue_count,
+                receipt: Receipt {
+                    queue,
+                    message_key: queued.key.clone(),
+                    pop_receipt,
+                },
+            });
+        }
+        Ok(receipts)
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.find(receipt)?;
+        if let Some(queue) = inner.queues.get_mut(&receipt.queue) {
+            queue.retain(|q| q.key != receipt.message_key);
+        }
+        Ok(())
+    }
+
+    async fn abandon(&self, receipt: &Receipt, delay: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let queued = inner.find(receipt)?;
+        queued.visible_at = add_saturating(now, delay);
+        queued.pop_receipt = None;
+        Ok(())
+    }
+
+    async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let newer = inner
+            .summaries
+            .get(&summary.instance_id)
+            .is_some_and(|stored| stored.revision >= summary.revision);
+        if !newer {
+            inner
+                .summaries
+                .insert(summary.instance_id.clone(), summary.clone());
+        }
+        Ok(())
+    }
+
+    async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
+        Ok(self.lock().summaries.get(instance_id).cloned())
+    }
+
+    async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.summaries.contains_key(&summary.instance_id) {
+            return Ok(false);
+        }
+        inner
+            .summaries
+            .insert(summary.instance_id.clone(), summary.clone());
+        Ok(true)
+    }
+
+    async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
+        let inner = self.lock();
+        let page_size = if query.page_size == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            query.page_size
+        };
+        let start = match &query.continuation {
+            Some(after) => std::ops::Bound::Excluded(after.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let mut continuation = None;
+        let candidates = inner
+            .summaries
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, summary)| summary)
+            .filter(|summary| matches_query(summary, query));
+        for summary in candidates {
+            if items.len() == page_size {
+                continuation = items
+                    .last()
+                    .map(|last: &InstanceSummary| last.instance_id.clone());
+                break;
+            }
+            items.push(summary.clone());
+        }
+        Ok(Page {
+            items,
+            continuation,
+        })
+    }
+
+    async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let had_state = inner.instances.remove(instance_id).is_some();
+        let had_summary = inner.summaries.remove(instance_id).is_some();
+        Ok(had_state || had_summary)
+    }
+
+    async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::InvalidInput(format!("not a message envelope: {e}")))
+    }
+
+    fn queue_for(&self, destination: &Destination) -> QueueKind {
+        match destination {
+            Destination::Instance { instance_id, .. } => {
+                QueueKind::Control(partition_of(instance_id, self.partitions))
+            }
+            Destination::WorkItem { .. } => QueueKind::WorkItems,
+        }
+    }
+
+    fn queues(&self) -> Vec<QueueKind> {
+        (0..self.partitions.get())
+            .map(QueueKind::Control)
+            .chain([QueueKind::WorkItems])
+            .collect()
+    }
+}
+
+fn matches_query(summary: &InstanceSummary, query: &InstanceQuery) -> bool {
+    (query.statuses.is_empty() || query.statuses.contains(&summary.status))
+        && query
+            .created_from
+            .is_none_or(|from| summary.created_at >= from)
+        && query.created_to.is_none_or(|to| summary.created_at <= to)
+        && query
+            .instance_id_prefix
+            .as_deref()
+            .is_none_or(|prefix| summary.instance_id.starts_with(prefix))
+}

@@ -1,0 +1,248 @@
+//! What the store keeps and moves: instance state with its outbox, history events with the ids
+//! of the messages that delivered them, message envelopes, and instance summaries for queries.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use durable_engine::{FailureDetails, HistoryEvent, OrchestrationStatus, ParentInstance};
+
+/// Unique id of a message; the key duplicates are recognised by.
+pub type MessageId = String;
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Destination {
+    /// An orchestration instance's control queue; `execution_id` pins completions to the
+    /// execution that scheduled them, `None` goes to whatever execution is current.
+    Instance {
+        instance_id: String,
+        execution_id: Option<String>,
+    },
+    /// The work-item queue: an activity call on behalf of an instance's execution.
+    WorkItem {
+        instance_id: String,
+        execution_id: String,
+    },
+}
+
+impl Destination {
+    pub fn instance_id(&self) -> &str {
+        match self {
+            Self::Instance { instance_id, .. } | Self::WorkItem { instance_id, .. } => instance_id,
+        }
+    }
+}
+
+/// A message envelope: one history event on its way to an instance (or to an activity worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Message {
+    pub id: MessageId,
+    pub destination: Destination,
+    pub event: HistoryEvent,
+    /// Not deliverable before this time (durable timers); `None` means at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<DateTime<Utc>>,
+    /// On a client's start: the revision of the Pending summary the client wrote, which the new
+    /// execution's commits must exceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+}
+
+/// The state of an instance: the source of truth every write is guarded on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceState {
+    pub instance_id: String,
+    pub name: String,
+    pub execution_id: String,
+    pub status: OrchestrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentInstance>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Incremented by every commit, across executions: orders summary writes.
+    pub revision: u64,
+    /// Messages a committed turn decided to send that may not have been sent yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Message>,
+    /// Ids of messages consumed by earlier executions (most recent last, bounded): history no
+    /// longer holds them after continue-as-new, but their redeliveries must still be dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_message_ids: Vec<MessageId>,
+    /// Earlier execution ids of this instance (most recent last, bounded), so a redelivered start
+    /// of one of them is recognised as a duplicate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_execution_ids: Vec<String>,
+}
+
+impl InstanceState {
+    /// The query-model view of this state.
+    pub fn summary(&self) -> InstanceSummary {
+        InstanceSummary {
+            instance_id: self.instance_id.clone(),
+            name: self.name.clone(),
+            execution_id: self.execution_id.clone(),
+            status: self.status,
+            input: self.input.clone(),
+            output: self.output.clone(),
+            failure: self.failure.clone(),
+            custom_status: self.custom_status.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+            revision: self.revision,
+        }
+    }
+}
+
+/// A history event as stored: with the id of the message that delivered it, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event: HistoryEvent,
+    pub message_id: Option<MessageId>,
+}
+
+/// An opaque optimistic-concurrency token (an ETag on Azure).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Version(pub String);
+
+/// An instance as loaded for a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedInstance {
+    pub state: InstanceState,
+    /// The current execution's history, in order.
+    pub history: Vec<HistoryEvent>,
+    /// Ids of the messages whose events are in `history`.
+    pub message_ids: MessageIds,
+    pub version: Version,
+}
+
+/// The ids of the messages that delivered each history event, in history order: a set for
+/// de-duplication, and per event so a rewritten history (a rewind) keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageIds {
+    by_event: Vec<Option<MessageId>>,
+    set: HashSet<MessageId>,
+}
+
+impl MessageIds {
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// The id of the message that delivered event `index`, if a message did.
+    pub fn of_event(&self, index: usize) -> Option<&MessageId> {
+        self.by_event.get(index).and_then(Option::as_ref)
+    }
+
+    /// Every id, in history order.
+    pub fn iter(&self) -> impl Iterator<Item = &MessageId> {
+        self.by_event.iter().flatten()
+    }
+}
+
+impl FromIterator<Option<MessageId>> for MessageIds {
+    fn from_iter<T: IntoIterator<Item = Option<MessageId>>>(events: T) -> Self {
+        let by_event: Vec<Option<MessageId>> = events.into_iter().collect();
+        let set = by_event.iter().flatten().cloned().collect();
+        Self { by_event, set }
+    }
+}
+
+impl IntoIterator for MessageIds {
+    type Item = MessageId;
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Option<MessageId>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.by_event.into_iter().flatten()
+    }
+}
+
+/// One atomic write to an instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub state: InstanceState,
+    /// Appended to the current history; or, with `new_execution`, the whole history of the
+    /// execution named in `state` (a first turn, a restart, or continue-as-new).
+    pub events: Vec<StoredEvent>,
+    pub new_execution: bool,
+}
+
+/// The query model of an instance (the `Instances` table row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceSummary {
+    pub instance_id: String,
+    pub name: String,
+    pub execution_id: String,
+    pub status: OrchestrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_status: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub revision: u64,
+}
+
+/// A filter over instance summaries; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceQuery {
+    pub statuses: Vec<OrchestrationStatus>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub instance_id_prefix: Option<String>,
+    /// Page size (at most this many results per page).
+    pub page_size: usize,
+    /// Continuation token from the previous page.
+    pub continuation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub continuation: Option<String>,
+}
+
+/// The queues of a task hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueKind {
+    Control(u32),
+    WorkItems,
+}
+
+/// Proof of having received a message, needed to delete it or make it visible again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    pub queue: QueueKind,
+    pub message_key: String,
+    pub pop_receipt: String,
+}
+
+/// A message taken off a queue, invisible to others until its visibility lapses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub message: Message,
+    pub dequeue_count: u32,
+    pub receipt: Receipt,
+}

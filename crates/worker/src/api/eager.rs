@@ -1,0 +1,79 @@
+//! Eager turns: a start or a raised event is queued hidden for a while, and the worker processes
+//! that message at once in the background, so it does not wait for the host to poll the control
+//! queue. Once the turn is done the hidden copy is deleted; if the worker dies first, the copy
+//! turns visible and the host delivers it as usual.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use durable_runtime::{Queued, Runtime};
+use durable_store::backend::Backend;
+
+/// How many eager turns may run at once; beyond that the queue path alone carries the message,
+/// so a burst of starts cannot pile unbounded work onto one worker.
+pub const DEFAULT_EAGER_TURNS: usize = 16;
+/// How long the queued copy stays hidden while its eager turn runs: the delay a crash of the
+/// worker adds before the host takes over.
+pub const HOLD: Duration = Duration::from_secs(30);
+
+pub struct EagerTurns {
+    permits: Arc<Semaphore>,
+}
+
+/// A reserved eager turn: send the message with [`Reservation::hold`], then [`Reservation::run`].
+pub struct Reservation {
+    /// Held until the turn and its clean-up are done; dropping it frees the slot.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl EagerTurns {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+        }
+    }
+
+    /// A free eager turn, if any.
+    pub fn reserve(&self) -> Option<Reservation> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Reservation { _permit: permit })
+    }
+}
+
+impl Reservation {
+    /// How long to keep the queued copy hidden: `Some` whenever a turn is reserved.
+    pub fn hold(reservation: &Option<Reservation>) -> Option<Duration> {
+        reservation.as_ref().map(|_| HOLD)
+    }
+
+    /// Processes the queued message in the background, then deletes its held copy, or, if the
+    /// turn failed, releases the copy at once so the host retries it without waiting for the
+    /// hold to end.
+    pub fn run<B: Backend>(self, runtime: &Arc<Runtime<B>>, queued: Queued) {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let processed = runtime.process_queued(&queued).await;
+            let instance = queued.message.destination.instance_id();
+            let Some(receipt) = &queued.receipt else {
+                return;
+            };
+            let settled = match &processed {
+                Ok(_) => runtime.backend().delete(receipt).await,
+                Err(error) => {
+                    tracing::debug!("eager turn for '{instance}' left to the queue: {error}");
+                    runtime.backend().abandon(receipt, Duration::ZERO).await
+                }
+            };
+            // The copy then arrives after the hold and is recognised as a duplicate.
+            if let Err(error) = settled {
+                tracing::debug!("the held message for '{instance}' stays queued: {error}");
+            }
+            drop(self);
+        });
+    }
+}

@@ -1,0 +1,167 @@
+//! `/api/instances/{id}…`: an instance's status (with its history on request) and the
+//! operations that steer it: raise an event, terminate, suspend, resume, rewind, restart.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::eager::Reservation;
+use super::extract::{Body, Params, Segments};
+use super::history::history_payload;
+use super::start::{check_status_or_wait, Wait};
+use super::status::{payload, status_code};
+use super::urls::base_url;
+use super::{instance_id, ApiError, ApiState};
+use durable_engine::OrchestrationStatus;
+use durable_store::backend::Backend;
+
+/// Longest `reason` accepted: it is stored in the instance's history.
+const MAX_REASON_BYTES: usize = 16 * 1024;
+/// Longest event name accepted.
+const MAX_EVENT_NAME_CHARS: usize = 1024;
+
+/// `GET /api/instances/{id}`: 202 with `Location` while it can still change, 200 once ended
+/// (500 for a failure with `returnInternalServerErrorOnFailure`), 404 if unknown.
+pub async fn status<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Segments(id): Segments<String>,
+    params: Params,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = instance_id(&id)?;
+    let show_input = params.flag("showInput", true)?;
+    let show_history = params.flag("showHistory", false)?;
+    let show_output = params.flag("showHistoryOutput", false)?;
+    let error_on_failure = params.flag("returnInternalServerErrorOnFailure", false)?;
+    let summary = state
+        .runtime
+        .status(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no instance '{id}'")))?;
+    let code = status_code(summary.status, error_on_failure);
+    let mut body = payload(&summary, show_input);
+    // As the extension: a Pending instance has no history to show yet.
+    if show_history && summary.status != OrchestrationStatus::Pending {
+        let history = state
+            .runtime
+            .history(id.as_str())
+            .await?
+            .unwrap_or_default();
+        body["historyEvents"] = Value::Array(history_payload(&history, show_output));
+    }
+    if code == StatusCode::ACCEPTED {
+        let location = format!("{}{}", base_url(&headers), uri);
+        return Ok((
+            code,
+            [
+                (header::LOCATION, location),
+                (header::RETRY_AFTER, "5".to_string()),
+            ],
+            Json(body),
+        )
+            .into_response());
+    }
+    Ok((code, Json(body)).into_response())
+}
+
+/// `POST /api/instances/{id}/{operation}`: `terminate`, `suspend`, `resume` and `rewind`
+/// (`?reason=`) answer 202, 404 for an unknown instance, 410 for one that has ended (rewind:
+/// 412 unless it failed); `restart` answers with the check-status links of the new instance.
+pub async fn operation<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Segments((id, operation)): Segments<(String, String)>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = instance_id(&id)?;
+    let id = id.as_str();
+    let runtime = &state.runtime;
+    let reason = || params.text("reason", MAX_REASON_BYTES);
+    match operation.to_ascii_lowercase().as_str() {
+        "terminate" => runtime.terminate(id, &reason()?).await?,
+        "suspend" => runtime.suspend(id, &reason()?).await?,
+        "resume" => runtime.resume(id, &reason()?).await?,
+        "rewind" => runtime.rewind(id, &reason()?).await?,
+        "restart" => {
+            let new_id = params.flag("restartWithNewInstanceId", true)?;
+            let wait = Wait::from_params(&params)?;
+            let started = runtime.restart(id, new_id).await?;
+            return check_status_or_wait(&state, &headers, &params, &started, wait).await;
+        }
+        "raiseevent" => {
+            return Err(ApiError::not_found(
+                "raiseEvent needs an event name: /instances/{id}/raiseEvent/{eventName}",
+            ))
+        }
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "instances have no operation '{}'",
+                operation.escape_debug()
+            )))
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /api/instances/{id}/raiseEvent/{eventName}` with a JSON body: 202, 404 for an unknown
+/// instance, 410 for one that has ended, 400 for a body that is not JSON.
+pub async fn raise_event<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Segments((id, operation, event_name)): Segments<(String, String, String)>,
+    _: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !operation.eq_ignore_ascii_case("raiseEvent") {
+        return Err(ApiError::not_found(format!(
+            "instances have no operation '{}'",
+            operation.escape_debug()
+        )));
+    }
+    let id = instance_id(&id)?;
+    check_event_name(&event_name)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::bad_request(format!(
+            "an event body must be sent as application/json, not '{}'",
+            content_type.escape_debug()
+        )));
+    }
+    let data = body.json("event body")?;
+    let eager = state.eager.reserve();
+    let raised = state
+        .runtime
+        .raise_event_message(id.as_str(), &event_name, data, Reservation::hold(&eager))
+        .await?;
+    if let Some(eager) = eager {
+        eager.run(&state.runtime, raised);
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn check_event_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("the event name must not be empty"));
+    }
+    if name.chars().count() > MAX_EVENT_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the event name is longer than {MAX_EVENT_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "the event name '{}' holds control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}

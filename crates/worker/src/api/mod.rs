@@ -1,0 +1,142 @@
+//! The Durable Functions HTTP API the worker serves under the route prefix: starting instances,
+//! reading, querying and steering them, and purging them. Errors are JSON `{"error": …}` with
+//! a 4xx status for requests that cannot be served as asked; 5xx only for storage failures.
+
+pub mod eager;
+mod extract;
+mod history;
+mod instances;
+mod purge;
+mod query;
+mod start;
+mod status;
+mod urls;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use durable_runtime::management::ManageError;
+use durable_runtime::{Runtime, RuntimeError};
+use durable_store::backend::Backend;
+use durable_store::names::InstanceId;
+use eager::EagerTurns;
+
+/// The route prefix of `host.json` (`extensions.http.routePrefix`) the API is served under.
+pub const ROUTE_PREFIX: &str = "/api";
+
+/// What every API handler needs.
+pub struct ApiState<B: Backend> {
+    pub runtime: Arc<Runtime<B>>,
+    /// Put in management URLs as `taskHub=`, as Durable Functions does.
+    pub task_hub: String,
+    pub eager: EagerTurns,
+}
+
+/// The API routes, prefix included. `/api/instances/` (trailing slash) is the list too: the
+/// Durable Functions client libraries call it so.
+pub fn routes<B: Backend>(state: Arc<ApiState<B>>) -> Router {
+    let collection = || get(query::list::<B>).delete(purge::purge_matching::<B>);
+    Router::new()
+        .route(
+            "/api/orchestrators/{function_name}",
+            post(start::start::<B>),
+        )
+        .route(
+            "/api/orchestrators/{function_name}/{instance_id}",
+            post(start::start_with_id::<B>),
+        )
+        .route("/api/instances", collection())
+        .route("/api/instances/", collection())
+        .route(
+            "/api/instances/{instance_id}",
+            get(instances::status::<B>).delete(purge::purge_one::<B>),
+        )
+        .route(
+            "/api/instances/{instance_id}/{operation}",
+            post(instances::operation::<B>),
+        )
+        .route(
+            "/api/instances/{instance_id}/{operation}/{event_name}",
+            post(instances::raise_event::<B>),
+        )
+        .method_not_allowed_fallback(extract::wrong_method)
+        .fallback(extract::no_route)
+        .with_state(state)
+}
+
+/// A request the API refuses or cannot serve, with the status it answers.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(error: RuntimeError) -> Self {
+        let status = match &error {
+            RuntimeError::InvalidInstanceId(_)
+            | RuntimeError::UnknownOrchestrator(_)
+            | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
+            RuntimeError::NotFound(_) => StatusCode::NOT_FOUND,
+            RuntimeError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            RuntimeError::Ended { .. } => StatusCode::GONE,
+            RuntimeError::Store(_)
+            | RuntimeError::Execute(_)
+            | RuntimeError::Contention(_)
+            | RuntimeError::RunawayContinueAsNew(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!("API request failed: {error}");
+        }
+        Self {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(error: ManageError) -> Self {
+        match error {
+            ManageError::Runtime(error) => error.into(),
+            // The extension's answer for a purge or rewind of an instance in the wrong state.
+            error @ (ManageError::NotEnded { .. } | ManageError::NotFailed { .. }) => Self {
+                status: StatusCode::PRECONDITION_FAILED,
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+/// An instance id from the path, refused with 400 when no instance could have it.
+pub(crate) fn instance_id(text: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("'{}': {e}", text.escape_debug())))
+}

@@ -1,0 +1,182 @@
+//! `POST /api/orchestrators/{functionName}[/{instanceId}]`: starts an instance with the body as
+//! its input and answers with the check-status links, or, given `timeout`, waits for it to end
+//! (restart answers the same way).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::eager::Reservation;
+use super::extract::{Body, Params, Segments};
+use super::status::{json_value, payload, status_code};
+use super::urls::{base_url, InstanceUrls};
+use super::{ApiError, ApiState};
+use durable_engine::OrchestrationStatus;
+use durable_store::backend::Backend;
+
+/// How often a waiting start checks the instance when the caller names no `pollingInterval`.
+const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(1);
+/// Upper bound on a waiting start, so a caller cannot pin a request (and the host's function
+/// timeout) forever.
+const MAX_WAIT: Duration = Duration::from_secs(230);
+
+pub async fn start<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Segments(function_name): Segments<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    start_instance(state, function_name, None, params, headers, body).await
+}
+
+pub async fn start_with_id<B: Backend>(
+    State(state): State<Arc<ApiState<B>>>,
+    Segments((function_name, instance_id)): Segments<(String, String)>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    start_instance(
+        state,
+        function_name,
+        Some(instance_id),
+        params,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// `timeout` and `pollingInterval` (seconds) of a start or restart that waits for the end.
+pub struct Wait {
+    timeout: Option<Duration>,
+    polling: Duration,
+}
+
+impl Wait {
+    pub fn from_params(params: &Params) -> Result<Self, ApiError> {
+        let timeout = seconds(params, "timeout")?;
+        let polling = seconds(params, "pollingInterval")?.unwrap_or(DEFAULT_POLLING_INTERVAL);
+        if timeout.is_some_and(|timeout| polling > timeout) {
+            return Err(ApiError::bad_request(
+                "'pollingInterval' must not be longer than 'timeout'",
+            ));
+        }
+        Ok(Self { timeout, polling })
+    }
+}
+
+/// A duration in (possibly fractional) seconds from the query string.
+fn seconds(params: &Params, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = params.get(name).filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(Some(Duration::from_secs_f64(
+            value.min(MAX_WAIT.as_secs_f64()),
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "'{name}' must be a number of seconds, got '{}'",
+            text.escape_debug()
+        ))),
+    }
+}
+
+async fn start_instance<B: Backend>(
+    state: Arc<ApiState<B>>,
+    function_name: String,
+    instance_id: Option<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let wait = Wait::from_params(&params)?;
+    let input = body.json("request body")?;
+    let eager = state.eager.reserve();
+    let started = state
+        .runtime
+        .start_message(
+            &function_name,
+            instance_id.as_deref(),
+            input,
+            Reservation::hold(&eager),
+        )
+        .await?;
+    let instance_id = started.message.destination.instance_id().to_string();
+    if let Some(eager) = eager {
+        eager.run(&state.runtime, started);
+    }
+    check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
+}
+
+/// The check-status response for `instance_id`, or, with a `timeout`, its end if it comes in
+/// time.
+pub async fn check_status_or_wait<B: Backend>(
+    state: &ApiState<B>,
+    headers: &HeaderMap,
+    params: &Params,
+    instance_id: &str,
+    wait: Wait,
+) -> Result<Response, ApiError> {
+    if let Some(timeout) = wait.timeout {
+        if let Some(ended) = wait_for_end(state, instance_id, timeout, wait.polling).await? {
+            return Ok(ended);
+        }
+    }
+    let urls = InstanceUrls::new(
+        &base_url(headers),
+        &state.task_hub,
+        instance_id,
+        params.get("code").as_deref(),
+    );
+    Ok(check_status_response(&urls, instance_id))
+}
+
+/// 202 with `Location` and `Retry-After`, as the extension's CreateCheckStatusResponse.
+fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [
+            (header::LOCATION, urls.status()),
+            (header::RETRY_AFTER, "10".to_string()),
+        ],
+        Json(urls.check_status_body(instance_id)),
+    )
+        .into_response()
+}
+
+/// Polls until the instance ends or `timeout` passes. A completed instance answers 200 with its
+/// output; one that failed or was terminated answers with its status object.
+async fn wait_for_end<B: Backend>(
+    state: &ApiState<B>,
+    instance_id: &str,
+    timeout: Duration,
+    polling: Duration,
+) -> Result<Option<Response>, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let polling = polling.max(Duration::from_millis(1));
+    loop {
+        if let Some(summary) = state.runtime.status(instance_id).await? {
+            if summary.status.is_terminal() {
+                let body = if summary.status == OrchestrationStatus::Completed {
+                    json_value(summary.output.as_deref())
+                } else {
+                    payload(&summary, true)
+                };
+                return Ok(Some(
+                    (status_code(summary.status, false), Json(body)).into_response(),
+                ));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(polling.min(deadline - now)).await;
+    }
+}

@@ -1,0 +1,106 @@
+//! The app's own trigger functions (timer, queue, or HTTP functions in payload form) that the
+//! worker serves at `POST /{name}` beside the engine's queue functions, registered by name.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use durable_protocol::invocation::{InvocationError, InvocationRequest, InvocationResponse};
+use durable_runtime::{Runtime, RuntimeError};
+use durable_store::backend::Backend;
+
+use crate::is_engine_function;
+
+/// Why a trigger function could not serve an invocation; decides the status the host sees.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// The input can never be processed. Answered 400: the host retries it `maxDequeueCount`
+    /// times and then parks it in `<queue>-poison`, where an operator can see it.
+    #[error("{0}")]
+    Rejected(String),
+    /// A failure a retry may cure (storage trouble, contention). Answered 500.
+    #[error("{0}")]
+    Retry(String),
+}
+
+impl From<InvocationError> for FunctionError {
+    fn from(error: InvocationError) -> Self {
+        Self::Rejected(error.to_string())
+    }
+}
+
+impl From<RuntimeError> for FunctionError {
+    fn from(error: RuntimeError) -> Self {
+        Self::Retry(error.to_string())
+    }
+}
+
+/// Why a function could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("a function named '{0}' is already registered")]
+    Duplicate(String),
+    #[error("'{0}' is the name of one of the engine's own queue functions")]
+    Reserved(String),
+    #[error("a function name must not be empty or contain '/'")]
+    InvalidName,
+}
+
+/// What a trigger function returns.
+pub type FunctionFuture =
+    Pin<Box<dyn Future<Output = Result<InvocationResponse, FunctionError>> + Send>>;
+
+type Handler<B> = Arc<dyn Fn(Arc<Runtime<B>>, InvocationRequest) -> FunctionFuture + Send + Sync>;
+
+/// The app's trigger functions, by name (the folder name of their `function.json`).
+pub struct TriggerFunctions<B> {
+    handlers: HashMap<String, Handler<B>>,
+}
+
+impl<B> Default for TriggerFunctions<B> {
+    fn default() -> Self {
+        Self {
+            handlers: HashMap::new(),
+        }
+    }
+}
+
+impl<B: Backend> TriggerFunctions<B> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` as function `name`. It receives the runtime (to start instances, raise
+    /// events, read status) and the host's invocation payload, and answers with the outputs.
+    pub fn function<F, Fut>(mut self, name: &str, handler: F) -> Result<Self, RegisterError>
+    where
+        F: Fn(Arc<Runtime<B>>, InvocationRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<InvocationResponse, FunctionError>> + Send + 'static,
+    {
+        if name.is_empty() || name.contains('/') {
+            return Err(RegisterError::InvalidName);
+        }
+        if is_engine_function(name) {
+            return Err(RegisterError::Reserved(name.to_string()));
+        }
+        if self.handlers.contains_key(name) {
+            return Err(RegisterError::Duplicate(name.to_string()));
+        }
+        let handler: Handler<B> =
+            Arc::new(move |runtime, request| Box::pin(handler(runtime, request)));
+        self.handlers.insert(name.to_string(), handler);
+        Ok(self)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Handler<B>> {
+        self.handlers.get(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}

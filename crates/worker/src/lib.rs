@@ -1,0 +1,189 @@
+//! The custom-handler HTTP surface the Functions host talks to: the readiness probe it polls
+//! with `GET /`, `POST /{FunctionName}` invocations (the engine's queue functions, the app's
+//! trigger functions, HTTP functions in payload mode), and the HTTP API under `/api`, which
+//! the host forwards to as-is when `enableForwardingHttpRequest` is on.
+
+pub mod api;
+pub mod functions;
+pub mod http_payload;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use api::eager::{EagerTurns, DEFAULT_EAGER_TURNS};
+use api::ApiState;
+use durable_protocol::invocation::{InvocationRequest, InvocationResponse};
+use durable_runtime::Runtime;
+use durable_store::backend::{Backend, StoreError};
+use functions::{FunctionError, TriggerFunctions};
+use http_payload::{response_binding, HttpRequestData};
+
+/// Name of the input binding the engine's queue functions receive their message under (the
+/// `name` in their `function.json`).
+pub const ENGINE_MESSAGE_BINDING: &str = "message";
+/// The work-item queue's function; control queue `NN` is served by `DurableControlNN`.
+pub const WORK_ITEMS_FUNCTION: &str = "DurableWorkItems";
+pub const CONTROL_FUNCTION_PREFIX: &str = "DurableControl";
+/// The trigger and output binding names of the app's HTTP functions.
+pub const HTTP_REQUEST_BINDING: &str = "req";
+pub const HTTP_RESPONSE_BINDING: &str = "res";
+
+struct Worker<B: Backend> {
+    runtime: Arc<Runtime<B>>,
+    functions: TriggerFunctions<B>,
+    api: Router,
+}
+
+/// The whole worker. `task_hub` names the hub in the management URLs the API hands out;
+/// `functions` are the app's own trigger functions.
+pub fn app<B: Backend>(
+    runtime: Arc<Runtime<B>>,
+    task_hub: String,
+    functions: TriggerFunctions<B>,
+) -> Router {
+    let api = api::routes(Arc::new(ApiState {
+        runtime: runtime.clone(),
+        task_hub,
+        eager: EagerTurns::new(DEFAULT_EAGER_TURNS),
+    }));
+    let worker = Arc::new(Worker {
+        runtime,
+        functions,
+        api: api.clone(),
+    });
+    Router::new()
+        .route("/", get(ready))
+        .route("/{function}", post(invoke::<B>))
+        .with_state(worker)
+        .merge(api)
+}
+
+async fn ready() -> &'static str {
+    "ready"
+}
+
+pub(crate) fn is_engine_function(name: &str) -> bool {
+    name == WORK_ITEMS_FUNCTION
+        || name
+            .strip_prefix(CONTROL_FUNCTION_PREFIX)
+            .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn done(response: InvocationResponse) -> Response {
+    (StatusCode::OK, Json(response)).into_response()
+}
+
+async fn invoke<B: Backend>(
+    State(worker): State<Arc<Worker<B>>>,
+    Path(function): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: InvocationRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the invocation body is not a Functions host payload: {e}"),
+            )
+        }
+    };
+    if is_engine_function(&function) {
+        return engine_message(&worker.runtime, &function, &request).await;
+    }
+    if let Some(handler) = worker.functions.get(&function) {
+        let result = handler(worker.runtime.clone(), request).await;
+        return function_result(&function, result);
+    }
+    if request.data.contains_key(HTTP_REQUEST_BINDING) {
+        return http_function(&worker.api, &request).await;
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no function named '{function}' is served by this worker"),
+    )
+}
+
+/// Failures a retry may cure answer 500 so the host retries the message. Bad input answers 400
+/// too: the host retries it `maxDequeueCount` times and then parks it in `<queue>-poison`,
+/// where an operator can see it, rather than losing it.
+fn function_result(function: &str, result: Result<InvocationResponse, FunctionError>) -> Response {
+    match result {
+        Ok(response) => done(response),
+        Err(FunctionError::Retry(e)) => {
+            tracing::warn!("{function}: will be retried: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+        Err(FunctionError::Rejected(e)) => {
+            tracing::warn!("{function}: rejected an input that can never be processed: {e}");
+            error(StatusCode::BAD_REQUEST, e)
+        }
+    }
+}
+
+/// An HTTP function in payload mode: the request the host describes is served by the same
+/// routes the forwarding mode reaches, and the response goes back as the `res` binding.
+async fn http_function(api: &Router, request: &InvocationRequest) -> Response {
+    let http = match HttpRequestData::from_data(&request.data, HTTP_REQUEST_BINDING)
+        .and_then(|data| data.to_request())
+    {
+        Ok(http) => http,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let response = match api.clone().oneshot(http).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let mut answer = InvocationResponse::default();
+    let binding: Value = response_binding(response).await;
+    answer
+        .outputs
+        .insert(HTTP_RESPONSE_BINDING.to_string(), binding);
+    done(answer)
+}
+
+/// Processes one engine message. Only failures a retry can cure answer non-2xx (the host then
+/// retries and, after `maxDequeueCount`, moves the message to the poison queue); a message that
+/// can never be processed is acknowledged with a log line so it is not retried.
+async fn engine_message<B: Backend>(
+    runtime: &Runtime<B>,
+    function: &str,
+    request: &InvocationRequest,
+) -> Response {
+    let text = match request.queue_message(ENGINE_MESSAGE_BINDING) {
+        Ok(text) => text,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let message = match runtime.backend().decode_message(&text).await {
+        Ok(message) => message,
+        Err(StoreError::InvalidInput(reason)) => {
+            tracing::warn!("{function}: dropped a message that can never be processed: {reason}");
+            return done(InvocationResponse::default().log(format!(
+                "dropped a message that can never be processed: {reason}"
+            )));
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    match runtime.process(&message).await {
+        Ok(disposition) => done(InvocationResponse::default().log(format!(
+            "message {} for '{}': {disposition:?}",
+            message.id,
+            message.destination.instance_id()
+        ))),
+        Err(e) => {
+            tracing::warn!("{function}: message {} will be retried: {e}", message.id);
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}

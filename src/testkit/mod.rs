@@ -1,8 +1,0 @@
-//! In-memory harness for running orchestrations end to end inside tests and benchmarks: a
-//! single-threaded runtime with a manual clock, and a builder for hand-written histories.
-
-mod builder;
-mod runtime;
-
-pub use builder::HistoryBuilder;
-pub use runtime::{InMemoryRuntime, InstanceState, RuntimeError};

@@ -1,0 +1,34 @@
+//! Binaries of other workspace packages that tests run (Cargo only tells a test where its own
+//! package's binaries are): built once per test process with the same profile, then found in
+//! the target directory beside the test executable.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The dev host (`durable-devhost`'s `devhost` binary).
+pub fn devhost() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build("durable-devhost", "devhost"))
+        .clone()
+}
+
+/// Builds `bin` of `package` and returns its path.
+pub fn build(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .args(["build", "--locked", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {bin}: {e}"));
+    assert!(status.success(), "building {package}'s {bin} failed");
+    // The test runs from target/<profile>/deps/; binaries are one level up.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
