@@ -1118,7 +1118,9 @@ mod tests {
 
     #[test]
     fn the_repository_host_json_parses_with_the_expected_values() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(HOST_JSON);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(HOST_JSON);
         let host = load_host(&path).unwrap();
         assert_eq!(
             host,
@@ -1143,9 +1145,10 @@ mod tests {
 
     #[test]
     fn the_repository_app_loads() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The seed app at the workspace root.
+        let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let app = AppConfig::load(root).unwrap();
-        assert_eq!(app.root, root);
+        assert_eq!(&app.root, root);
         assert_eq!(app.host.executable, "handler");
         let names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
         let mut sorted = names.clone();
@@ -1859,7 +1862,8 @@ mod tests {
 
     #[test]
     fn the_repository_local_settings_parse() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The seed app at the workspace root.
+        let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let s = settings(root, []).unwrap();
         assert_eq!(
             s.get("FUNCTIONS_WORKER_RUNTIME").map(String::as_str),
