@@ -132,7 +132,7 @@ start() {
     ensure_installed
 
     # No --skipApiVersionCheck or --loose: Azurite 3.37 accepts the API versions both Azure SDK
-    # families send (azure-sdk-eval G13). --disableTelemetry keeps test runs from calling home.
+    # families send (the legacy crates 2022-11-02, the new ones 2026-04-06). --disableTelemetry keeps test runs from calling home.
     local args=(
         --blobHost 127.0.0.1 --blobPort "$blob_port"
         --queueHost 127.0.0.1 --queuePort "$queue_port"

@@ -112,7 +112,8 @@ fn worker_without_a_storage_connection_exits_with_a_clear_error() {
 }
 
 /// The body the host POSTs for a queue trigger whose binding `message` holds `text`: the value is
-/// a JSON string holding a JSON string literal, `DequeueCount` a string (protocol §3.3).
+/// a JSON string holding a JSON string literal, `DequeueCount` a string, as the
+/// host really sends it.
 fn queue_invocation(text: &str) -> Value {
     json!({
         "Data": { "message": serde_json::to_string(text).unwrap() },
@@ -276,7 +277,8 @@ async fn invoke_ok(http: &reqwest::Client, port: u16, function: &str, body: &Val
     }
 }
 
-/// An HTTP request in the host's payload mode (protocol §3.2), as the dev host or `func` sends
+/// An HTTP request in the host's payload mode (`Data.req` with `Url`, `Method`,
+/// `Headers`, `Body`), as the dev host or `func` sends
 /// it when forwarding is off.
 fn http_invocation(method: &str, path: &str, body: Option<&str>) -> Value {
     let mut request = json!({
@@ -301,7 +303,8 @@ async fn the_apps_own_functions_answer_the_hosts_payloads() {
     wait_ready(port);
     let http = reqwest::Client::new();
 
-    // Function1: the timer payload of protocol §3.4 under its binding name; the two items go
+    // Function1: the host's timer payload (`Schedule`, `ScheduleStatus`, `IsPastDue`)
+    // under its binding name; the two items go
     // out through the queue output binding as JSON object text.
     let timer = json!({"Data":{"myTimer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00","LastUpdated":"2026-09-24T13:08:00.0096035+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"Function1","UtcNow":"2026-09-24T13:09:00.0123456Z","RandGuid":"r"}}});
     let answer = invoke_ok(&http, port, "Function1", &timer).await;
