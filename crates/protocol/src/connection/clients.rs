@@ -18,7 +18,7 @@ use super::managed_identity::UserAssignedManagedIdentity;
 use super::{ConnectionError, Service, StorageConnection, StorageCredential};
 
 /// Client-side timeouts of the shared HTTP client. azure_core 0.21 sets none (its `timeout` is
-/// a server-side query parameter), and a dequeue against a busy account can stall (G2).
+/// the server-side `timeout=` query parameter), and a dequeue against a busy account can stall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpSettings {
     pub connect_timeout: Duration,
@@ -43,7 +43,9 @@ pub struct StorageClients {
 }
 
 /// Builds the pooled HTTP client every storage client (and token request) goes through.
-/// azure_core 0.21's own client disables keep-alive, a new TCP/TLS handshake per call (G1).
+/// azure_core 0.21's own client disables keep-alive (`pool_max_idle_per_host(0)`), a new TCP/TLS
+/// handshake per call. Its retry policy retries I/O errors, so a stale pooled connection is
+/// retried transparently.
 pub fn http_client(settings: HttpSettings) -> Result<Arc<dyn HttpClient>, ConnectionError> {
     let client = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
