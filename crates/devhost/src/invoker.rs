@@ -1,6 +1,9 @@
-//! Invocations as the Functions host makes them: `POST /{function}` with the host's headers and
-//! the reading of the worker's answer (protocol §2, §4), the rebuilt request of forwarding mode
-//! (§5.2), and the host's encoding of values in invocation payloads (§3.1).
+//! Invocations as the Functions host makes them: `POST /{function}` with the payload as JSON and
+//! the host's version, invocation-id and User-Agent headers, and the worker's answer read as the
+//! host reads it (a 2xx status, a JSON content type, `Outputs`, `Logs`, `ReturnValue`); the
+//! request rebuilt for forwarding mode (the caller's method, path, query and headers, plus the
+//! host's); and how the host encodes values in payloads (a string as the JSON of a .NET string, so
+//! double-encoded; numbers and booleans as .NET strings; times as Newtonsoft writes them).
 
 use std::time::Duration;
 
@@ -17,7 +20,8 @@ const INVOCATION_ID_HEADER: &str = "X-Azure-Functions-InvocationId";
 /// How much of a failed answer's body goes into the error message.
 const ERROR_BODY_CHARS: usize = 500;
 
-/// The worker's answer to a successful invocation (protocol §4).
+/// The worker's answer to a successful invocation: the `Outputs`, `Logs` and `ReturnValue` of the
+/// JSON object it returned with a 2xx status.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InvocationResult {
     /// `Outputs`, keyed by binding name; the host matches the names case-sensitively.
@@ -115,7 +119,8 @@ impl Invoker {
         Ok(result)
     }
 
-    /// Forwarding mode (§5.2): sends `method {worker}{path_and_query}` with `headers` (the
+    /// Forwarding mode (the host rebuilds the caller's request and sends it to the worker, the
+    /// route prefix kept in the path): sends `method {worker}{path_and_query}` with `headers` (the
     /// caller's, already filtered), the host's version and invocation-id headers and its
     /// User-Agent product appended to the caller's, and `body` if any.
     pub async fn forward(

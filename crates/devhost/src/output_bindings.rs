@@ -1,6 +1,8 @@
 //! Queue output bindings as the host applies them after a successful invocation: the worker's
 //! `Outputs` (and `ReturnValue` for `$return`) turned into messages by the host's conversion
-//! rules (protocol §4 rules 6–8), encoded per `messageEncoding`, written to the binding's queue.
+//! rules (a string that is valid base64 is decoded to bytes unless the binding says
+//! `"dataType": "binary"`, an array is one message per element, `ReturnValue` goes to a `$return`
+//! binding), encoded per `messageEncoding`, written to the binding's queue.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -54,7 +54,11 @@ fn offset_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
 
-/// The invocation payload the host sends for a queue message (protocol §3.1, §3.3).
+/// The invocation payload the host sends for a queue message: `Data[binding]` is the message text
+/// as the JSON of a .NET string (double-encoded); `Metadata` holds `DequeueCount`,
+/// `ExpirationTime`, `Id`, `InsertionTime`, `NextVisibleTime`, `PopReceipt` and `sys` (numbers as
+/// strings, strings double-encoded, times without their fraction), then a JSON object message's
+/// top-level properties.
 pub fn queue_payload(
     function: &str,
     binding: &str,

@@ -60,7 +60,7 @@ fn never() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// The timer invocation payload as the host sends it (protocol §3.4): `Data[binding]` is the
+/// The timer invocation payload as the host sends it: `Data[binding]` is the
 /// `TimerInfo` object, with `ScheduleStatus` null when the schedule is not monitored; `Metadata`
 /// holds only `sys`. Times carry `+00:00`, the offset of a host running in UTC. Keys keep the
 /// host's declaration order.
@@ -238,7 +238,8 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Instant;
 
-    /// The timer payload of protocol §3.4, verbatim.
+    /// A timer payload in the host's shape (the `TimerInfo` of a monitored every-minute
+    /// schedule, and `sys`), verbatim.
     const DOC_TIMER: &str = r#"{"Data":{"myTimer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00","LastUpdated":"2026-09-24T13:08:00.0096035+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"MyTimerFn","UtcNow":"2026-09-24T13:09:00.0123456Z","RandGuid":"..."}}}"#;
 
     fn at(text: &str) -> DateTime<Utc> {

@@ -119,7 +119,8 @@ impl InvocationResponse {
 mod tests {
     use super::*;
 
-    /// Observed from Core Tools 4.0.6610 (functions-host-protocol.md §3.3), verbatim.
+    /// A queue payload observed from Core Tools 4.0.6610 (runtime 4.1036.1.23224, message text
+    /// `hello!!`), verbatim; the publisher printed `sys` with its keys sorted.
     const OBSERVED_QUEUE: &str = r#"{
     "Data": {
       "queue": "\"hello!!\""
@@ -139,13 +140,13 @@ mod tests {
     }
 }"#;
 
-    /// The same wire in host order, compact (§3.3).
+    /// The same wire in host order (`sys` as MethodName, UtcNow, RandGuid), compact.
     const COMPACT_QUEUE: &str = r#"{"Data":{"queue":"\"hello!!\""},"Metadata":{"DequeueCount":"1","ExpirationTime":"2025-02-25T03:06:19+00:00","Id":"\"52d53c5f-e212-487e-998b-abbe3b9d51e4\"","InsertionTime":"2025-02-18T03:06:19+00:00","NextVisibleTime":"2025-02-18T03:16:20+00:00","PopReceipt":"\"MThGZWIyMDI1MDM6MDY6MjA3NjM1\"","sys":{"MethodName":"queue","UtcNow":"2025-02-18T03:06:20.7562691Z","RandGuid":"e59556b5-892a-4465-a19d-4396f0978dab"}}}"#;
 
     /// A JSON message body, with the binding data the host adds from its top-level properties.
     const JSON_QUEUE: &str = r#"{"Data":{"myQueueItem":"\"{\\\"orderId\\\":7,\\\"note\\\":\\\"x\\\"}\""},"Metadata":{"DequeueCount":"1","ExpirationTime":"9999-12-31T23:59:59+00:00","Id":"\"1\"","InsertionTime":"2025-02-18T03:06:19+00:00","NextVisibleTime":"2025-02-18T03:16:20+00:00","PopReceipt":"\"p\"","sys":{"MethodName":"q","UtcNow":"2025-02-18T03:06:20.7562691Z","RandGuid":"r"},"orderId":"\"7\"","note":"\"x\""}}"#;
 
-    /// The timer payload (§3.4).
+    /// A timer payload in the host's shape: the `TimerInfo` of a monitored schedule, and `sys`.
     const TIMER: &str = r#"{"Data":{"myTimer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00","LastUpdated":"2026-09-24T13:08:00.0096035+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"MyTimerFn","UtcNow":"2026-09-24T13:09:00.0123456Z","RandGuid":"..."}}}"#;
 
     /// TimerInfo as another worker received it, with a local offset.

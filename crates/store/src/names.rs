@@ -374,7 +374,7 @@ pub fn unescape_key(escaped: &str) -> Result<Cow<'_, str>, KeyUnescapeError> {
 
 /// Doubles `'` so a value can sit inside an OData string literal: `$filter` expressions and
 /// the `(PartitionKey='…',RowKey='…')` entity URLs, which azure_data_tables builds without
-/// escaping (azure-sdk-eval G7).
+/// escaping.
 pub fn odata_escape(value: &str) -> Cow<'_, str> {
     if value.contains('\'') {
         Cow::Owned(value.replace('\'', "''"))

@@ -1,6 +1,6 @@
 //! The dev host's HTTP front, the stand-in for the host's HTTP listener: routes from `httpTrigger`
-//! bindings (ASP.NET route templates), each request forwarded raw to the worker (protocol §5.2) or
-//! turned into an invocation payload (§3.2) whose http output becomes the response (§4).
+//! bindings (ASP.NET route templates), each request forwarded raw to the worker (forwarding mode)
+//! or turned into an invocation payload whose http output becomes the response (payload mode).
 
 mod payload;
 mod reply;
@@ -66,7 +66,7 @@ pub struct HttpFunction {
     /// Lowercased; empty means every method.
     methods: Vec<String>,
     route: RouteTemplate,
-    /// Forwarding mode applies (§5.1): `enableForwardingHttpRequest` is on and the function has
+    /// Forwarding mode applies: `enableForwardingHttpRequest` is on and the function has
     /// exactly its trigger and one http output.
     forwarded: bool,
     /// The http output binding's name, `$return` included.
@@ -205,7 +205,7 @@ impl HttpFront {
         })
     }
 
-    /// Forwarding mode (§5.2): the caller's method, path and query, its headers but the content
+    /// Forwarding mode: the caller's method, path and query, its headers but the content
     /// ones, its body only when Content-Length is above 0; the worker's answer as it is.
     async fn forward(
         &self,
@@ -252,7 +252,7 @@ impl HttpFront {
         }
     }
 
-    /// Payload mode (§3.2, §4): invoke, turn the http output into the response, write the
+    /// Payload mode: invoke, turn the http output into the response, write the
     /// queue outputs; any failure answers 500, as the host does.
     async fn invoke(
         &self,

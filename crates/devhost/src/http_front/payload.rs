@@ -1,5 +1,6 @@
-//! The payload-mode request (protocol §3.2): an HTTP request turned into the invocation payload
-//! the host sends, with Kestrel's header names and ASP.NET's query parsing and encoding.
+//! The payload-mode request (the host's mode for an HTTP function when forwarding does not apply):
+//! an HTTP request turned into the invocation payload the host sends, with Kestrel's header names
+//! and ASP.NET's query parsing and encoding.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -186,7 +187,7 @@ fn body_binding_value(value: &Value) -> Option<Value> {
     }
 }
 
-/// The invocation payload the host sends for an HTTP request (protocol §3.2): `Data[trigger]`
+/// The invocation payload the host sends for an HTTP request: `Data[trigger]`
 /// is the request (`Url`, `Method`, `Query`, `Headers`, `Params`, `Identities`, and `Body` when
 /// Content-Length is above 0, base64 for `application/octet-stream` and `multipart/*`);
 /// `Metadata` holds a JSON body's top-level properties, the query parameters but `code`, the
@@ -333,9 +334,10 @@ mod tests {
     use super::*;
     use crate::http_front::RouteTemplate;
 
-    /// The observed GET payload of protocol §3.2, verbatim.
+    /// A GET payload as Core Tools' host sent it (anonymous, default route), verbatim.
     const OBSERVED_GET: &str = r#"{"Data":{"req":{"Url":"http://localhost:7071/api/SimpleHttpTrigger","Method":"GET","Query":{},"Headers":{"Accept":["*/*"],"Connection":["keep-alive"],"Host":["localhost:7071"],"User-Agent":["PostmanRuntime/7.37.3"],"Accept-Encoding":["gzip, deflate, br"],"Cache-Control":["no-cache"],"Postman-Token":["f7cc026e-5cb0-4b7a-8f70-ed394a0e97ef"]},"Params":{},"Identities":[{"AuthenticationType":null,"IsAuthenticated":false,"Actor":null,"BootstrapContext":null,"Claims":[],"Label":null,"Name":null,"NameClaimType":"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name","RoleClaimType":"http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}]}},"Metadata":{"Query":{},"Headers":{"Accept":"*/*","Connection":"keep-alive","Host":"localhost:7071","User-Agent":"PostmanRuntime/7.37.3","Accept-Encoding":"gzip, deflate, br","Cache-Control":"no-cache","Postman-Token":"f7cc026e-5cb0-4b7a-8f70-ed394a0e97ef"},"sys":{"MethodName":"SimpleHttpTrigger","UtcNow":"2024-05-14T15:14:15.128919Z","RandGuid":"7a85f722-f6ba-4add-9a45-7ed862be02ae"}}}"#;
-    /// The reconstructed POST payload of protocol §3.2, verbatim.
+    /// A POST payload reconstructed from the host's source (`POST /api/orders/42?verbose=true`,
+    /// route `orders/{id}`, body `{"qty":2}`), verbatim.
     const RECONSTRUCTED_POST: &str = r#"{"Data":{"req":{"Url":"http://localhost:7071/api/orders/42?verbose=true","Method":"POST","Query":{"verbose":"true"},"Headers":{"Content-Length":["9"],"Content-Type":["application/json"],"Host":["localhost:7071"]},"Params":{"id":"42"},"Identities":[{"AuthenticationType":null,"IsAuthenticated":false,"Actor":null,"BootstrapContext":null,"Claims":[],"Label":null,"Name":null,"NameClaimType":"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name","RoleClaimType":"http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}],"Body":"{\"qty\":2}"}},"Metadata":{"qty":"\"2\"","verbose":"\"true\"","id":"\"42\"","Query":{"verbose":"true"},"Headers":{"Content-Length":"9","Content-Type":"application/json","Host":"localhost:7071"},"sys":{"MethodName":"orders","UtcNow":"2026-01-01T10:00:00.1234567Z","RandGuid":"00000000-0000-0000-0000-000000000000"}}}"#;
 
     fn at(text: &str) -> DateTime<Utc> {

@@ -1,4 +1,4 @@
-//! The HTTP answer to a payload-mode invocation (protocol §4): the worker's http output or
+//! The HTTP answer to a payload-mode invocation: the worker's http output or
 //! `$return` value turned into the response the host writes.
 
 use axum::body::Body;
@@ -123,7 +123,7 @@ fn empty_object_reply() -> Result<HttpReply, HttpOutputError> {
     reply(StatusCode::OK, None, &Value::String("{}".into()))
 }
 
-/// The response for `Outputs.<http output>` (protocol §4): an object (or a string holding
+/// The response for `Outputs.<http output>`: an object (or a string holding
 /// one) with `statusCode` (number or numeric string; default 200; `status` is ignored),
 /// `headers` and `body`, names matched ignoring case. Missing or null: 200 with body `{}`.
 pub fn output_reply(value: Option<&Value>) -> Result<HttpReply, HttpOutputError> {

@@ -1,5 +1,6 @@
 //! Maps azure_core errors onto [`StoreError`] by HTTP status and storage error code (the SDK's
-//! `Display` only says "server returned error status…", azure-sdk-eval G6), never echoing URLs.
+//! `Display` only says "server returned error status which will not be retried: 412"), never
+//! echoing URLs.
 
 use azure_core::error::ErrorKind;
 
@@ -18,8 +19,8 @@ pub fn classify(operation: &str, error: azure_core::Error) -> StoreError {
     if status == 412 || status == 409 {
         return StoreError::Conflict(operation.to_string());
     }
-    // Azurite answers a stale pop receipt with 400 PopReceiptMismatch, Azure may say 404
-    // MessageNotFound (G15): either way the lease is gone.
+    // Azurite answers a stale pop receipt with 400 PopReceiptMismatch, Azure may also say 404
+    // MessageNotFound: either way the lease is gone.
     if matches!(
         (status, code.as_deref()),
         (400, Some("PopReceiptMismatch")) | (404, Some("MessageNotFound"))

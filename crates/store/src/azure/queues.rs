@@ -29,8 +29,9 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest initial delay of a sent message; a minute under the limit so clock skew between
 /// this machine and the service never pushes it over (long timers hop, ARCHITECTURE.md).
 pub const MAX_INITIAL_DELAY: Duration = Duration::from_secs(7 * 24 * 3600 - 60);
-/// Time to live of every message. "Never expires" (-1) is not expressible in the legacy SDK
-/// (G12); a year outlives any delay (at most 7 days) and any sane backlog.
+/// Time to live of every message. "Never expires" (-1) is not expressible in the legacy SDK (its
+/// `MessageTTL` is an unsigned `Duration`) and its default is 7 days; a year outlives any delay
+/// (at most 7 days) and any sane backlog.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// JSON larger than this goes to a blob: base64 makes it 4/3 larger, and the queue's limit is
 /// 64 KiB of message text (DurableTask.AzureStorage uses the same 45 KiB threshold).

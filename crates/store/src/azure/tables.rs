@@ -107,7 +107,8 @@ fn utf16_bytes(text: &str) -> usize {
 }
 
 fn time(value: DateTime<Utc>) -> String {
-    // Fixed width, so string comparison in $filter orders correctly (G8).
+    // Fixed width, so string comparison in $filter orders correctly: chrono timestamps are
+    // stored as Edm.String unless annotated.
     value.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -369,8 +370,9 @@ impl Tables {
         if let Some((index, code)) =
             failed_operation(response.operation_responses.iter().map(|r| r.status_code))
         {
-            // G5: a failed changeset still comes back Ok; nothing in it was applied. The
-            // history row is an upsert, so only the sentinel's insert or If-Match can clash.
+            // azure_data_tables returns a failed changeset as Ok (the status is per operation);
+            // the batch is atomic, so nothing in it was applied. The history row is an upsert,
+            // so only the sentinel's insert or If-Match can clash.
             return Err(match code {
                 // 404: the instance was purged since it was loaded.
                 404 | 409 | 412 => StoreError::Conflict(instance_id.clone()),
@@ -694,7 +696,8 @@ impl Tables {
     }
 }
 
-/// The OData filter for a summary query (every value escaped, G7).
+/// The OData filter for a summary query (every value escaped: azure_data_tables passes
+/// `$filter` literals through as they are).
 fn summary_filter(query: &InstanceQuery) -> String {
     let mut clauses = Vec::new();
     if !query.statuses.is_empty() {
