@@ -13,6 +13,9 @@ mod registry;
 mod retry;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 pub use action::Action;
 pub use builder::HistoryBuilder;
 pub use combinators::{
