@@ -20,6 +20,7 @@ use super::combinators::{select2, Either};
 use super::error::TaskError;
 use super::future::{DurableFuture, MapFn};
 use super::history::{FailureDetails, ParentInstance};
+use super::scope::KeptWaker;
 
 /// Namespace of the name-based (v5) UUIDs that `new_guid` derives.
 const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_2937_b875);
@@ -48,7 +49,7 @@ struct Slot {
 /// settled when the future is dropped first (a select loser).
 enum SlotState {
     /// No completion yet and a live future waits, with the waker it was last polled with.
-    Waiting(Option<Waker>),
+    Waiting(Option<KeptWaker>),
     /// No completion yet and no future waits any more.
     Abandoned,
     /// Completed; the future has not taken the result yet.
@@ -147,7 +148,11 @@ impl ContextState {
 
     /// Delivers a completion; returns `None` if the slot already had one (a duplicate),
     /// otherwise the waker to notify (if a live future registered one).
-    pub(crate) fn resolve(&mut self, slot: usize, completion: Completion) -> Option<Option<Waker>> {
+    pub(crate) fn resolve(
+        &mut self,
+        slot: usize,
+        completion: Completion,
+    ) -> Option<Option<KeptWaker>> {
         let slot_ref = self.slots.get_mut(slot)?;
         match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
             SlotState::Waiting(waker) => {
@@ -178,7 +183,7 @@ impl ContextState {
             SlotState::Waiting(kept) => {
                 let kept = match kept {
                     Some(kept) if kept.will_wake(waker) => kept,
-                    _ => waker.clone(),
+                    _ => KeptWaker::keep(waker),
                 };
                 slot_ref.state = SlotState::Waiting(Some(kept));
                 None
@@ -212,7 +217,7 @@ impl ContextState {
         &mut self,
         name: &str,
         input: Option<String>,
-    ) -> Option<Option<Waker>> {
+    ) -> Option<Option<KeptWaker>> {
         let key = name.to_ascii_lowercase();
         if let Some(waiters) = self.event_waiters.get_mut(&key) {
             while let Some(slot) = waiters.pop_front() {

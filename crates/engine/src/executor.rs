@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 
@@ -14,6 +14,7 @@ use super::context::{
 use super::error::{panic_message, ExecuteError};
 use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
 use super::registry::{OrchestratorFuture, Registry};
+use super::scope::{self, KeptWaker, Scope};
 
 /// The result of running one orchestration turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,9 @@ impl TurnOutcome {
 /// Error type recorded for orchestrations whose code no longer matches their history.
 pub const NONDETERMINISM_ERROR_TYPE: &str = "NonDeterministicOrchestration";
 
+/// Error type recorded for orchestrations that await something the context did not create.
+pub const FOREIGN_AWAIT_ERROR_TYPE: &str = "ForeignAwait";
+
 /// Runs one turn of `instance_id`. `past_events` are replayed (`is_replaying() == true`),
 /// then `new_events` are applied. A valid history starts with OrchestratorStarted followed by
 /// ExecutionStarted; callers open each turn's `new_events` with an OrchestratorStarted that
@@ -115,6 +119,7 @@ pub fn execute(
         root: Root::Unclocked,
         end: End::Open,
         delivery: Delivery::Flowing,
+        body: Scope::body(),
     };
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
         executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
@@ -188,6 +193,8 @@ struct Executor<'a> {
     root: Root,
     end: End,
     delivery: Delivery<'a>,
+    /// The waker the orchestrator is polled with.
+    body: Scope,
 }
 
 impl<'a> Executor<'a> {
@@ -373,7 +380,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn wake_and_poll(&mut self, waker: Option<Waker>) {
+    fn wake_and_poll(&mut self, waker: Option<KeptWaker>) {
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -384,38 +391,14 @@ impl<'a> Executor<'a> {
         let Root::Running(root) = &mut self.root else {
             return;
         };
-        let mut cx = Context::from_waker(Waker::noop());
-        let polled = catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(&mut cx)));
-        match polled {
-            Ok(Poll::Ready(result)) => {
-                self.drop_root();
-                let mut state = self.shared().state.borrow_mut();
-                let sequence = state.next_sequence();
-                state.actions.push(None);
-                drop(state);
-                self.root = Root::Returned {
-                    sequence,
-                    result: result.map_err(|error| error.into_details()),
-                };
-            }
-            Ok(Poll::Pending) => {
-                let state = self.shared().state.borrow();
-                if state.live_pending == 0 && state.continue_as_new.is_none() {
-                    drop(state);
-                    self.drop_root();
-                    let details = FailureDetails::new(
-                        "ForeignAwait",
-                        format!(
-                            "orchestrator '{}' is waiting on something the orchestration context did \
-                             not create (for example a tokio timer, a channel or a socket); \
-                             orchestrators may only await durable tasks from the context",
-                            self.shared().info.name
-                        ),
-                    );
-                    self.fail(details);
-                }
-            }
-            Err(payload) => {
+        let body = &self.body;
+        let (polled, foreign) = scope::session(|| {
+            catch_unwind(AssertUnwindSafe(|| body.poll(|cx| root.as_mut().poll(cx))))
+        });
+        // Continue-as-new ends the execution at the end of the turn, whatever the code awaits.
+        let continuing = self.shared().state.borrow().continue_as_new.is_some();
+        match (polled, foreign) {
+            (Err(payload), _) => {
                 self.drop_root();
                 let details = FailureDetails::new(
                     "Panic",
@@ -427,7 +410,42 @@ impl<'a> Executor<'a> {
                 );
                 self.fail(details);
             }
+            // Even when the code went on to return: a race it ran against a foreign future
+            // would not replay the same way.
+            (Ok(_), Some(found)) if !continuing => {
+                self.drop_root();
+                self.fail(self.foreign_await(&found.to_string()));
+            }
+            (Ok(Poll::Ready(result)), _) => {
+                self.drop_root();
+                let mut state = self.shared().state.borrow_mut();
+                let sequence = state.next_sequence();
+                state.actions.push(None);
+                drop(state);
+                self.root = Root::Returned {
+                    sequence,
+                    result: result.map_err(|error| error.into_details()),
+                };
+            }
+            (Ok(Poll::Pending), _) => {
+                if self.shared().state.borrow().live_pending == 0 && !continuing {
+                    self.drop_root();
+                    self.fail(self.foreign_await("no durable task it created is still waiting"));
+                }
+            }
         }
+    }
+
+    fn foreign_await(&self, detail: &str) -> FailureDetails {
+        FailureDetails::new(
+            FOREIGN_AWAIT_ERROR_TYPE,
+            format!(
+                "orchestrator '{}' is waiting on something the orchestration context did not \
+                 create (for example a tokio timer, a channel or a socket): {detail}; \
+                 orchestrators may only await durable tasks from the context",
+                self.shared().info.name
+            ),
+        )
     }
 
     /// Drops the orchestrator future if it is running. User drop code may panic; that must fail

@@ -1,6 +1,7 @@
 //! Engine unit tests, each driving `execute` over a history written with `HistoryBuilder`: the
 //! executor's state transitions, foreign awaits, and the error names that get persisted.
 
+mod foreign_await;
 mod states;
 
 use crate::{execute, FailureDetails, HistoryBuilder, HistoryEvent, Registry, Turn, TurnOutcome};
