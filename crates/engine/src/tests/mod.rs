@@ -1,6 +1,7 @@
 //! Engine unit tests, each driving `execute` over a history written with `HistoryBuilder`: the
 //! executor's state transitions, foreign awaits, and the error names that get persisted.
 
+mod error_names;
 mod foreign_await;
 mod states;
 
