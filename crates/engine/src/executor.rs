@@ -206,9 +206,9 @@ impl<'a> Executor<'a> {
         !matches!(self.end, End::Open)
     }
 
-    /// Ends the execution with a failure the engine decided. It replaces an earlier engine
-    /// failure: the last one explains the end best (a nondeterminism found while dropping code
-    /// that panicked is reported as nondeterminism). An end written in history stays.
+    /// Ends the execution with a failure the engine decided, replacing an earlier one: callers
+    /// drop the code before failing, and that drop may already have failed it with a panic that
+    /// the failure at hand explains better. An end written in history stays.
     fn fail(&mut self, details: FailureDetails) {
         if !matches!(self.end, End::Recorded(RecordedCompletion::Engine(_))) {
             self.end = End::FailedByEngine(details);

@@ -21,13 +21,13 @@ struct Session {
 }
 
 /// A pending future the engine did not create, found while polling an orchestrator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct ForeignAwait {
     place: Place,
     kind: Kind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum Place {
     Body,
     Branch {
@@ -36,7 +36,7 @@ enum Place {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Kind {
     /// Something other than a durable task keeps the scope's waker: it can be woken from outside
     /// the history, so racing it against durable tasks would not replay.
