@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
+
+use super::scope::Branches;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Either<A, B> {
@@ -19,87 +20,33 @@ pub enum Either<A, B> {
 struct Children<F> {
     futures: Vec<Option<F>>,
     remaining: usize,
-    /// One waker per child, created on the first poll.
-    wakers: Vec<Waker>,
-    woken: Arc<Woken>,
+    branches: Branches,
     /// Children to poll next, in the order they were woken (= history order inside a turn).
     due: VecDeque<usize>,
 }
 
-/// Indexes of children that asked to be polled again, and the waker of whoever polls the parent.
-#[derive(Default)]
-struct Woken {
-    children: Mutex<Vec<usize>>,
-    parent: Mutex<Option<Waker>>,
-}
-
-struct ChildWaker {
-    index: usize,
-    woken: Arc<Woken>,
-}
-
-impl Wake for ChildWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        lock(&self.woken.children).push(self.index);
-        if let Some(parent) = lock(&self.woken.parent).as_ref() {
-            parent.wake_by_ref();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<F: Future + Unpin> Children<F> {
-    fn new(futures: impl IntoIterator<Item = F>) -> Self {
+    fn new(combinator: &'static str, futures: impl IntoIterator<Item = F>) -> Self {
         let futures: Vec<Option<F>> = futures.into_iter().map(Some).collect();
         Self {
             remaining: futures.len(),
+            branches: Branches::new(combinator, futures.len()),
+            due: (0..futures.len()).collect(),
             futures,
-            wakers: Vec::new(),
-            woken: Arc::new(Woken::default()),
-            due: VecDeque::new(),
         }
     }
 
     /// The next child to finish, `Ready(None)` once all have finished.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, F::Output)>> {
-        {
-            let mut parent = lock(&self.woken.parent);
-            if !parent.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *parent = Some(cx.waker().clone());
-            }
-        }
-        if self.wakers.len() < self.futures.len() {
-            self.wakers = (0..self.futures.len())
-                .map(|index| {
-                    Waker::from(Arc::new(ChildWaker {
-                        index,
-                        woken: self.woken.clone(),
-                    }))
-                })
-                .collect();
-            self.due.extend(0..self.futures.len());
-        }
-        loop {
-            let Some(index) = self.due.pop_front() else {
-                let woken = std::mem::take(&mut *lock(&self.woken.children));
-                if woken.is_empty() {
-                    break;
-                }
-                self.due.extend(woken);
-                continue;
-            };
+        self.branches.set_parent(cx.waker());
+        // Wakes are collected once per poll: a child that wakes itself while being polled is
+        // polled again on the next poll, not spun on.
+        self.due.extend(self.branches.take_woken());
+        while let Some(index) = self.due.pop_front() {
             let Some(future) = self.futures[index].as_mut() else {
                 continue;
             };
-            let mut child_cx = Context::from_waker(&self.wakers[index]);
-            if let Poll::Ready(value) = Pin::new(future).poll(&mut child_cx) {
+            if let Poll::Ready(value) = self.branches.poll(index, |cx| Pin::new(future).poll(cx)) {
                 self.futures[index] = None;
                 self.remaining -= 1;
                 return Poll::Ready(Some((index, value)));
@@ -120,7 +67,7 @@ impl<F: Future + Unpin> Children<F> {
 
 /// Waits for every future and returns their outputs in the order given.
 pub fn join_all<F: Future + Unpin>(futures: impl IntoIterator<Item = F>) -> JoinAll<F> {
-    let children = Children::new(futures);
+    let children = Children::new("join_all", futures);
     let outputs = (0..children.futures.len()).map(|_| None).collect();
     JoinAll { children, outputs }
 }
@@ -157,7 +104,7 @@ impl<F: Future + Unpin> Future for JoinAll<F> {
 /// When given no futures: there is nothing that could ever finish. Inside an orchestrator the
 /// panic fails the instance with this message.
 pub fn select_first<F: Future + Unpin>(futures: impl IntoIterator<Item = F>) -> SelectFirst<F> {
-    let children = Children::new(futures);
+    let children = Children::new("select_first", futures);
     assert!(
         !children.futures.is_empty(),
         "select_first needs at least one task"
@@ -197,7 +144,7 @@ impl<F: Future + Unpin> Future for SelectFirst<F> {
 /// `while let Some((index, output)) = done.next_completed().await { … }`.
 pub fn completions<F: Future + Unpin>(futures: impl IntoIterator<Item = F>) -> Completions<F> {
     Completions {
-        children: Children::new(futures),
+        children: Children::new("completions", futures),
     }
 }
 
@@ -224,6 +171,7 @@ pub fn join2<A: Future + Unpin, B: Future + Unpin>(a: A, b: B) -> Join2<A, B> {
         b: Some(b),
         a_out: None,
         b_out: None,
+        branches: Branches::new("join2", 2),
     }
 }
 
@@ -232,6 +180,7 @@ pub struct Join2<A: Future, B: Future> {
     b: Option<B>,
     a_out: Option<A::Output>,
     b_out: Option<B::Output>,
+    branches: Branches,
 }
 
 impl<A: Future + Unpin, B: Future + Unpin> Unpin for Join2<A, B> {}
@@ -241,14 +190,17 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for Join2<A, B> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        this.branches.set_parent(cx.waker());
+        // Both branches are polled every time, whichever was woken.
+        this.branches.take_woken();
         if let Some(a) = &mut this.a {
-            if let Poll::Ready(value) = Pin::new(a).poll(cx) {
+            if let Poll::Ready(value) = this.branches.poll(0, |cx| Pin::new(a).poll(cx)) {
                 this.a_out = Some(value);
                 this.a = None;
             }
         }
         if let Some(b) = &mut this.b {
-            if let Poll::Ready(value) = Pin::new(b).poll(cx) {
+            if let Poll::Ready(value) = this.branches.poll(1, |cx| Pin::new(b).poll(cx)) {
                 this.b_out = Some(value);
                 this.b = None;
             }
@@ -266,11 +218,15 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for Join2<A, B> {
 
 /// Waits for the first of two futures of possibly different types; the loser is handed back.
 pub fn select2<A: Future + Unpin, B: Future + Unpin>(a: A, b: B) -> Select2<A, B> {
-    Select2 { pair: Some((a, b)) }
+    Select2 {
+        pair: Some((a, b)),
+        branches: Branches::new("select2", 2),
+    }
 }
 
 pub struct Select2<A, B> {
     pair: Option<(A, B)>,
+    branches: Branches,
 }
 
 impl<A: Future + Unpin, B: Future + Unpin> Future for Select2<A, B> {
@@ -281,11 +237,14 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for Select2<A, B> {
         let Some((a, b)) = this.pair.as_mut() else {
             panic!("select2 polled after it completed");
         };
-        if let Poll::Ready(value) = Pin::new(a).poll(cx) {
+        this.branches.set_parent(cx.waker());
+        // Both branches are polled every time, whichever was woken.
+        this.branches.take_woken();
+        if let Poll::Ready(value) = this.branches.poll(0, |cx| Pin::new(a).poll(cx)) {
             let (_, b) = this.pair.take().expect("pair present");
             return Poll::Ready(Either::Left((value, b)));
         }
-        if let Poll::Ready(value) = Pin::new(b).poll(cx) {
+        if let Poll::Ready(value) = this.branches.poll(1, |cx| Pin::new(b).poll(cx)) {
             let (a, _) = this.pair.take().expect("pair present");
             return Poll::Ready(Either::Right((value, a)));
         }

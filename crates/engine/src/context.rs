@@ -20,6 +20,7 @@ use super::combinators::{select2, Either};
 use super::error::TaskError;
 use super::future::{DurableFuture, MapFn};
 use super::history::{FailureDetails, ParentInstance};
+use super::scope::KeptWaker;
 
 /// Namespace of the name-based (v5) UUIDs that `new_guid` derives.
 const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_2937_b875);
@@ -41,18 +42,39 @@ pub(crate) enum Label {
 
 struct Slot {
     label: Label,
-    result: Option<Completion>,
-    resolved: bool,
-    /// A `DurableFuture` still holds this slot.
-    alive: bool,
-    waker: Option<Waker>,
+    state: SlotState,
 }
 
+/// Where a durable task's result is: waiting → resolved → settled, or waiting → abandoned →
+/// settled when the future is dropped first (a select loser).
+enum SlotState {
+    /// No completion yet and a live future waits, with the waker it was last polled with.
+    Waiting(Option<KeptWaker>),
+    /// No completion yet and no future waits any more.
+    Abandoned,
+    /// Completed; the future has not taken the result yet.
+    Resolved(Completion),
+    /// Completed and done with: taken by its future, or completed after nobody waited. A further
+    /// completion is a duplicate.
+    Settled,
+}
+
+/// A command the code emitted at a sequence number.
 pub(crate) struct ActionRecord {
     pub(crate) action: Action,
+    /// The slot its result is delivered to; `None` for commands without a result (sent events).
     pub(crate) slot: Option<usize>,
-    /// A decision event in history already records this action.
-    pub(crate) recorded: bool,
+    pub(crate) decision: Decision,
+}
+
+/// Whether history already holds a command's decision event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Not in history yet: new work, dispatched at the end of the turn.
+    Emitted,
+    /// Matched by its decision event: completions for it are accepted, and it is not dispatched
+    /// again.
+    Recorded,
 }
 
 pub(crate) struct BufferedEvent {
@@ -110,10 +132,7 @@ impl ContextState {
     fn new_slot(&mut self, label: Label) -> usize {
         self.slots.push(Slot {
             label,
-            result: None,
-            resolved: false,
-            alive: true,
-            waker: None,
+            state: SlotState::Waiting(None),
         });
         self.live_pending += 1;
         self.slots.len() - 1
@@ -122,56 +141,73 @@ impl ContextState {
     fn resolved_slot(&mut self, label: Label, completion: Completion) -> usize {
         self.slots.push(Slot {
             label,
-            result: Some(completion),
-            resolved: true,
-            alive: true,
-            waker: None,
+            state: SlotState::Resolved(completion),
         });
         self.slots.len() - 1
     }
 
-    /// Delivers a completion; returns `None` if the slot was already resolved (a duplicate),
-    /// otherwise the waker to notify (if the future registered one).
-    pub(crate) fn resolve(&mut self, slot: usize, completion: Completion) -> Option<Option<Waker>> {
+    /// Delivers a completion; returns `None` if the slot already had one (a duplicate),
+    /// otherwise the waker to notify (if a live future registered one).
+    pub(crate) fn resolve(
+        &mut self,
+        slot: usize,
+        completion: Completion,
+    ) -> Option<Option<KeptWaker>> {
         let slot_ref = self.slots.get_mut(slot)?;
-        if slot_ref.resolved {
-            return None;
+        match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
+            SlotState::Waiting(waker) => {
+                slot_ref.state = SlotState::Resolved(completion);
+                self.live_pending -= 1;
+                Some(waker)
+            }
+            SlotState::Abandoned => Some(None),
+            done @ (SlotState::Resolved(_) | SlotState::Settled) => {
+                slot_ref.state = done;
+                None
+            }
         }
-        slot_ref.resolved = true;
-        slot_ref.result = Some(completion);
-        if slot_ref.alive {
-            self.live_pending -= 1;
-        }
-        Some(slot_ref.waker.take())
     }
 
+    /// The slot's completion if it has one; otherwise keeps `waker` to wake when it arrives.
     pub(crate) fn take_result(
         &mut self,
         slot: usize,
         waker: &Waker,
     ) -> Option<(Completion, Label)> {
         let slot_ref = &mut self.slots[slot];
-        match slot_ref.result.take() {
-            Some(completion) => {
-                slot_ref.alive = false;
+        match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
+            SlotState::Resolved(completion) => {
                 let label = std::mem::replace(&mut slot_ref.label, Label::Timer);
                 Some((completion, label))
             }
-            None => {
-                if !slot_ref.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    slot_ref.waker = Some(waker.clone());
-                }
+            SlotState::Waiting(kept) => {
+                let kept = match kept {
+                    Some(kept) if kept.will_wake(waker) => kept,
+                    _ => KeptWaker::keep(waker),
+                };
+                slot_ref.state = SlotState::Waiting(Some(kept));
+                None
+            }
+            // Only a live future polls its slot, and it stops once it has taken the result.
+            other @ (SlotState::Abandoned | SlotState::Settled) => {
+                slot_ref.state = other;
                 None
             }
         }
     }
 
+    /// The slot's future was dropped: nobody waits for its result any more.
     pub(crate) fn abandon(&mut self, slot: usize) {
-        if let Some(slot_ref) = self.slots.get_mut(slot) {
-            if slot_ref.alive && !slot_ref.resolved {
+        let Some(slot_ref) = self.slots.get_mut(slot) else {
+            return;
+        };
+        match slot_ref.state {
+            SlotState::Waiting(_) => {
+                slot_ref.state = SlotState::Abandoned;
                 self.live_pending -= 1;
             }
-            slot_ref.alive = false;
+            SlotState::Resolved(_) => slot_ref.state = SlotState::Settled,
+            SlotState::Abandoned | SlotState::Settled => {}
         }
     }
 
@@ -181,11 +217,11 @@ impl ContextState {
         &mut self,
         name: &str,
         input: Option<String>,
-    ) -> Option<Option<Waker>> {
+    ) -> Option<Option<KeptWaker>> {
         let key = name.to_ascii_lowercase();
         if let Some(waiters) = self.event_waiters.get_mut(&key) {
             while let Some(slot) = waiters.pop_front() {
-                if self.slots[slot].alive {
+                if matches!(self.slots[slot].state, SlotState::Waiting(_)) {
                     return self.resolve(slot, Completion::Value(input));
                 }
             }
@@ -223,7 +259,7 @@ impl ContextState {
         self.actions.push(Some(ActionRecord {
             action,
             slot,
-            recorded: false,
+            decision: Decision::Emitted,
         }));
     }
 }

@@ -63,22 +63,32 @@ impl TaskError {
     }
 }
 
-/// Builds failure details from any error; a [`TaskError`] keeps the remote failure as the inner one.
-fn details_from_error<E: std::error::Error + 'static>(error: E) -> FailureDetails {
+/// Error type of a failure converted from an error that is not a [`TaskError`]. Error types are
+/// stored in history and shown to clients, so they are fixed names, never Rust type names
+/// (`std::any::type_name` may change between compiler versions).
+const ORCHESTRATION_ERROR_TYPE: &str = "OrchestrationError";
+const ACTIVITY_ERROR_TYPE: &str = "ActivityError";
+
+/// Builds failure details from any error; a [`TaskError`] keeps its own error type and the remote
+/// failure as the inner one, any other error gets `error_type`.
+fn details_from_error<E: std::error::Error + 'static>(
+    error: E,
+    error_type: &str,
+) -> FailureDetails {
     if let Some(task) = (&error as &dyn Any).downcast_ref::<TaskError>() {
         let mut details = FailureDetails::new(task.error_type(), task.to_string());
         details.inner_failure = task.failure_details().cloned().map(Box::new);
         return details;
     }
-    let full = std::any::type_name::<E>();
-    let short = full.rsplit("::").next().unwrap_or(full);
-    FailureDetails::new(short, error.to_string())
+    FailureDetails::new(error_type, error.to_string())
 }
 
 /// The failure an orchestrator returns; it becomes the instance's failure details.
 ///
 /// Like `anyhow::Error`, it converts from any error type with `?` and so deliberately does not
-/// implement `std::error::Error` itself.
+/// implement `std::error::Error` itself. A converted [`TaskError`] keeps its error type; any other
+/// error is recorded as `OrchestrationError` with its message: use [`with_type`](Self::with_type)
+/// to record a name of your own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrchestrationError {
     details: FailureDetails,
@@ -86,7 +96,7 @@ pub struct OrchestrationError {
 
 impl OrchestrationError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self::with_type("OrchestrationError", message)
+        Self::with_type(ORCHESTRATION_ERROR_TYPE, message)
     }
 
     pub fn with_type(error_type: impl Into<String>, message: impl Into<String>) -> Self {
@@ -107,7 +117,7 @@ impl OrchestrationError {
 impl<E: std::error::Error + 'static> From<E> for OrchestrationError {
     fn from(error: E) -> Self {
         Self {
-            details: details_from_error(error),
+            details: details_from_error(error, ORCHESTRATION_ERROR_TYPE),
         }
     }
 }
@@ -118,7 +128,9 @@ impl fmt::Display for OrchestrationError {
     }
 }
 
-/// The failure an activity returns. Mark it non-retriable to stop retry policies early.
+/// The failure an activity returns. Mark it non-retriable to stop retry policies early. Converted
+/// from another error with `?`, it is recorded as `ActivityError` (a [`TaskError`] keeps its own
+/// type); use [`with_type`](Self::with_type) to record a name of your own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivityError {
     details: FailureDetails,
@@ -126,7 +138,7 @@ pub struct ActivityError {
 
 impl ActivityError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self::with_type("ActivityError", message)
+        Self::with_type(ACTIVITY_ERROR_TYPE, message)
     }
 
     pub fn with_type(error_type: impl Into<String>, message: impl Into<String>) -> Self {
@@ -154,7 +166,7 @@ impl ActivityError {
 impl<E: std::error::Error + 'static> From<E> for ActivityError {
     fn from(error: E) -> Self {
         Self {
-            details: details_from_error(error),
+            details: details_from_error(error, ACTIVITY_ERROR_TYPE),
         }
     }
 }

@@ -3,15 +3,18 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 
 use super::action::Action;
-use super::context::{Completion, InstanceInfo, OrchestrationContext, Shared};
+use super::context::{
+    Completion, ContextState, Decision, InstanceInfo, OrchestrationContext, Shared,
+};
 use super::error::{panic_message, ExecuteError};
 use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
 use super::registry::{OrchestratorFuture, Registry};
+use super::scope::{self, KeptWaker, Scope};
 
 /// The result of running one orchestration turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +67,9 @@ impl TurnOutcome {
 /// Error type recorded for orchestrations whose code no longer matches their history.
 pub const NONDETERMINISM_ERROR_TYPE: &str = "NonDeterministicOrchestration";
 
+/// Error type recorded for orchestrations that await something the context did not create.
+pub const FOREIGN_AWAIT_ERROR_TYPE: &str = "ForeignAwait";
+
 /// Runs one turn of `instance_id`. `past_events` are replayed (`is_replaying() == true`),
 /// then `new_events` are applied. A valid history starts with OrchestratorStarted followed by
 /// ExecutionStarted; callers open each turn's `new_events` with an OrchestratorStarted that
@@ -110,16 +116,10 @@ pub fn execute(
     let mut executor = Executor {
         registry,
         ctx,
-        seen_orchestrator_started: false,
-        root: None,
-        root_started: false,
-        root_result: None,
-        complete_sequence: None,
-        engine_failure: None,
-        terminated: None,
-        suspended: None,
-        held: Vec::new(),
-        recorded_completion: None,
+        root: Root::Unclocked,
+        end: End::Open,
+        delivery: Delivery::Flowing,
+        body: Scope::body(),
     };
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
         executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
@@ -138,6 +138,37 @@ pub fn execute(
     Ok(executor.finish(new_events, past_ended))
 }
 
+/// The orchestrator code's life within the turn.
+enum Root {
+    /// No OrchestratorStarted yet: the turn has no clock, so the code may not start.
+    Unclocked,
+    /// The clock is set; ExecutionStarted has not arrived.
+    NotStarted,
+    /// Started and not returned: polled after each delivered completion.
+    Running(OrchestratorFuture),
+    /// The code returned; its completion takes sequence number `sequence`.
+    Returned {
+        sequence: i32,
+        result: Result<Option<String>, FailureDetails>,
+    },
+    /// Started but gone without returning: no such orchestrator, or dropped after an engine
+    /// failure, a termination, a recorded end or at the end of the turn.
+    Stopped,
+}
+
+/// What ended the execution other than its code (the code's own end is `Root::Returned` or a
+/// continue-as-new request in the context).
+enum End {
+    /// Nothing has.
+    Open,
+    /// The engine failed it: nondeterminism, a panic, a foreign await, no such orchestrator.
+    FailedByEngine(FailureDetails),
+    /// A client terminated it before the code returned.
+    Terminated(Option<String>),
+    /// History already records its end.
+    Recorded(RecordedCompletion),
+}
+
 /// How an execution's end was recorded in history.
 enum RecordedCompletion {
     /// Matched the code's own completion.
@@ -146,22 +177,24 @@ enum RecordedCompletion {
     Engine(TurnOutcome),
 }
 
+/// Whether completions and events reach the code or wait for a resume.
+enum Delivery<'a> {
+    Flowing,
+    /// Suspended by the event `by`; `held` arrived since, in order, and are applied on resume.
+    Suspended {
+        by: &'a HistoryEvent,
+        held: Vec<&'a HistoryEvent>,
+    },
+}
+
 struct Executor<'a> {
     registry: &'a Registry,
     ctx: OrchestrationContext,
-    seen_orchestrator_started: bool,
-    root: Option<OrchestratorFuture>,
-    root_started: bool,
-    root_result: Option<Result<Option<String>, FailureDetails>>,
-    complete_sequence: Option<i32>,
-    /// Failure decided by the engine: nondeterminism, a panic, a foreign await.
-    engine_failure: Option<FailureDetails>,
-    terminated: Option<Option<String>>,
-    /// The ExecutionSuspended event in force, if any.
-    suspended: Option<&'a HistoryEvent>,
-    /// Messages that arrived while suspended, applied on resume.
-    held: Vec<&'a HistoryEvent>,
-    recorded_completion: Option<RecordedCompletion>,
+    root: Root,
+    end: End,
+    delivery: Delivery<'a>,
+    /// The waker the orchestrator is polled with.
+    body: Scope,
 }
 
 impl<'a> Executor<'a> {
@@ -170,15 +203,24 @@ impl<'a> Executor<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.engine_failure.is_some()
-            || self.terminated.is_some()
-            || self.recorded_completion.is_some()
+        !matches!(self.end, End::Open)
+    }
+
+    /// Ends the execution with a failure the engine decided, replacing an earlier one: callers
+    /// drop the code before failing, and that drop may already have failed it with a panic that
+    /// the failure at hand explains better. An end written in history stays.
+    fn fail(&mut self, details: FailureDetails) {
+        if !matches!(self.end, End::Recorded(RecordedCompletion::Engine(_))) {
+            self.end = End::FailedByEngine(details);
+        }
     }
 
     fn apply(&mut self, event: &'a HistoryEvent) -> Result<(), ExecuteError> {
         match &event.kind {
             EventKind::OrchestratorStarted => {
-                self.seen_orchestrator_started = true;
+                if matches!(self.root, Root::Unclocked) {
+                    self.root = Root::NotStarted;
+                }
                 self.shared().state.borrow_mut().current_time = event.timestamp;
             }
             EventKind::OrchestratorCompleted | EventKind::GenericEvent { .. } => {}
@@ -193,17 +235,28 @@ impl<'a> Executor<'a> {
             // A terminate that arrives after the code returned changes nothing; one that arrives
             // after a continue-as-new request still stops the instance (eternal orchestrations).
             EventKind::ExecutionTerminated { input } => {
-                if self.root_result.is_none() {
-                    self.terminated = Some(input.clone());
+                if !matches!(self.root, Root::Returned { .. }) {
+                    self.end = End::Terminated(input.clone());
                 }
             }
-            EventKind::ExecutionSuspended { .. } => self.suspended = Some(event),
+            EventKind::ExecutionSuspended { .. } => match &mut self.delivery {
+                Delivery::Suspended { by, .. } => *by = event,
+                Delivery::Flowing => {
+                    self.delivery = Delivery::Suspended {
+                        by: event,
+                        held: Vec::new(),
+                    }
+                }
+            },
             EventKind::ExecutionResumed { .. } => {
-                self.suspended = None;
-                for held in std::mem::take(&mut self.held) {
-                    self.apply_message(held);
-                    if self.stopped() {
-                        break;
+                if let Delivery::Suspended { held, .. } =
+                    std::mem::replace(&mut self.delivery, Delivery::Flowing)
+                {
+                    for held in held {
+                        self.apply_message(held);
+                        if self.stopped() {
+                            break;
+                        }
                     }
                 }
             }
@@ -212,42 +265,42 @@ impl<'a> Executor<'a> {
             | EventKind::SubOrchestrationInstanceCompleted { .. }
             | EventKind::SubOrchestrationInstanceFailed { .. }
             | EventKind::TimerFired { .. }
-            | EventKind::EventRaised { .. } => {
-                if self.suspended.is_some() {
-                    self.held.push(event);
-                } else {
-                    self.apply_message(event);
-                }
-            }
+            | EventKind::EventRaised { .. } => match &mut self.delivery {
+                Delivery::Suspended { held, .. } => held.push(event),
+                Delivery::Flowing => self.apply_message(event),
+            },
         }
         Ok(())
     }
 
     fn start(&mut self, input: Option<String>) -> Result<(), ExecuteError> {
         let instance_id = &self.shared().info.instance_id;
-        if self.root_started {
-            return Err(ExecuteError::CorruptHistory {
-                instance_id: instance_id.clone(),
-                message: "more than one ExecutionStarted event".to_string(),
-            });
+        match self.root {
+            Root::NotStarted => {}
+            Root::Unclocked => {
+                return Err(ExecuteError::MissingOrchestratorStarted(
+                    instance_id.clone(),
+                ))
+            }
+            Root::Running(_) | Root::Returned { .. } | Root::Stopped => {
+                return Err(ExecuteError::CorruptHistory {
+                    instance_id: instance_id.clone(),
+                    message: "more than one ExecutionStarted event".to_string(),
+                })
+            }
         }
-        if !self.seen_orchestrator_started {
-            return Err(ExecuteError::MissingOrchestratorStarted(
-                instance_id.clone(),
-            ));
-        }
-        self.root_started = true;
         let name = self.shared().info.name.clone();
         match self
             .registry
             .start_orchestrator(&name, self.ctx.clone(), input)
         {
             Some(root) => {
-                self.root = Some(root);
+                self.root = Root::Running(root);
                 self.poll_root();
             }
             None => {
-                self.engine_failure = Some(FailureDetails::new(
+                self.root = Root::Stopped;
+                self.fail(FailureDetails::new(
                     "OrchestratorNotFound",
                     format!("no orchestrator named '{name}' is registered"),
                 ));
@@ -262,7 +315,7 @@ impl<'a> Executor<'a> {
             EventKind::EventRaised { name, input } => {
                 // Once the code has ended (or asked to continue as new), no waiter may take an
                 // event: it stays buffered and carries over to the next execution.
-                let code_ended = self.root_result.is_some();
+                let code_ended = matches!(self.root, Root::Returned { .. });
                 let mut state = self.shared().state.borrow_mut();
                 let delivered = if code_ended || state.continue_as_new.is_some() {
                     state.buffer_event(name, input.clone());
@@ -309,7 +362,7 @@ impl<'a> Executor<'a> {
             .ok()
             .and_then(|index| state.actions.get(index))
             .and_then(Option::as_ref)
-            .filter(|record| record.recorded)
+            .filter(|record| record.decision == Decision::Recorded)
         else {
             return;
         };
@@ -327,7 +380,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn wake_and_poll(&mut self, waker: Option<Waker>) {
+    fn wake_and_poll(&mut self, waker: Option<KeptWaker>) {
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -335,71 +388,88 @@ impl<'a> Executor<'a> {
     }
 
     fn poll_root(&mut self) {
-        if self.root_result.is_some() || self.engine_failure.is_some() {
-            return;
-        }
-        let Some(root) = self.root.as_mut() else {
+        let Root::Running(root) = &mut self.root else {
             return;
         };
-        let mut cx = Context::from_waker(Waker::noop());
-        let polled = catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(&mut cx)));
-        match polled {
-            Ok(Poll::Ready(result)) => {
+        let body = &self.body;
+        let (polled, foreign) = scope::session(|| {
+            catch_unwind(AssertUnwindSafe(|| body.poll(|cx| root.as_mut().poll(cx))))
+        });
+        // Continue-as-new ends the execution at the end of the turn, whatever the code awaits.
+        let continuing = self.shared().state.borrow().continue_as_new.is_some();
+        match (polled, foreign) {
+            (Err(payload), _) => {
                 self.drop_root();
-                let mut state = self.shared().state.borrow_mut();
-                let sequence = state.next_sequence();
-                state.actions.push(None);
-                drop(state);
-                self.complete_sequence = Some(sequence);
-                self.root_result = Some(result.map_err(|error| error.into_details()));
-            }
-            Ok(Poll::Pending) => {
-                let state = self.shared().state.borrow();
-                if state.live_pending == 0 && state.continue_as_new.is_none() {
-                    drop(state);
-                    self.drop_root();
-                    self.engine_failure = Some(FailureDetails::new(
-                        "ForeignAwait",
-                        format!(
-                            "orchestrator '{}' is waiting on something the orchestration context did \
-                             not create (for example a tokio timer, a channel or a socket); \
-                             orchestrators may only await durable tasks from the context",
-                            self.shared().info.name
-                        ),
-                    ));
-                }
-            }
-            Err(payload) => {
-                self.drop_root();
-                self.engine_failure = Some(FailureDetails::new(
+                let details = FailureDetails::new(
                     "Panic",
                     format!(
                         "orchestrator '{}' panicked: {}",
                         self.shared().info.name,
                         panic_message(payload.as_ref())
                     ),
-                ));
+                );
+                self.fail(details);
+            }
+            // Even when the code went on to return: a race it ran against a foreign future
+            // would not replay the same way.
+            (Ok(_), Some(found)) if !continuing => {
+                self.drop_root();
+                self.fail(self.foreign_await(&found.to_string()));
+            }
+            (Ok(Poll::Ready(result)), _) => {
+                self.drop_root();
+                let mut state = self.shared().state.borrow_mut();
+                let sequence = state.next_sequence();
+                state.actions.push(None);
+                drop(state);
+                self.root = Root::Returned {
+                    sequence,
+                    result: result.map_err(|error| error.into_details()),
+                };
+            }
+            (Ok(Poll::Pending), _) => {
+                if self.shared().state.borrow().live_pending == 0 && !continuing {
+                    self.drop_root();
+                    self.fail(self.foreign_await("no durable task it created is still waiting"));
+                }
             }
         }
     }
 
-    /// Drops the orchestrator future. User drop code may panic; that must fail the instance,
-    /// not escape the engine.
+    fn foreign_await(&self, detail: &str) -> FailureDetails {
+        FailureDetails::new(
+            FOREIGN_AWAIT_ERROR_TYPE,
+            format!(
+                "orchestrator '{}' is waiting on something the orchestration context did not \
+                 create (for example a tokio timer, a channel or a socket): {detail}; \
+                 orchestrators may only await durable tasks from the context",
+                self.shared().info.name
+            ),
+        )
+    }
+
+    /// Drops the orchestrator future if it is running. User drop code may panic; that must fail
+    /// the instance (unless the engine already failed it), not escape the engine.
     fn drop_root(&mut self) {
-        let Some(root) = self.root.take() else {
-            return;
+        let root = match std::mem::replace(&mut self.root, Root::Stopped) {
+            Root::Running(root) => root,
+            other => {
+                self.root = other;
+                return;
+            }
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(root))) {
-            self.engine_failure.get_or_insert_with(|| {
-                FailureDetails::new(
+            if !matches!(self.end, End::FailedByEngine(_)) {
+                let details = FailureDetails::new(
                     "Panic",
                     format!(
                         "orchestrator '{}' panicked while being dropped: {}",
                         self.ctx.name(),
                         panic_message(payload.as_ref())
                     ),
-                )
-            });
+                );
+                self.fail(details);
+            }
         }
     }
 
@@ -412,11 +482,14 @@ impl<'a> Executor<'a> {
                 .and_then(|index| state.actions.get_mut(index))
                 .and_then(Option::as_mut);
             match record {
-                Some(record) if !record.recorded && record.action.matches_decision(&event.kind) => {
-                    record.recorded = true;
+                Some(record)
+                    if record.decision == Decision::Emitted
+                        && record.action.matches_decision(&event.kind) =>
+                {
+                    record.decision = Decision::Recorded;
                     return;
                 }
-                Some(record) if record.recorded => Some(
+                Some(record) if record.decision == Decision::Recorded => Some(
                     "already matched that sequence number to an earlier history event".to_string(),
                 ),
                 Some(record) => Some(format!("scheduled {} there", record.action.describe())),
@@ -437,25 +510,23 @@ impl<'a> Executor<'a> {
         };
         // Endings the engine or a client decided carry no sequence number: they replay as written.
         if event.event_id < 0 {
-            self.recorded_completion = Some(RecordedCompletion::Engine(recorded_outcome(event)));
+            self.end = End::Recorded(RecordedCompletion::Engine(recorded_outcome(event)));
             return;
         }
-        let code_sequence = match (
-            &self.root_result,
-            &self.shared().state.borrow().continue_as_new,
-        ) {
+        let code_sequence = match (&self.root, &self.shared().state.borrow().continue_as_new) {
             (_, Some(request)) => Some((request.sequence, OrchestrationStatus::ContinuedAsNew)),
-            (Some(Ok(_)), None) => self
-                .complete_sequence
-                .map(|s| (s, OrchestrationStatus::Completed)),
-            (Some(Err(_)), None) => self
-                .complete_sequence
-                .map(|s| (s, OrchestrationStatus::Failed)),
-            (None, None) => None,
+            (Root::Returned { sequence, result }, None) => Some((
+                *sequence,
+                match result {
+                    Ok(_) => OrchestrationStatus::Completed,
+                    Err(_) => OrchestrationStatus::Failed,
+                },
+            )),
+            _ => None,
         };
         match code_sequence {
             Some((sequence, status)) if sequence == event.event_id && status == recorded_status => {
-                self.recorded_completion = Some(RecordedCompletion::Code);
+                self.end = End::Recorded(RecordedCompletion::Code);
             }
             Some((sequence, status)) if sequence == event.event_id => self.nondeterminism(
                 sequence,
@@ -482,10 +553,14 @@ impl<'a> Executor<'a> {
         if let Some(request) = &state.continue_as_new {
             return format!("continued as new at sequence #{}", request.sequence);
         }
-        match self.complete_sequence {
-            Some(done) if done == sequence => "completed the orchestration there".to_string(),
-            Some(done) => format!("completed the orchestration at sequence #{done}"),
-            None => format!(
+        match self.root {
+            Root::Returned { sequence: done, .. } if done == sequence => {
+                "completed the orchestration there".to_string()
+            }
+            Root::Returned { sequence: done, .. } => {
+                format!("completed the orchestration at sequence #{done}")
+            }
+            _ => format!(
                 "has not scheduled anything there (it scheduled {} action(s) and is waiting)",
                 state.actions.len()
             ),
@@ -501,18 +576,29 @@ impl<'a> Executor<'a> {
             info.name, info.instance_id
         );
         self.drop_root();
-        self.engine_failure = Some(FailureDetails::new(NONDETERMINISM_ERROR_TYPE, message));
+        self.fail(FailureDetails::new(NONDETERMINISM_ERROR_TYPE, message));
     }
 
     fn outcome(&mut self) -> (TurnOutcome, bool) {
-        if let Some(RecordedCompletion::Engine(outcome)) = &self.recorded_completion {
-            return (outcome.clone(), false);
-        }
-        if let Some(details) = self.engine_failure.clone() {
-            return (TurnOutcome::Failed { details }, false);
-        }
-        if let Some(reason) = self.terminated.clone() {
-            return (TurnOutcome::Terminated { reason }, false);
+        match &self.end {
+            End::Recorded(RecordedCompletion::Engine(outcome)) => return (outcome.clone(), false),
+            End::FailedByEngine(details) => {
+                return (
+                    TurnOutcome::Failed {
+                        details: details.clone(),
+                    },
+                    false,
+                )
+            }
+            End::Terminated(reason) => {
+                return (
+                    TurnOutcome::Terminated {
+                        reason: reason.clone(),
+                    },
+                    false,
+                )
+            }
+            End::Open | End::Recorded(RecordedCompletion::Code) => {}
         }
         let mut state = self.shared().state.borrow_mut();
         if let Some(request) = state.continue_as_new.as_ref() {
@@ -521,7 +607,7 @@ impl<'a> Executor<'a> {
                 Err(message) => {
                     let details = FailureDetails::new("InputSerialization", message.clone());
                     drop(state);
-                    self.engine_failure = Some(details.clone());
+                    self.fail(details.clone());
                     return (TurnOutcome::Failed { details }, false);
                 }
             };
@@ -541,11 +627,10 @@ impl<'a> Executor<'a> {
                 .collect();
             // A suspension that arrived after the request applies to the next execution, with
             // the external events it held; held completions belong to this execution and end here.
-            if let Some(suspension) = self.suspended {
-                carryover_events.push(suspension.clone());
+            if let Delivery::Suspended { by, held } = &self.delivery {
+                carryover_events.push((*by).clone());
                 carryover_events.extend(
-                    self.held
-                        .iter()
+                    held.iter()
                         .filter(|event| matches!(event.kind, EventKind::EventRaised { .. }))
                         .map(|event| (*event).clone()),
                 );
@@ -559,29 +644,41 @@ impl<'a> Executor<'a> {
             );
         }
         drop(state);
-        match &self.root_result {
-            Some(Ok(output)) => (
+        match (&self.root, &self.delivery) {
+            (
+                Root::Returned {
+                    result: Ok(output), ..
+                },
+                _,
+            ) => (
                 TurnOutcome::Completed {
                     output: output.clone(),
                 },
                 true,
             ),
-            Some(Err(details)) => (
+            (
+                Root::Returned {
+                    result: Err(details),
+                    ..
+                },
+                _,
+            ) => (
                 TurnOutcome::Failed {
                     details: details.clone(),
                 },
                 false,
             ),
-            None if self.suspended.is_some() => (TurnOutcome::Suspended, true),
-            None => (TurnOutcome::Running, true),
+            (_, Delivery::Suspended { .. }) => (TurnOutcome::Suspended, true),
+            (_, Delivery::Flowing) => (TurnOutcome::Running, true),
         }
     }
 
     fn finish(mut self, new_events: &[HistoryEvent], past_ended: bool) -> Turn {
+        // Read before the drop below, which may turn a recorded end into a failure.
+        let ended_earlier = past_ended || matches!(self.end, End::Recorded(_));
         // Drop the orchestrator before reading the outcome: its futures release their slots,
         // and a panic in user drop code still becomes this turn's failure.
         self.drop_root();
-        let ended_earlier = past_ended || self.recorded_completion.is_some();
         let (outcome, dispatch) = self.outcome();
         let state = self.shared().state.borrow();
         let now = state.current_time;
@@ -593,7 +690,12 @@ impl<'a> Executor<'a> {
         };
         let mut actions = Vec::new();
         if dispatch && !ended_earlier {
-            for record in state.actions.iter().flatten().filter(|r| !r.recorded) {
+            for record in state
+                .actions
+                .iter()
+                .flatten()
+                .filter(|r| r.decision == Decision::Emitted)
+            {
                 history_delta.push(record.action.to_history_event(now));
                 actions.push(record.action.clone());
             }
@@ -616,14 +718,17 @@ impl<'a> Executor<'a> {
     }
 
     /// The sequence number of a completion the code itself produced; `-1` otherwise.
-    fn completion_sequence(&self, state: &super::context::ContextState) -> i32 {
-        if self.engine_failure.is_some() || self.terminated.is_some() {
+    fn completion_sequence(&self, state: &ContextState) -> i32 {
+        if matches!(self.end, End::FailedByEngine(_) | End::Terminated(_)) {
             return -1;
         }
         if let Some(request) = &state.continue_as_new {
             return request.sequence;
         }
-        self.complete_sequence.unwrap_or(-1)
+        match self.root {
+            Root::Returned { sequence, .. } => sequence,
+            _ => -1,
+        }
     }
 }
 

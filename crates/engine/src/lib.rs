@@ -11,7 +11,11 @@ mod future;
 mod history;
 mod registry;
 mod retry;
+mod scope;
 pub mod verify;
+
+#[cfg(test)]
+mod tests;
 
 pub use action::Action;
 pub use builder::HistoryBuilder;
@@ -23,7 +27,9 @@ pub use context::add_saturating;
 pub use context::{ContinueAsNew, OrchestrationContext};
 pub use error::panic_message;
 pub use error::{ActivityError, ExecuteError, OrchestrationError, TaskError};
-pub use executor::{execute, Turn, TurnOutcome, NONDETERMINISM_ERROR_TYPE};
+pub use executor::{
+    execute, Turn, TurnOutcome, FOREIGN_AWAIT_ERROR_TYPE, NONDETERMINISM_ERROR_TYPE,
+};
 pub use future::DurableFuture;
 pub use history::{
     EventKind, EventType, FailureDetails, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
