@@ -57,6 +57,8 @@ pub enum ServeError {
     },
     #[error("server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot start the tokio runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// What an app's setup is given: its settings, its task hub, and storage on the worker's clients.
@@ -117,7 +119,7 @@ where
     let served = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(ServeError::Serve)
+        .map_err(ServeError::Runtime)
         .and_then(|runtime| runtime.block_on(serve(std::env::vars().collect(), setup)));
     match served {
         Ok(()) => ExitCode::SUCCESS,
