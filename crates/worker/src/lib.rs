@@ -1,11 +1,11 @@
-//! The custom-handler HTTP surface the Functions host talks to: the readiness probe it polls
-//! with `GET /`, `POST /{FunctionName}` invocations (the engine's queue functions, the app's
-//! trigger functions, HTTP functions in payload mode), and the HTTP API under `/api`, which
-//! the host forwards to as-is when `enableForwardingHttpRequest` is on.
+//! The custom-handler HTTP surface the Functions host talks to: the readiness probe `GET /`,
+//! `POST /{FunctionName}` invocations (engine queue functions, the app's trigger functions, HTTP
+//! functions in payload mode) and the HTTP API under `/api`; [`serve`] runs it as a process.
 
 pub mod api;
 pub mod functions;
 pub mod http_payload;
+pub mod serve;
 
 use std::sync::Arc;
 
