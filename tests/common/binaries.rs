@@ -16,7 +16,17 @@ pub fn devhost() -> PathBuf {
 /// Builds `bin` of `package` and returns its path.
 pub fn build(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // Cargo sets these for the test itself; inherited, they make build scripts that watch them
+    // (ring's watches CARGO_MANIFEST_DIR) rebuild the TLS and Azure crates on every switch
+    // between a build from here and one from the shell.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_") && !matches!(&*name, "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            command.env_remove(&*name);
+        }
+    }
+    let status = command
         .args(["build", "--locked", "--quiet", "-p", package, "--bin", bin])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
