@@ -119,30 +119,34 @@ async fn dump(hub: &Hub) -> Value {
     Value::Object(tables)
 }
 
-/// The instances the fixture holds, brought to the states it records.
+/// The instances the fixture holds, brought to the states it records: ended ones, and ones
+/// waiting for an event (one of them after a continue-as-new, with 40 carried over).
 async fn record(hub: &Hub) {
     let rt = &hub.runtime;
-    rt.start("HelloSequence", Some("hello-done"), &())
-        .await
-        .unwrap();
-    hub.run_until_ended("hello-done").await;
-    rt.start("Sleeper", Some("sleeper-waiting"), &())
-        .await
-        .unwrap();
-    hub.run_until_waiting("sleeper-waiting").await;
-    rt.start("Accumulate", Some("accumulate-waiting"), &0u32)
-        .await
-        .unwrap();
-    hub.run_until_waiting("accumulate-waiting").await;
-    // One continue-as-new: the next execution waits with 40 carried over.
+    // (orchestrator, instance id, input, whether it runs to its end)
+    let starts = [
+        ("HelloSequence", "hello-done", Value::Null, true),
+        ("Sleeper", "sleeper-waiting", Value::Null, false),
+        (
+            "Accumulate",
+            "accumulate-waiting",
+            serde_json::json!(0),
+            false,
+        ),
+        ("CounterParent", "parent-done", Value::Null, true),
+    ];
+    for (name, id, input, ends) in starts {
+        rt.start(name, Some(id), &input).await.unwrap();
+        if ends {
+            hub.run_until_ended(id).await;
+        } else {
+            hub.run_until_waiting(id).await;
+        }
+    }
     rt.raise_event("accumulate-waiting", "Add", &40u32)
         .await
         .unwrap();
     hub.run_until_waiting("accumulate-waiting").await;
-    rt.start("CounterParent", Some("parent-done"), &())
-        .await
-        .unwrap();
-    hub.run_until_ended("parent-done").await;
 }
 
 #[tokio::test]
