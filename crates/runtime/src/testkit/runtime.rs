@@ -72,7 +72,7 @@ pub struct InMemoryRuntime {
     executor: tokio::runtime::Runtime,
     /// Received, not yet processed; held (hidden) until then.
     control: VecDeque<Received>,
-    work_items: Vec<Received>,
+    work_items: VecDeque<Received>,
     shuffle: Option<u64>,
     duplicate_completions: bool,
     dropped: u64,
@@ -116,7 +116,7 @@ impl InMemoryRuntime {
             clock,
             executor,
             control: VecDeque::new(),
-            work_items: Vec::new(),
+            work_items: VecDeque::new(),
             shuffle: None,
             duplicate_completions: false,
             dropped: 0,
@@ -313,14 +313,14 @@ impl InMemoryRuntime {
             return None;
         }
         let Some(seed) = self.shuffle.as_mut() else {
-            return Some(self.work_items.remove(0));
+            return self.work_items.pop_front();
         };
         // xorshift64: cheap, deterministic, good enough to vary completion order.
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         let index = usize::try_from(*seed % self.work_items.len() as u64).unwrap_or(0);
-        Some(self.work_items.remove(index))
+        self.work_items.remove(index)
     }
 
     fn receive(&self, queue: QueueKind) -> Result<Vec<Received>, RuntimeError> {
