@@ -1,10 +1,13 @@
 //! Activities: typed inputs and outputs, sequences, failures (returned, unknown, wrong result
 //! type, panics) and the activity context's idempotency key.
 
+use durable_engine::verify::verify_history;
 use durable_engine::{
     ActivityContext, ActivityError, EventKind, EventType, OrchestrationContext, OrchestrationError,
     OrchestrationStatus, Registry,
 };
+use durable_runtime::testkit::InMemoryRuntime;
+use durable_runtime::RuntimeOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{events_of, history, run, scheduled_activities, unserializable, Outcome, ID};
@@ -135,6 +138,27 @@ fn sequence_of_activities_chains_outputs_in_order() {
     assert_eq!(ids, (0..7).collect::<Vec<_>>());
     // One turn to start plus one per completion: each activity waits for the previous one.
     assert_eq!(events_of(&history, EventType::OrchestratorStarted).len(), 8);
+}
+
+#[test]
+fn activities_run_in_the_turn_make_the_same_history_in_one_committed_turn() {
+    let registry = Registry::builder()
+        .orchestrator("BuildWord", build_word)
+        .activity("Append", append)
+        .build()
+        .unwrap();
+    let mut rt = InMemoryRuntime::with_options(registry.clone(), RuntimeOptions::default());
+    rt.start("BuildWord", ID, &()).unwrap();
+    let turns = rt.run_until_idle().unwrap();
+
+    let done = rt.state(ID).unwrap();
+    assert_eq!(done.output_as::<String>().unwrap(), "durable");
+    // Each result is fed straight back: the engine still records a turn per completion, but
+    // the runtime commits them all at once, without a message per activity.
+    assert_eq!(turns, 1);
+    let history = history(&rt, ID);
+    assert_eq!(events_of(&history, EventType::OrchestratorStarted).len(), 8);
+    assert_eq!(verify_history(&registry, ID, &history), Ok(8));
 }
 
 async fn charge(_: ActivityContext, amount: u32) -> Result<u32, ActivityError> {

@@ -171,9 +171,10 @@ fn join_all_keeps_argument_order_when_completions_arrive_shuffled() {
             "seed {seed}"
         );
         let history = history(&rt, ID);
+        // One turn schedules all ten; each completion is a message of its own, so a turn each.
         assert_eq!(
             verify_history(&registry(), ID, &history),
-            Ok(2),
+            Ok(11),
             "seed {seed}"
         );
         let order = completion_order(&history);

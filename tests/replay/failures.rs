@@ -110,7 +110,7 @@ fn panic_fails_the_instance_with_the_panic_message() {
         details.error_message
     );
     let history = runtime.history("explode-1").expect("history");
-    verify_history(&registry(), "explode-1", history).expect("the panic replays identically");
+    verify_history(&registry(), "explode-1", &history).expect("the panic replays identically");
 }
 
 #[test]

@@ -253,9 +253,9 @@ proptest! {
             let state = runtime.state(&instance_id).expect("instance");
             prop_assert_eq!(state.status, OrchestrationStatus::Completed, "{}: {:?}", instance_id, state.failure);
             let history = runtime.history(&instance_id).expect("history");
-            verify_history(&registry, &instance_id, history)
+            verify_history(&registry, &instance_id, &history)
                 .map_err(|error| TestCaseError::fail(format!("{instance_id}: {error}")))?;
-            check_every_prefix(&registry, &instance_id, history, &state.output)?;
+            check_every_prefix(&registry, &instance_id, &history, &state.output)?;
         }
         let root = runtime.state(ROOT).expect("root").output_as::<Vec<Value>>().expect("root output");
         prop_assert_eq!(root.len(), script.len());

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::outbox::new_id;
 use super::{Runtime, RuntimeError};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use durable_store::backend::Backend;
@@ -74,7 +73,7 @@ impl<B: Backend> Runtime<B> {
         }
         let instance_id = match instance_id {
             Some(id) => InstanceId::parse(id)?.into_string(),
-            None => new_id(),
+            None => self.options.ids.next_id(),
         };
         if let Some(hold) = hold {
             if let Some(started) = self.start_unseen(name, &instance_id, &input, hold).await? {
@@ -165,9 +164,9 @@ impl<B: Backend> Runtime<B> {
         revision: u64,
     ) -> (Message, InstanceSummary) {
         let now = self.clock.now();
-        let execution_id = new_id();
+        let execution_id = self.options.ids.next_id();
         let message = Message {
-            id: new_id(),
+            id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),
                 execution_id: None,
@@ -317,7 +316,7 @@ impl<B: Backend> Runtime<B> {
             });
         }
         let message = Message {
-            id: new_id(),
+            id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id,
                 execution_id: None,

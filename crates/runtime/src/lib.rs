@@ -3,6 +3,7 @@
 
 mod activity;
 mod client;
+mod ids;
 mod instance_locks;
 pub mod management;
 mod orchestration;
@@ -11,6 +12,7 @@ mod pump;
 mod rewind;
 pub mod testkit;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use instance_locks::InstanceLocks;
@@ -21,6 +23,7 @@ use durable_store::model::{Destination, Message};
 use durable_store::names::InstanceIdError;
 
 pub use client::Queued;
+pub use ids::IdSource;
 pub use pump::Pump;
 
 /// What processing did with a message. Every variant means "done: delete it".
@@ -67,8 +70,8 @@ pub enum RuntimeError {
     Invalid(String),
 }
 
-/// How the runtime trades storage round-trips against spreading work.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the runtime trades storage round-trips against spreading work, and where its ids come from.
+#[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// Run a turn's activities in-process and feed their results straight back into the same
     /// turn, instead of a work-item and a result message per activity.
@@ -78,6 +81,8 @@ pub struct RuntimeOptions {
     pub max_inline_fan_out: usize,
     /// At most this many activities run in-process per turn before it commits.
     pub max_inline_activities_per_turn: usize,
+    /// Message and execution ids: random unless a test needs reproducible recordings.
+    pub ids: IdSource,
 }
 
 impl Default for RuntimeOptions {
@@ -86,6 +91,7 @@ impl Default for RuntimeOptions {
             inline_activities: true,
             max_inline_fan_out: 16,
             max_inline_activities_per_turn: 100,
+            ids: IdSource::random(),
         }
     }
 }
@@ -97,6 +103,7 @@ pub struct Runtime<B> {
     clock: Arc<dyn Clock>,
     options: RuntimeOptions,
     locks: InstanceLocks,
+    turns: AtomicU64,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -116,11 +123,19 @@ impl<B: Backend> Runtime<B> {
             clock,
             options,
             locks: InstanceLocks::default(),
+            turns: AtomicU64::new(0),
         }
     }
 
     pub fn backend(&self) -> &Arc<B> {
         &self.backend
+    }
+
+    /// Orchestration turns this runtime has committed: one per control message the engine ran
+    /// for (a continue-as-new's next execution and in-process activities stay in that turn).
+    /// Tests and benchmarks count them; a retried conflict is not counted twice.
+    pub fn turns_executed(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
     }
 
     /// Processes one message. `Ok` means it may be deleted; an error means it should be retried

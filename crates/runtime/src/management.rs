@@ -7,7 +7,8 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::outbox::{action_message, new_id, parent_notification};
+use super::ids::IdSource;
+use super::outbox::{action_message, parent_notification};
 use super::rewind::{pending_work, rewind};
 use super::{Runtime, RuntimeError};
 use durable_engine::{
@@ -223,7 +224,7 @@ impl<B: Backend> Runtime<B> {
                 .resume_pending(&instance.state, &instance.history, now)
                 .await?;
             self.backend
-                .send(&[wake_up(&instance.state, reason, now)])
+                .send(&[wake_up(&instance.state, reason, now, &self.options.ids)])
                 .await?;
             self.backend
                 .write_summary(&instance.state.summary())
@@ -256,7 +257,7 @@ impl<B: Backend> Runtime<B> {
         };
         self.backend.commit(Some(&version), &commit).await?;
         self.backend
-            .send(&[wake_up(&commit.state, reason, now)])
+            .send(&[wake_up(&commit.state, reason, now, &self.options.ids)])
             .await?;
         self.backend.write_summary(&commit.state.summary()).await?;
         Ok(children)
@@ -283,7 +284,13 @@ impl<B: Backend> Runtime<B> {
                 id, instance_id, ..
             } = &action
             else {
-                messages.push(action_message(&me, &state.name, &action, now));
+                messages.push(action_message(
+                    &me,
+                    &state.name,
+                    &action,
+                    now,
+                    &self.options.ids,
+                ));
                 continue;
             };
             let parent = ParentInstance {
@@ -293,7 +300,13 @@ impl<B: Backend> Runtime<B> {
                 task_schedule_id: *id,
             };
             let Some(child) = self.backend.read_summary(instance_id).await? else {
-                messages.push(action_message(&me, &state.name, &action, now));
+                messages.push(action_message(
+                    &me,
+                    &state.name,
+                    &action,
+                    now,
+                    &self.options.ids,
+                ));
                 continue;
             };
             let outcome = match child.status {
@@ -314,7 +327,12 @@ impl<B: Backend> Runtime<B> {
                 | OrchestrationStatus::Suspended
                 | OrchestrationStatus::ContinuedAsNew => continue,
             };
-            messages.extend(parent_notification(&parent, &outcome, now));
+            messages.extend(parent_notification(
+                &parent,
+                &outcome,
+                now,
+                &self.options.ids,
+            ));
         }
         Ok((messages, children))
     }
@@ -322,9 +340,9 @@ impl<B: Backend> Runtime<B> {
 
 /// The message that makes a rewound instance replay; pinned to its execution, so it is dropped
 /// if the instance was restarted meanwhile.
-fn wake_up(state: &InstanceState, reason: &str, now: DateTime<Utc>) -> Message {
+fn wake_up(state: &InstanceState, reason: &str, now: DateTime<Utc>, ids: &IdSource) -> Message {
     Message {
-        id: new_id(),
+        id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: state.instance_id.clone(),
             execution_id: Some(state.execution_id.clone()),

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::outbox::{action_message, child_not_started, new_id, parent_notification, timer_hop};
+use super::ids::IdSource;
+use super::outbox::{action_message, child_not_started, parent_notification, timer_hop};
 use super::{Disposition, Runtime, RuntimeError};
 use durable_engine::{
     execute, Action, ActivityContext, EventKind, HistoryEvent, OrchestrationInstance,
@@ -174,7 +175,7 @@ impl<B: Backend> Runtime<B> {
                     instance.state.instance_id, instance.state.status
                 );
                 self.backend
-                    .send(&[child_not_started(parent, reason, now)])
+                    .send(&[child_not_started(parent, reason, now, &self.options.ids)])
                     .await?;
             }
             return Ok(Plan::Drop("instance already running", Some(instance)));
@@ -281,7 +282,7 @@ impl<B: Backend> Runtime<B> {
                 .iter()
                 .filter(|action| !(run_inline && matches!(action, Action::ScheduleTask { .. })))
             {
-                outbox.extend(outbound(&me, &state.name, action, now));
+                outbox.extend(outbound(&me, &state.name, action, now, &self.options.ids));
             }
             if run_inline {
                 history.extend(turn.history_delta.iter().cloned());
@@ -340,7 +341,12 @@ impl<B: Backend> Runtime<B> {
             else {
                 record_end(&mut state, &turn.outcome, now);
                 if let Some(parent) = &state.parent {
-                    outbox.extend(parent_notification(parent, &turn.outcome, now));
+                    outbox.extend(parent_notification(
+                        parent,
+                        &turn.outcome,
+                        now,
+                        &self.options.ids,
+                    ));
                 }
                 break;
             };
@@ -352,7 +358,7 @@ impl<B: Backend> Runtime<B> {
             // ending one's message ids and id are remembered so redeliveries stay duplicates.
             let ending = state.clone();
             remember_execution(&mut state, &ending, std::mem::take(&mut consumed));
-            state.execution_id = new_id();
+            state.execution_id = self.options.ids.next_id();
             state.input = input.clone();
             history.clear();
             stored.clear();
@@ -385,6 +391,8 @@ impl<B: Backend> Runtime<B> {
             new_execution: fresh_history,
         };
         let version = self.backend.commit(expected.as_ref(), &commit).await?;
+        self.turns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = commit.state;
         let summary_changed = new_execution || summary_fields_differ(&summary_before, &state);
         let (state, _) = self.send_and_clear(state, version).await?;
@@ -468,6 +476,7 @@ fn outbound(
     name: &str,
     action: &Action,
     now: DateTime<Utc>,
+    ids: &IdSource,
 ) -> Option<Message> {
     let target = match action {
         Action::CreateSubOrchestration {
@@ -486,13 +495,13 @@ fn outbound(
             };
             let reason = format!("cannot address instance '{target}': {error}");
             if task.is_some() {
-                return Some(child_not_started(&parent, reason, now));
+                return Some(child_not_started(&parent, reason, now, ids));
             }
             tracing::warn!("{reason}; the event is dropped");
             return None;
         }
     }
-    Some(action_message(me, name, action, now))
+    Some(action_message(me, name, action, now, ids))
 }
 
 /// Why a completion cannot be applied: it completes a task history already completed, or one

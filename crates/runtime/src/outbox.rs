@@ -2,7 +2,6 @@
 //! sub-orchestration starts and sent events to control queues, and completions to the parent.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use durable_engine::{
     Action, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance, ParentInstance,
@@ -10,12 +9,10 @@ use durable_engine::{
 };
 use durable_store::model::{Destination, Message};
 
+use super::ids::IdSource;
+
 /// Azure queues cannot delay a message by more than 7 days; timers hop in shorter steps.
 pub const MAX_TIMER_HOP: chrono::TimeDelta = chrono::TimeDelta::days(6);
-
-pub fn new_id() -> String {
-    Uuid::new_v4().simple().to_string()
-}
 
 /// When a timer message for `fire_at` should next become visible.
 pub fn timer_hop(fire_at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -28,6 +25,7 @@ pub fn action_message(
     name: &str,
     action: &Action,
     now: DateTime<Utc>,
+    ids: &IdSource,
 ) -> Message {
     let (destination, event, deliver_at) = match action.clone() {
         Action::ScheduleTask { id, name, input } => (
@@ -78,7 +76,7 @@ pub fn action_message(
                     input,
                     orchestration_instance: OrchestrationInstance {
                         instance_id,
-                        execution_id: new_id(),
+                        execution_id: ids.next_id(),
                     },
                     parent_instance: Some(ParentInstance {
                         name: name.to_string(),
@@ -106,7 +104,7 @@ pub fn action_message(
         ),
     };
     Message {
-        id: new_id(),
+        id: ids.next_id(),
         destination,
         event,
         deliver_at,
@@ -119,6 +117,7 @@ pub fn parent_notification(
     parent: &ParentInstance,
     outcome: &TurnOutcome,
     now: DateTime<Utc>,
+    ids: &IdSource,
 ) -> Option<Message> {
     let task_scheduled_id = parent.task_schedule_id;
     let kind = match outcome {
@@ -141,13 +140,23 @@ pub fn parent_notification(
             return None
         }
     };
-    Some(to_parent(parent, kind, now))
+    Some(to_parent(parent, kind, now, ids))
 }
 
 /// Tells a parent that its child could not be started.
-pub fn child_not_started(parent: &ParentInstance, reason: String, now: DateTime<Utc>) -> Message {
+pub fn child_not_started(
+    parent: &ParentInstance,
+    reason: String,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
     let details = FailureDetails::new("SubOrchestrationNotStarted", reason);
-    to_parent(parent, child_failed(parent.task_schedule_id, details), now)
+    to_parent(
+        parent,
+        child_failed(parent.task_schedule_id, details),
+        now,
+        ids,
+    )
 }
 
 fn child_failed(task_scheduled_id: i32, details: FailureDetails) -> EventKind {
@@ -159,9 +168,14 @@ fn child_failed(task_scheduled_id: i32, details: FailureDetails) -> EventKind {
     }
 }
 
-fn to_parent(parent: &ParentInstance, kind: EventKind, now: DateTime<Utc>) -> Message {
+fn to_parent(
+    parent: &ParentInstance,
+    kind: EventKind,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
     Message {
-        id: new_id(),
+        id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: parent.orchestration_instance.instance_id.clone(),
             execution_id: Some(parent.orchestration_instance.execution_id.clone()),

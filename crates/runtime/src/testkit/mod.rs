@@ -1,6 +1,6 @@
-//! In-memory harness for running orchestrations end to end inside tests and benchmarks: a
-//! single-threaded runtime with a manual clock, and a builder for hand-written histories.
+//! A synchronous driver of the production runtime for tests and benchmarks: the real
+//! [`crate::Runtime`] over the in-memory backend, on a manual clock, in a reproducible order.
 
 mod runtime;
 
-pub use runtime::{InMemoryRuntime, InstanceState, RuntimeError};
+pub use runtime::{InMemoryRuntime, InstanceState};
