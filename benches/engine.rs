@@ -11,6 +11,7 @@ use durable_engine::{
     OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
 };
 use durable_runtime::testkit::InMemoryRuntime;
+use durable_runtime::RuntimeOptions;
 
 const HISTORY_EVENTS: usize = 10_000;
 const RUNS: usize = 5;
@@ -116,7 +117,8 @@ fn replay_ns_per_event(registry: &Registry, history: &[HistoryEvent]) -> f64 {
 const THROUGHPUT_WAVE: usize = 100;
 
 fn throughput(registry: &Registry, instances: usize) -> f64 {
-    let mut runtime = InMemoryRuntime::new(registry.clone());
+    // The production runtime's defaults: activities run in the turn.
+    let mut runtime = InMemoryRuntime::with_options(registry.clone(), RuntimeOptions::default());
     let ids: Vec<String> = (0..instances).map(|i| format!("bench-{i}")).collect();
     let started = Instant::now();
     for (wave, wave_ids) in ids.chunks(THROUGHPUT_WAVE).enumerate() {

@@ -42,8 +42,8 @@ pub fn functions<B: Backend>() -> Result<TriggerFunctions<B>, RegisterError> {
     sync::functions::register(TriggerFunctions::new())
 }
 
-/// Stands in for an activity's real work. A zero delay takes no timer at all, so activities
-/// also run outside tokio (the testkit polls them with a plain executor).
+/// Stands in for an activity's real work. A zero delay takes no timer at all, so tests and
+/// benchmarks that configure none never wait.
 async fn simulate_work(delay: Duration) {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use durable_protocol::invocation::{InvocationRequest, InvocationResponse};
-use durable_runtime::{Runtime, RuntimeError};
+use durable_runtime::Runtime;
 use durable_store::backend::Backend;
-use durable_worker::functions::{FunctionError, RegisterError, TriggerFunctions};
+use durable_worker::functions::{start_once, FunctionError, RegisterError, TriggerFunctions};
 use serde_json::Value;
 
 use super::{instance_id, timer_items, MySyncItem, MAIN_WORKFLOW};
@@ -63,19 +63,5 @@ pub async fn sync_queue_processor<B: Backend>(
     let text = request.queue_message(ITEM_BINDING)?;
     let item: MySyncItem = serde_json::from_str(&text)
         .map_err(|e| FunctionError::Rejected(format!("the message is not a MySyncItem: {e}")))?;
-    let id = instance_id(&item);
-    if let Some(existing) = runtime.status(&id).await? {
-        return Ok(InvocationResponse::default().log(format!(
-            "instance '{id}' already exists ({:?}); not starting it again",
-            existing.status
-        )));
-    }
-    match runtime.start(MAIN_WORKFLOW, Some(&id), &item).await {
-        Ok(_) => Ok(InvocationResponse::default().log(format!("started {MAIN_WORKFLOW} '{id}'"))),
-        // A concurrent delivery of the same message won the race.
-        Err(RuntimeError::AlreadyExists { status, .. }) => Ok(InvocationResponse::default().log(
-            format!("instance '{id}' already exists ({status:?}); not starting it again"),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    start_once(&runtime, MAIN_WORKFLOW, &instance_id(&item), &item).await
 }

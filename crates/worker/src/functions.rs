@@ -6,9 +6,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use durable_engine::OrchestrationStatus;
 use durable_protocol::invocation::{InvocationError, InvocationRequest, InvocationResponse};
 use durable_runtime::{Runtime, RuntimeError};
 use durable_store::backend::Backend;
+use serde::Serialize;
 
 use crate::is_engine_function;
 
@@ -19,20 +21,47 @@ pub enum FunctionError {
     /// times and then parks it in `<queue>-poison`, where an operator can see it.
     #[error("{0}")]
     Rejected(String),
-    /// A failure a retry may cure (storage trouble, contention). Answered 500.
+    /// The invocation payload lacks what the function reads. Answered 400, as `Rejected`.
+    #[error(transparent)]
+    Invocation(#[from] InvocationError),
+    /// The runtime failed (storage trouble, contention). Answered 500, so the host retries.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Another failure a retry may cure. Answered 500.
     #[error("{0}")]
     Retry(String),
 }
 
-impl From<InvocationError> for FunctionError {
-    fn from(error: InvocationError) -> Self {
-        Self::Rejected(error.to_string())
+impl FunctionError {
+    /// Whether the host should retry the invocation as it is (a 5xx answer) rather than treat
+    /// the input as bad (a 4xx answer).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Runtime(_) | Self::Retry(_))
     }
 }
 
-impl From<RuntimeError> for FunctionError {
-    fn from(error: RuntimeError) -> Self {
-        Self::Retry(error.to_string())
+/// Starts orchestrator `name` as `instance_id` unless an instance of that id exists, in any
+/// state: the host delivers a trigger at least once, and a redelivery must not start a second
+/// run. Answers with a log line saying which happened.
+pub async fn start_once<B: Backend, I: Serialize + ?Sized>(
+    runtime: &Runtime<B>,
+    name: &str,
+    instance_id: &str,
+    input: &I,
+) -> Result<InvocationResponse, FunctionError> {
+    let exists = |status: OrchestrationStatus| {
+        InvocationResponse::default().log(format!(
+            "'{instance_id}' already exists ({status:?}); not starting it again"
+        ))
+    };
+    if let Some(existing) = runtime.status(instance_id).await? {
+        return Ok(exists(existing.status));
+    }
+    match runtime.start(name, Some(instance_id), input).await {
+        Ok(_) => Ok(InvocationResponse::default().log(format!("started {name} '{instance_id}'"))),
+        // A concurrent delivery of the same trigger got there first.
+        Err(RuntimeError::AlreadyExists { status, .. }) => Ok(exists(status)),
+        Err(e) => Err(e.into()),
     }
 }
 

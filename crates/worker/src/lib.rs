@@ -121,13 +121,13 @@ async fn invoke<B: Backend>(
 fn function_result(function: &str, result: Result<InvocationResponse, FunctionError>) -> Response {
     match result {
         Ok(response) => done(response),
-        Err(FunctionError::Retry(e)) => {
+        Err(e) if e.is_retryable() => {
             tracing::warn!("{function}: will be retried: {e}");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
-        Err(FunctionError::Rejected(e)) => {
+        Err(e) => {
             tracing::warn!("{function}: rejected an input that can never be processed: {e}");
-            error(StatusCode::BAD_REQUEST, e)
+            error(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
 }

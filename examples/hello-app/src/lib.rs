@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use durable_engine::{
-    ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, OrchestrationStatus,
-    Registry, RegistryError,
+    ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, Registry,
+    RegistryError,
 };
 use durable_protocol::invocation::{InvocationRequest, InvocationResponse};
-use durable_runtime::{Runtime, RuntimeError};
+use durable_runtime::Runtime;
 use durable_store::backend::Backend;
 use durable_store::names::InstanceId;
-use durable_worker::functions::{FunctionError, RegisterError, TriggerFunctions};
+use durable_worker::functions::{start_once, FunctionError, RegisterError, TriggerFunctions};
 use serde::Deserialize;
 
 pub const GREETINGS: &str = "Greetings";
@@ -75,19 +75,5 @@ async fn greeting_requests<B: Backend>(
     let id = InstanceId::parse(&greeting.id)
         .map_err(|e| FunctionError::Rejected(e.to_string()))?
         .into_string();
-    if let Some(existing) = runtime.status(&id).await? {
-        return Ok(already_started(&id, existing.status));
-    }
-    match runtime.start(GREETINGS, Some(&id), &greeting.names).await {
-        Ok(_) => Ok(InvocationResponse::default().log(format!("started {GREETINGS} '{id}'"))),
-        // Another delivery of the same message got there first.
-        Err(RuntimeError::AlreadyExists { status, .. }) => Ok(already_started(&id, status)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn already_started(id: &str, status: OrchestrationStatus) -> InvocationResponse {
-    InvocationResponse::default().log(format!(
-        "'{id}' already exists ({status:?}); not starting it again"
-    ))
+    start_once(&runtime, GREETINGS, &id, &greeting.names).await
 }
