@@ -5,13 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-build_log=$(cargo bench --locked --bench engine --no-run 2>&1)
-binary=$(grep -o 'target/[^ )]*/deps/engine-[0-9a-f]*' <<<"$build_log" | tail -n 1)
-if [[ -z "$binary" ]]; then
-  echo "$build_log" >&2
-  echo "could not find the engine bench binary in cargo's output" >&2
-  exit 1
-fi
+source scripts/lib/bench-binary.sh
+binary=$(bench_binary engine)
 
 pin=()
 if command -v taskset >/dev/null 2>&1; then

@@ -16,13 +16,8 @@ if [[ ! -x node_modules/.bin/azurite ]]; then
 fi
 echo "==> building release binaries" >&2
 cargo build --locked --release --workspace --bins >&2
-build_log=$(cargo bench --locked --bench host_path --no-run 2>&1)
-binary=$(grep -o 'target/[^ )]*/deps/host_path-[0-9a-f]*' <<<"$build_log" | tail -n 1)
-if [[ -z "$binary" ]]; then
-  echo "$build_log" >&2
-  echo "could not find the host_path bench binary in cargo's output" >&2
-  exit 1
-fi
+source scripts/lib/bench-binary.sh
+binary=$(bench_binary host_path)
 
 echo "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "cores=$(nproc)"
