@@ -81,7 +81,10 @@ fn nondeterminism_message(changed: &Registry, history: &[HistoryEvent]) -> Strin
     }
 }
 
-fn assert_mentions(message: &str, fragments: &[&str]) {
+/// Records a history with `original`, replays it against `changed`, and asserts the
+/// nondeterminism message mentions each of `fragments`.
+fn assert_replay_reports(original: Registry, changed: &Registry, fragments: &[&str]) {
+    let message = nondeterminism_message(changed, &record(original));
     for fragment in fragments {
         assert!(
             message.contains(fragment),
@@ -92,10 +95,9 @@ fn assert_mentions(message: &str, fragments: &[&str]) {
 
 #[test]
 fn changed_activity_name_is_reported_with_both_names() {
-    let history = record(calls(&["A", "B"]));
-    let message = nondeterminism_message(&calls(&["A", "C"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A", "B"]),
+        &calls(&["A", "C"]),
         &[
             "sequence #1",
             "TaskScheduled for activity 'B'",
@@ -106,10 +108,9 @@ fn changed_activity_name_is_reported_with_both_names() {
 
 #[test]
 fn removed_call_in_the_middle_is_reported() {
-    let history = record(calls(&["A", "B", "C"]));
-    let message = nondeterminism_message(&calls(&["A", "C"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A", "B", "C"]),
+        &calls(&["A", "C"]),
         &[
             "sequence #1",
             "TaskScheduled for activity 'B'",
@@ -120,10 +121,9 @@ fn removed_call_in_the_middle_is_reported() {
 
 #[test]
 fn removed_last_call_is_reported_as_an_early_completion() {
-    let history = record(calls(&["A", "B"]));
-    let message = nondeterminism_message(&calls(&["A"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A", "B"]),
+        &calls(&["A"]),
         &[
             "sequence #1",
             "TaskScheduled for activity 'B'",
@@ -134,10 +134,9 @@ fn removed_last_call_is_reported_as_an_early_completion() {
 
 #[test]
 fn added_call_in_the_middle_is_reported() {
-    let history = record(calls(&["A", "C"]));
-    let message = nondeterminism_message(&calls(&["A", "B", "C"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A", "C"]),
+        &calls(&["A", "B", "C"]),
         &[
             "sequence #1",
             "TaskScheduled for activity 'C'",
@@ -148,10 +147,9 @@ fn added_call_in_the_middle_is_reported() {
 
 #[test]
 fn added_call_where_the_orchestration_completed_is_reported() {
-    let history = record(calls(&["A"]));
-    let message = nondeterminism_message(&calls(&["A", "B"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A"]),
+        &calls(&["A", "B"]),
         &[
             "sequence #1",
             "ExecutionCompleted with status Completed",
@@ -162,15 +160,14 @@ fn added_call_where_the_orchestration_completed_is_reported() {
 
 #[test]
 fn activity_replaced_by_timer_is_reported() {
-    let history = record(calls(&["A", "B"]));
     let changed = registry(|ctx, ()| async move {
         let first = ctx.call_activity::<String>("A", &()).await?;
         ctx.create_timer_after(Duration::from_secs(60)).await;
         Ok(vec![first])
     });
-    let message = nondeterminism_message(&changed, &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calls(&["A", "B"]),
+        &changed,
         &[
             "sequence #1",
             "TaskScheduled for activity 'B'",
@@ -185,10 +182,9 @@ fn timer_replaced_by_activity_is_reported() {
         ctx.create_timer_after(Duration::from_secs(60)).await;
         Ok(vec![ctx.call_activity::<String>("A", &()).await?])
     });
-    let history = record(original);
-    let message = nondeterminism_message(&calls(&["B", "A"]), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        original,
+        &calls(&["B", "A"]),
         &[
             "sequence #0",
             "TimerCreated",
@@ -207,10 +203,9 @@ fn changed_sub_orchestration_name_is_reported() {
             ])
         })
     };
-    let history = record(calling("Child"));
-    let message = nondeterminism_message(&calling("OtherChild"), &history);
-    assert_mentions(
-        &message,
+    assert_replay_reports(
+        calling("Child"),
+        &calling("OtherChild"),
         &[
             "sequence #0",
             "SubOrchestrationInstanceCreated for sub-orchestration 'Child'",

@@ -43,6 +43,20 @@ fn is_start(message: &Message) -> bool {
     matches!(message.event.kind, EventKind::ExecutionStarted { .. })
 }
 
+/// Processes and deletes the messages visible on `instance_id`'s queue except its start, which
+/// stays queued: what is processed overtakes the start.
+async fn process_all_but_the_start(h: &Harness, instance_id: &str) {
+    let queue = h.backend.queue_for(&Destination::Instance {
+        instance_id: instance_id.to_string(),
+        execution_id: None,
+    });
+    let received = h.backend.receive(queue, 32, Duration::ZERO).await.unwrap();
+    for r in received.iter().filter(|r| !is_start(&r.message)) {
+        h.runtime.process(&r.message).await.unwrap();
+        h.backend.delete(&r.receipt).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_event_redelivered_after_continue_as_new_is_not_applied_again() {
     let h = Harness::new().await;
@@ -132,15 +146,7 @@ async fn an_event_sent_to_a_child_started_in_the_same_turn_reaches_it() {
         if shuffle {
             // Process the parent's turn, then hand the child its event before its start.
             step(&h).await;
-            let queue = h.backend.queue_for(&Destination::Instance {
-                instance_id: "kid".to_string(),
-                execution_id: None,
-            });
-            let received = h.backend.receive(queue, 32, Duration::ZERO).await.unwrap();
-            for r in received.iter().filter(|r| !is_start(&r.message)) {
-                h.runtime.process(&r.message).await.unwrap();
-                h.backend.delete(&r.receipt).await.unwrap();
-            }
+            process_all_but_the_start(&h, "kid").await;
         }
         h.drive(100).await;
         let parent = h.summary("parent").await;
@@ -162,15 +168,7 @@ async fn an_event_raised_right_after_restarting_an_ended_id_is_not_lost() {
     h.runtime.start("Sleeper", Some("s"), &()).await.unwrap();
     h.runtime.raise_event("s", "Wake", "two").await.unwrap();
     // The event overtakes the new start.
-    let queue = h.backend.queue_for(&Destination::Instance {
-        instance_id: "s".to_string(),
-        execution_id: None,
-    });
-    let received = h.backend.receive(queue, 32, Duration::ZERO).await.unwrap();
-    for r in received.iter().filter(|r| !is_start(&r.message)) {
-        h.runtime.process(&r.message).await.unwrap();
-        h.backend.delete(&r.receipt).await.unwrap();
-    }
+    process_all_but_the_start(&h, "s").await;
     h.drive(100).await;
 
     let summary = h.summary("s").await;
