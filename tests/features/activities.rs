@@ -11,6 +11,7 @@ use durable_runtime::RuntimeOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{events_of, history, run, scheduled_activities, unserializable, Outcome, ID};
+use crate::failure_details::assert_failure;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {
@@ -256,12 +257,7 @@ fn unknown_activity_fails_the_task() {
         panic!("expected ActivityFailed, got {:?}", state.output);
     };
     assert_eq!(name, "DoesNotExist");
-    assert_eq!(details.error_type, "ActivityNotFound");
-    assert!(
-        details.error_message.contains("'DoesNotExist'"),
-        "{}",
-        details.error_message
-    );
+    assert_failure(&details, "ActivityNotFound", &["'DoesNotExist'"]);
 }
 
 async fn expect_number(
@@ -315,13 +311,10 @@ fn activity_input_of_the_wrong_type_fails_the_task_with_invalid_input() {
     else {
         panic!("expected ActivityFailed, got {:?}", state.output);
     };
-    assert_eq!(details.error_type, "InvalidInput");
-    assert!(
-        details
-            .error_message
-            .contains("the input of activity 'Price' is not valid"),
-        "{}",
-        details.error_message
+    assert_failure(
+        &details,
+        "InvalidInput",
+        &["the input of activity 'Price' is not valid"],
     );
 }
 

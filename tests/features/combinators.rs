@@ -11,6 +11,7 @@ use durable_engine::{
 use durable_runtime::testkit::InMemoryRuntime;
 
 use crate::common::{at, events_of, history, run, start, state, HOUR, ID};
+use crate::failure_details::assert_failure;
 
 async fn square(_: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     Ok(n * n)
@@ -246,14 +247,7 @@ fn select_first_of_nothing_fails_the_instance() {
 
     assert_eq!(state.status, OrchestrationStatus::Failed);
     let failure = state.failure.unwrap();
-    assert_eq!(failure.error_type, "Panic");
-    assert!(
-        failure
-            .error_message
-            .contains("select_first needs at least one task"),
-        "{}",
-        failure.error_message
-    );
+    assert_failure(&failure, "Panic", &["select_first needs at least one task"]);
 }
 
 /// Replays two scheduled activities whose completions arrive in the given order in one turn.

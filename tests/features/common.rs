@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use durable_engine::{EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError};
+use durable_engine::{
+    EventKind, EventType, FailureDetails, HistoryEvent, Registry, TaskError, Turn, TurnOutcome,
+};
 use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +112,18 @@ pub fn scheduled_activities(history: &[HistoryEvent]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Asserts the turn ended the instance as terminated, with `reason` (JSON text) as the reason,
+/// and dispatched nothing.
+pub fn assert_terminated(turn: &Turn, reason: &str) {
+    assert_eq!(
+        turn.outcome,
+        TurnOutcome::Terminated {
+            reason: Some(reason.to_string())
+        }
+    );
+    assert!(turn.actions.is_empty());
 }
 
 /// A serializable copy of a `Result<T, TaskError>`, so an orchestration can return what an awaited

@@ -10,6 +10,7 @@ use durable_runtime::testkit::InMemoryRuntime;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{at, events_of, history, run, start, state, unserializable, HOUR, ID};
+use crate::failure_details::assert_failure;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Generation {
@@ -243,10 +244,5 @@ fn continue_as_new_with_unserializable_input_fails_the_instance() {
 
     assert_eq!(done.status, OrchestrationStatus::Failed);
     let failure = done.failure.unwrap();
-    assert_eq!(failure.error_type, "InputSerialization");
-    assert!(
-        failure.error_message.contains("continue-as-new input"),
-        "{}",
-        failure.error_message
-    );
+    assert_failure(&failure, "InputSerialization", &["continue-as-new input"]);
 }

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use durable_engine::HistoryBuilder;
 use durable_engine::{
     execute, ActivityContext, ActivityError, EventType, OrchestrationContext, OrchestrationError,
-    OrchestrationStatus, Registry, RegistryError, TurnOutcome,
+    OrchestrationStatus, Registry, RegistryError, Turn, TurnOutcome,
 };
 use durable_runtime::testkit::InMemoryRuntime;
 use durable_runtime::RuntimeError;
 
-use crate::common::{events_of, history, run, start, state, unserializable, HOUR, ID};
+use crate::common::{
+    assert_terminated, events_of, history, run, start, state, unserializable, HOUR, ID,
+};
+use crate::failure_details::assert_failure;
 
 async fn wait_forever(ctx: OrchestrationContext, (): ()) -> Result<(), OrchestrationError> {
     Ok(ctx.wait_for_external_event("Never").await?)
@@ -59,6 +62,16 @@ fn counting_registry(calls: &Arc<AtomicU32>) -> Registry {
         .unwrap()
 }
 
+/// Starts TwoSteps and suspends it in the same turn, then runs until idle: the first step runs,
+/// and its completion is held.
+fn suspended_two_steps(calls: &Arc<AtomicU32>) -> InMemoryRuntime {
+    let mut rt = InMemoryRuntime::new(counting_registry(calls));
+    rt.start("TwoSteps", ID, &()).unwrap();
+    rt.suspend(ID, "hold on").unwrap();
+    rt.run_until_idle().unwrap();
+    rt
+}
+
 fn registry() -> Registry {
     Registry::builder()
         .orchestrator("WaitForever", wait_forever)
@@ -98,46 +111,29 @@ fn pending_timer_does_not_revive_a_terminated_instance() {
     assert_eq!(history(&rt, ID).len(), events_at_termination);
 }
 
-#[test]
-fn activity_completion_after_terminate_is_ignored() {
+/// Executes OneStep's second turn, an hour after its first scheduled Step; `events` adds what
+/// the second turn brings after its OrchestratorStarted.
+fn one_step_second_turn(events: impl FnOnce(HistoryBuilder) -> HistoryBuilder) -> Turn {
     let past = HistoryBuilder::new(ID)
         .orchestrator_started()
         .execution_started("OneStep", &())
         .task_scheduled(0, "Step", &())
         .orchestrator_completed()
         .build();
-    let new = HistoryBuilder::new(ID)
-        .advance(HOUR)
-        .orchestrator_started()
-        .terminated("stop")
-        .task_completed(0, &7)
-        .build();
-    let turn = execute(&registry(), ID, &past, &new).unwrap();
+    let new = events(HistoryBuilder::new(ID).advance(HOUR).orchestrator_started()).build();
+    execute(&registry(), ID, &past, &new).unwrap()
+}
 
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Terminated {
-            reason: Some("\"stop\"".to_string())
-        }
-    );
-    assert!(turn.actions.is_empty());
+#[test]
+fn activity_completion_after_terminate_is_ignored() {
+    let turn = one_step_second_turn(|new| new.terminated("stop").task_completed(0, &7));
+
+    assert_terminated(&turn, "\"stop\"");
 }
 
 #[test]
 fn terminate_after_the_code_completed_in_the_same_turn_changes_nothing() {
-    let past = HistoryBuilder::new(ID)
-        .orchestrator_started()
-        .execution_started("OneStep", &())
-        .task_scheduled(0, "Step", &())
-        .orchestrator_completed()
-        .build();
-    let new = HistoryBuilder::new(ID)
-        .advance(HOUR)
-        .orchestrator_started()
-        .task_completed(0, &7)
-        .terminated("too late")
-        .build();
-    let turn = execute(&registry(), ID, &past, &new).unwrap();
+    let turn = one_step_second_turn(|new| new.task_completed(0, &7).terminated("too late"));
 
     assert_eq!(
         turn.outcome,
@@ -150,10 +146,7 @@ fn terminate_after_the_code_completed_in_the_same_turn_changes_nothing() {
 #[test]
 fn terminate_while_suspended_with_a_held_completion_ends_the_instance() {
     let calls = Arc::new(AtomicU32::new(0));
-    let mut rt = InMemoryRuntime::new(counting_registry(&calls));
-    rt.start("TwoSteps", ID, &()).unwrap();
-    rt.suspend(ID, "hold on").unwrap();
-    rt.run_until_idle().unwrap();
+    let mut rt = suspended_two_steps(&calls);
     assert_eq!(state(&rt, ID).status, OrchestrationStatus::Suspended);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the first step ran");
 
@@ -228,10 +221,7 @@ fn suspended_instance_holds_events_until_resumed() {
 #[test]
 fn suspended_instance_holds_activity_completions_until_resumed() {
     let calls = Arc::new(AtomicU32::new(0));
-    let mut rt = InMemoryRuntime::new(counting_registry(&calls));
-    rt.start("TwoSteps", ID, &()).unwrap();
-    rt.suspend(ID, "hold on").unwrap();
-    rt.run_until_idle().unwrap();
+    let mut rt = suspended_two_steps(&calls);
 
     // The first step was already dispatched and completed, but the code has not seen it.
     let held = state(&rt, ID);
@@ -319,12 +309,7 @@ fn orchestrator_output_that_cannot_be_serialized_fails_the_instance() {
 
     assert_eq!(done.status, OrchestrationStatus::Failed);
     let failure = done.failure.unwrap();
-    assert_eq!(failure.error_type, "OutputSerialization");
-    assert!(
-        failure.error_message.contains("key must be a string"),
-        "{}",
-        failure.error_message
-    );
+    assert_failure(&failure, "OutputSerialization", &["key must be a string"]);
 }
 
 #[test]

@@ -7,6 +7,8 @@ mod common;
 mod context_values;
 mod continue_as_new;
 mod events;
+#[path = "../common/failure_details.rs"]
+mod failure_details;
 mod lifecycle;
 mod retry;
 mod same_turn_races;

@@ -12,7 +12,8 @@ use durable_engine::{
 };
 use durable_runtime::testkit::InMemoryRuntime;
 
-use crate::common::{run, state, HOUR, ID};
+use crate::common::{assert_terminated, run, state, HOUR, ID};
+use crate::failure_details::assert_failure;
 
 async fn work(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
     Ok(n)
@@ -102,13 +103,7 @@ fn terminate_in_the_same_turn_as_continue_as_new_stops_the_instance() {
 
     let turn = execute(&registry(), ID, past, &new).unwrap();
 
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Terminated {
-            reason: Some("\"stop\"".to_string())
-        }
-    );
-    assert!(turn.actions.is_empty());
+    assert_terminated(&turn, "\"stop\"");
 }
 
 #[test]
@@ -315,10 +310,5 @@ fn a_panic_while_the_orchestrator_is_dropped_fails_the_instance_instead_of_escap
     let TurnOutcome::Failed { details } = turn.outcome else {
         panic!("expected Failed, got {:?}", turn.outcome);
     };
-    assert_eq!(details.error_type, "Panic");
-    assert!(
-        details.error_message.contains("drop exploded"),
-        "{}",
-        details.error_message
-    );
+    assert_failure(&details, "Panic", &["drop exploded"]);
 }

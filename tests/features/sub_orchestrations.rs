@@ -8,6 +8,7 @@ use durable_engine::{
 use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 
 use crate::common::{child_id, events_of, history, run, state, unserializable, Outcome, ID};
+use crate::failure_details::assert_failure;
 
 async fn double(_: OrchestrationContext, n: i64) -> Result<i64, OrchestrationError> {
     Ok(n * 2)
@@ -240,11 +241,10 @@ fn explicit_id_of_a_running_instance_fails_the_child_task() {
         panic!("expected SubOrchestrationFailed, got {:?}", parent.output);
     };
     assert_eq!(instance_id, "busy");
-    assert_eq!(details.error_type, "SubOrchestrationNotStarted");
-    assert!(
-        details.error_message.contains("'busy' already exists"),
-        "{}",
-        details.error_message
+    assert_failure(
+        &details,
+        "SubOrchestrationNotStarted",
+        &["'busy' already exists"],
     );
     // The running instance is left alone.
     let busy = state(&rt, "busy");
@@ -342,12 +342,7 @@ fn terminated_child_fails_the_parents_task() {
         panic!("expected SubOrchestrationFailed, got {:?}", parent.output);
     };
     assert_eq!(instance_id, "kid");
-    assert_eq!(details.error_type, "Terminated");
-    assert!(
-        details.error_message.contains("not needed"),
-        "{}",
-        details.error_message
-    );
+    assert_failure(&details, "Terminated", &["not needed"]);
 }
 
 #[test]

@@ -14,6 +14,8 @@ use durable_engine::{
 };
 use durable_runtime::testkit::InMemoryRuntime;
 
+use crate::failure_details::assert_failure;
+
 const ID: &str = "instance-1";
 
 /// A future that is never ready and never arranges to be woken.
@@ -98,17 +100,7 @@ fn panic_fails_the_instance_with_the_panic_message() {
     let mut runtime = InMemoryRuntime::new(registry());
     run(&mut runtime, "Explode", "explode-1");
     let details = failure(&runtime, "explode-1");
-    assert_eq!(details.error_type, "Panic");
-    assert!(
-        details.error_message.contains("boom after A"),
-        "{}",
-        details.error_message
-    );
-    assert!(
-        details.error_message.contains("'Explode'"),
-        "{}",
-        details.error_message
-    );
+    assert_failure(&details, "Panic", &["boom after A", "'Explode'"]);
     let history = runtime.history("explode-1").expect("history");
     verify_history(&registry(), "explode-1", &history).expect("the panic replays identically");
 }
@@ -139,12 +131,7 @@ fn awaiting_std_pending_is_a_foreign_await() {
     let mut runtime = InMemoryRuntime::new(registry());
     run(&mut runtime, "AwaitStdPending", "pending-1");
     let details = failure(&runtime, "pending-1");
-    assert_eq!(details.error_type, "ForeignAwait");
-    assert!(
-        details.error_message.contains("'AwaitStdPending'"),
-        "{}",
-        details.error_message
-    );
+    assert_failure(&details, "ForeignAwait", &["'AwaitStdPending'"]);
 }
 
 #[test]
@@ -186,12 +173,7 @@ fn unregistered_orchestrator_fails_with_orchestrator_not_found() {
     assert!(turn.actions.is_empty());
     match turn.outcome {
         TurnOutcome::Failed { details } => {
-            assert_eq!(details.error_type, "OrchestratorNotFound");
-            assert!(
-                details.error_message.contains("'NoSuchOrchestrator'"),
-                "{}",
-                details.error_message
-            );
+            assert_failure(&details, "OrchestratorNotFound", &["'NoSuchOrchestrator'"]);
         }
         other => panic!("expected OrchestratorNotFound, got {other:?}"),
     }

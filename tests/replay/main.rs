@@ -1,6 +1,8 @@
 //! Replay and determinism tests: recorded JSON histories, every-prefix property tests,
 //! nondeterminism reports, duplicate and out-of-order completions, panics and foreign awaits.
 
+#[path = "../common/failure_details.rs"]
+mod failure_details;
 mod failures;
 mod fixtures;
 mod nondeterminism;
