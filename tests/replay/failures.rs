@@ -10,7 +10,7 @@ use durable_engine::HistoryBuilder;
 use durable_engine::{
     execute, verify::verify_history, ActivityContext, ActivityError, EventKind, ExecuteError,
     FailureDetails, HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationInstance,
-    OrchestrationStatus, Registry, TurnOutcome,
+    OrchestrationStatus, Registry, Turn, TurnOutcome,
 };
 use durable_runtime::testkit::InMemoryRuntime;
 
@@ -150,13 +150,18 @@ fn awaiting_a_hand_written_never_ready_future_after_durable_work_is_a_foreign_aw
     );
 }
 
-#[test]
-fn a_foreign_future_that_wakes_itself_is_reported_not_spun_on() {
+/// Executes the first turn of a new instance of `orchestrator`.
+fn first_turn(orchestrator: &str) -> Turn {
     let history = HistoryBuilder::new(ID)
         .orchestrator_started()
-        .execution_started("AwaitBusyPending", &())
+        .execution_started(orchestrator, &())
         .build();
-    let turn = execute(&registry(), ID, &[], &history).expect("valid history");
+    execute(&registry(), ID, &[], &history).expect("valid history")
+}
+
+#[test]
+fn a_foreign_future_that_wakes_itself_is_reported_not_spun_on() {
+    let turn = first_turn("AwaitBusyPending");
     match turn.outcome {
         TurnOutcome::Failed { details } => assert_eq!(details.error_type, "ForeignAwait"),
         other => panic!("expected a ForeignAwait failure, got {other:?}"),
@@ -165,11 +170,7 @@ fn a_foreign_future_that_wakes_itself_is_reported_not_spun_on() {
 
 #[test]
 fn unregistered_orchestrator_fails_with_orchestrator_not_found() {
-    let history = HistoryBuilder::new(ID)
-        .orchestrator_started()
-        .execution_started("NoSuchOrchestrator", &())
-        .build();
-    let turn = execute(&registry(), ID, &[], &history).expect("valid history");
+    let turn = first_turn("NoSuchOrchestrator");
     assert!(turn.actions.is_empty());
     match turn.outcome {
         TurnOutcome::Failed { details } => {
