@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use durable_engine::HistoryEvent;
+use durable_engine::{HistoryEvent, OrchestrationStatus};
 use durable_runtime::{Pump, Runtime, RuntimeOptions};
 use durable_store::backend::{Backend, ManualClock};
 use durable_store::memory::MemoryBackend;
@@ -102,5 +102,16 @@ impl Harness {
             .await
             .unwrap()
             .expect("summary exists")
+    }
+
+    /// The instance's summary, asserting that it completed.
+    pub async fn completed(&self, instance_id: &str) -> InstanceSummary {
+        let summary = self.summary(instance_id).await;
+        assert_eq!(
+            summary.status,
+            OrchestrationStatus::Completed,
+            "{summary:?}"
+        );
+        summary
     }
 }

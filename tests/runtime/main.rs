@@ -49,12 +49,7 @@ async fn fan_out_timer_event_and_child_complete() {
     h.runtime.raise_event(&id, "Go", "go!").await.unwrap();
     h.drive(10).await;
 
-    let summary = h.summary(&id).await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed(&id).await;
     assert_eq!(
         summary.output.as_deref(),
         Some("\"4 greetings, go!, child said 5\"")
@@ -71,12 +66,7 @@ async fn continue_as_new_runs_each_execution_in_one_commit() {
         .await
         .unwrap();
     h.drive(20).await;
-    let summary = h.summary(&id).await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed(&id).await;
     assert_eq!(
         summary.output.as_deref(),
         Some("8"),
@@ -104,12 +94,7 @@ async fn a_timer_beyond_the_queue_delay_limit_fires_once_at_its_time() {
         .unwrap_or(0);
     h.drive(10).await;
 
-    let summary = h.summary(&id).await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed(&id).await;
     assert_eq!(
         summary.output.as_deref(),
         Some("\"2026-01-21T00:00:00+00:00\""),
@@ -141,12 +126,7 @@ async fn an_event_raised_right_after_start_is_not_lost() {
         .unwrap();
     h.runtime.raise_event(&id, "Go", "early").await.unwrap();
     h.drive(20).await;
-    let summary = h.summary(&id).await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed(&id).await;
     assert_eq!(
         summary.output.as_deref(),
         Some("\"1 greetings, early, child said 5\"")
@@ -402,12 +382,7 @@ async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
         "{second:?}"
     );
     h.drive(10).await;
-    let summary = h.summary("twice").await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed("twice").await;
     let EventKind::ExecutionStarted {
         orchestration_instance,
         ..

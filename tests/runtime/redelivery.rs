@@ -130,8 +130,7 @@ async fn a_child_start_redelivered_after_the_child_continued_as_new_does_not_fai
     h.runtime.process(&child_start.unwrap()).await.unwrap();
     drain(&h).await;
 
-    let parent = h.summary("p").await;
-    assert_eq!(parent.status, OrchestrationStatus::Completed, "{parent:?}");
+    h.completed("p").await;
 }
 
 #[tokio::test]
@@ -149,8 +148,7 @@ async fn an_event_sent_to_a_child_started_in_the_same_turn_reaches_it() {
             process_all_but_the_start(&h, "kid").await;
         }
         h.drive(100).await;
-        let parent = h.summary("parent").await;
-        assert_eq!(parent.status, OrchestrationStatus::Completed, "{parent:?}");
+        let parent = h.completed("parent").await;
         assert_eq!(parent.output.as_deref(), Some("\"hello, kid\""));
         assert_no_duplicates(&h.history("kid").await);
     }
@@ -171,12 +169,7 @@ async fn an_event_raised_right_after_restarting_an_ended_id_is_not_lost() {
     process_all_but_the_start(&h, "s").await;
     h.drive(100).await;
 
-    let summary = h.summary("s").await;
-    assert_eq!(
-        summary.status,
-        OrchestrationStatus::Completed,
-        "{summary:?}"
-    );
+    let summary = h.completed("s").await;
     assert_eq!(summary.output.as_deref(), Some("\"two\""));
 }
 
