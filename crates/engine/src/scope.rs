@@ -1,22 +1,33 @@
 //! Engine-made wakers that know who keeps them, so an orchestrator waiting on a future the
 //! engine did not create is found even while durable tasks are pending beside it (ARCHITECTURE.md,
 //! "Durable futures, wakers and foreign awaits").
+//!
+//! Replay polls after every event, so this bookkeeping is kept off atomics. Durable futures and
+//! engine combinators never clone a scope's waker: they keep a handle on the scope's book and
+//! count themselves there, so every clone of the waker is held by something the engine did not
+//! make, and the `Arc`'s strong count alone tells how many. A turn runs on one thread, so the
+//! books and the stack of scopes being polled are plain `Cell`s and `Rc`s; only what a foreign
+//! keeper can reach through a waker (which must be `Send + Sync`) is shared: the waker's target
+//! and a combinator's list of woken branches.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 thread_local! {
-    /// The scopes being polled, innermost last, while the executor polls an orchestrator. A
-    /// durable future deep inside user code has no other way to learn which scope it is in.
+    /// The executor's poll of an orchestrator in progress, if any. A durable future deep inside
+    /// user code has no other way to learn which scope it is polled in.
     static SESSION: RefCell<Option<Session>> = const { RefCell::new(None) };
 }
 
-#[derive(Default)]
 struct Session {
-    scopes: Vec<Scope>,
+    /// The scope being polled, innermost; the scopes around it wait on the call stack, in
+    /// `poll_in`.
+    innermost: Option<ScopeRef>,
     found: Option<ForeignAwait>,
 }
 
@@ -67,45 +78,66 @@ impl fmt::Display for ForeignAwait {
     }
 }
 
-/// Runs `poll` (the executor's poll of an orchestrator) with an empty stack of scopes, and
-/// returns the first foreign await found in it. The caller catches panics inside `poll`, so a
-/// scope a panic skipped popping never outlives this call.
+/// Runs `poll` (the executor's poll of an orchestrator) with no scope entered yet, and returns
+/// the first foreign await found in it. The caller catches panics inside `poll`, so a scope a
+/// panic left entered never outlives this call.
 pub(crate) fn session<T>(poll: impl FnOnce() -> T) -> (T, Option<ForeignAwait>) {
-    let outer = SESSION.replace(Some(Session::default()));
+    let outer = SESSION.replace(Some(Session {
+        innermost: None,
+        found: None,
+    }));
     let output = poll();
     let found = SESSION.replace(outer).and_then(|session| session.found);
     (output, found)
 }
 
-struct ScopeState {
-    /// Clones of this scope's waker kept by durable futures and engine combinators.
-    accounted: AtomicUsize,
+/// The engine's record of one scope.
+struct Book {
+    /// The owner's clone, which the scope is polled with: the only clone the engine makes.
+    waker: Waker,
+    /// The waker's target, for its strong count (every clone but the owner's is foreign) and for
+    /// a combinator's link to its parent.
+    target: Weak<Target>,
+    /// Durable futures and engine combinators keeping this scope, as a handle on this book.
+    kept: Cell<usize>,
     /// A combinator the engine did not make (`FuturesUnordered`) polled durable futures in this
     /// scope with wakers of its own. Its clones of this scope's waker cannot be told apart from a
     /// foreign future's, so the scope is no longer judged (for the rest of the turn: such a
     /// combinator keeps its clone after it has drained).
-    opaque: AtomicBool,
-    target: Target,
+    opaque: Cell<bool>,
 }
 
-/// What a scope's waker does when woken.
+impl Book {
+    fn new(target: Target) -> Self {
+        let target = Arc::new(target);
+        Self {
+            target: Arc::downgrade(&target),
+            waker: Waker::from(target),
+            kept: Cell::new(0),
+            opaque: Cell::new(false),
+        }
+    }
+}
+
+/// What a scope's waker does when something other than the engine wakes it: a foreign
+/// combinator such as `FuturesUnordered` that keeps it, or a future that wakes itself.
 enum Target {
     /// The orchestrator's body: the executor polls it after every delivered completion anyway.
     Body,
-    /// Branch `index` of an engine combinator: noted for the combinator, whose own waker is woken.
+    /// Branch `index` of an engine combinator: noted for the combinator, whose parent is woken.
     Branch { index: usize, woken: Arc<Woken> },
 }
 
-impl Wake for ScopeState {
+impl Wake for Target {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Target::Branch { index, woken } = &self.target {
-            lock(&woken.indexes).push(*index);
+        if let Target::Branch { index, woken } = &**self {
+            woken.push(*index);
             if let Some(parent) = lock(&woken.parent).as_ref() {
-                parent.waker.wake_by_ref();
+                parent.wake();
             }
         }
     }
@@ -115,76 +147,50 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An engine-made waker. Its owner keeps the only clone that is not kept by something it polled.
-pub(crate) struct Scope {
-    waker: Waker,
-    state: Weak<ScopeState>,
+/// A scope: the body's, or one branch of an engine combinator.
+#[derive(Clone)]
+enum ScopeRef {
+    Body(Rc<Book>),
+    Branch(Rc<Fan>, usize),
 }
 
-impl Scope {
-    /// The scope of the orchestrator's body.
-    pub(crate) fn body() -> Self {
-        Self::new(Target::Body)
-    }
-
-    fn new(target: Target) -> Self {
-        let state = Arc::new(ScopeState {
-            accounted: AtomicUsize::new(0),
-            opaque: AtomicBool::new(false),
-            target,
-        });
-        Self {
-            state: Arc::downgrade(&state),
-            waker: Waker::from(state),
+impl ScopeRef {
+    fn book(&self) -> &Book {
+        match self {
+            Self::Body(book) => book,
+            Self::Branch(fan, index) => &fan.books[*index],
         }
     }
 
-    /// Polls with this scope's waker as the innermost scope. Left pending inside a session, the
-    /// scope is judged: what it waits on must be a durable task or an engine combinator.
-    pub(crate) fn poll<T>(&self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        let entered = SESSION.with_borrow_mut(|session| match session {
-            Some(session) => {
-                session.scopes.push(Scope {
-                    waker: self.waker.clone(),
-                    state: self.state.clone(),
-                });
-                true
+    /// Wakes the scope on behalf of a durable future or an engine combinator that keeps it.
+    fn wake(&self) {
+        if let Self::Branch(fan, index) = self {
+            fan.woken.push(*index);
+            if let Some(parent) = fan.parent.borrow().as_ref() {
+                parent.wake_by_ref();
             }
-            None => false,
-        });
-        let polled = poll(&mut Context::from_waker(&self.waker));
-        if entered {
-            SESSION.with_borrow_mut(|session| {
-                let Some(session) = session.as_mut() else {
-                    return;
-                };
-                session.scopes.pop();
-                if polled.is_pending() && session.found.is_none() {
-                    session.found = self.judge();
-                }
-            });
         }
-        polled
     }
 
+    /// Left pending, the scope must wait on a durable task or an engine combinator.
     fn judge(&self) -> Option<ForeignAwait> {
-        // Read before upgrading, which adds a clone; the owner's waker is the one not kept.
-        let kept = self.state.strong_count().saturating_sub(1);
-        let state = self.state.upgrade()?;
-        if state.opaque.load(Ordering::Relaxed) {
+        let book = self.book();
+        if book.opaque.get() {
             return None;
         }
-        let kind = if kept > state.accounted.load(Ordering::Relaxed) {
+        // The owner's clone is the one the engine made; engine keepers hold none.
+        let foreign = book.target.strong_count().saturating_sub(1);
+        let kind = if foreign > 0 {
             Kind::KeepsWaker
-        } else if kept == 0 {
+        } else if book.kept.get() == 0 {
             Kind::NeverWoken
         } else {
             return None;
         };
-        let place = match &state.target {
-            Target::Body => Place::Body,
-            Target::Branch { index, woken } => Place::Branch {
-                combinator: woken.combinator,
+        let place = match self {
+            Self::Body(_) => Place::Body,
+            Self::Branch(fan, index) => Place::Branch {
+                combinator: fan.combinator,
                 index: *index,
             },
         };
@@ -192,96 +198,214 @@ impl Scope {
     }
 }
 
-/// A waker kept by a durable future or an engine combinator, counted in the scope it belongs to
-/// for as long as it is kept.
-pub(crate) struct KeptWaker {
-    waker: Waker,
-    scope: Option<Weak<ScopeState>>,
+/// Polls with `waker`, the waker of `scope`, as the innermost scope. Left pending inside a
+/// session, the scope is judged.
+fn poll_in<T>(
+    scope: ScopeRef,
+    waker: &Waker,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let entered = SESSION.with_borrow_mut(|session| match session {
+        Some(session) => Ok(session.innermost.replace(scope)),
+        None => Err(scope),
+    });
+    let polled = poll(&mut Context::from_waker(waker));
+    if let Ok(outer) = entered {
+        // Handles are dropped outside the borrow: dropping the last one runs foreign drop code.
+        let _left = SESSION.with_borrow_mut(|session| {
+            let session = session.as_mut()?;
+            let left = std::mem::replace(&mut session.innermost, outer)?;
+            if polled.is_pending() && session.found.is_none() {
+                session.found = left.judge();
+            }
+            Some(left)
+        });
+    }
+    polled
+}
+
+/// The scope of the orchestrator's body.
+pub(crate) struct Scope(Rc<Book>);
+
+impl Scope {
+    pub(crate) fn body() -> Self {
+        Self(Rc::new(Book::new(Target::Body)))
+    }
+
+    /// Polls with this scope's waker. Left pending inside a session, the scope is judged: what
+    /// it waits on must be a durable task or an engine combinator.
+    pub(crate) fn poll<T>(&self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        poll_in(ScopeRef::Body(self.0.clone()), &self.0.waker, poll)
+    }
+}
+
+/// A waker kept by a durable future or an engine combinator.
+pub(crate) struct KeptWaker(Kept);
+
+enum Kept {
+    /// The waker of the scope it was polled in: a handle on the scope, counted in its book.
+    Scope(ScopeRef),
+    /// Any other waker: a clone, as anyone else would keep.
+    Foreign(Waker),
 }
 
 impl KeptWaker {
-    /// Keeps a clone of `waker`. The waker of the innermost scope is counted as the engine's own;
-    /// any other waker was made by a foreign combinator between that scope and the caller, which
-    /// makes the scope opaque.
+    /// Keeps `waker`. The waker of the innermost scope is counted as the engine's own; any other
+    /// waker was made by a foreign combinator between that scope and the caller, which makes the
+    /// scope opaque.
     pub(crate) fn keep(waker: &Waker) -> Self {
         let scope = SESSION.with_borrow(|session| {
-            let innermost = session.as_ref()?.scopes.last()?;
-            let state = innermost.state.upgrade()?;
-            if waker.will_wake(&innermost.waker) {
-                state.accounted.fetch_add(1, Ordering::Relaxed);
-                Some(innermost.state.clone())
+            let innermost = session.as_ref()?.innermost.as_ref()?;
+            let book = innermost.book();
+            if waker.will_wake(&book.waker) {
+                book.kept.set(book.kept.get() + 1);
+                Some(innermost.clone())
             } else {
-                state.opaque.store(true, Ordering::Relaxed);
+                book.opaque.set(true);
                 None
             }
         });
-        Self {
-            waker: waker.clone(),
-            scope,
-        }
+        Self(match scope {
+            Some(scope) => Kept::Scope(scope),
+            None => Kept::Foreign(waker.clone()),
+        })
     }
 
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
-        self.waker.will_wake(waker)
+        match &self.0 {
+            Kept::Scope(scope) => scope.book().waker.will_wake(waker),
+            Kept::Foreign(kept) => kept.will_wake(waker),
+        }
+    }
+
+    fn wake_by_ref(&self) {
+        match &self.0 {
+            Kept::Scope(scope) => scope.wake(),
+            Kept::Foreign(waker) => waker.wake_by_ref(),
+        }
     }
 
     /// Wakes the waker and stops keeping it.
     pub(crate) fn wake(self) {
-        self.waker.wake_by_ref();
+        self.wake_by_ref();
+    }
+
+    /// How a wake from outside the engine reaches what this keeps.
+    fn link(&self) -> Link {
+        match &self.0 {
+            Kept::Scope(scope) => Link::Scope(scope.book().target.clone()),
+            Kept::Foreign(waker) => Link::Foreign(waker.clone()),
+        }
     }
 }
 
 impl Drop for KeptWaker {
     fn drop(&mut self) {
-        if let Some(state) = self.scope.as_ref().and_then(Weak::upgrade) {
-            state.accounted.fetch_sub(1, Ordering::Relaxed);
+        if let Kept::Scope(scope) = &self.0 {
+            let book = scope.book();
+            book.kept.set(book.kept.get() - 1);
+        }
+    }
+}
+
+/// A combinator's parent as its branches' wakers reach it. A scope is linked weakly, so the link
+/// is no clone of the scope's waker.
+enum Link {
+    Scope(Weak<Target>),
+    Foreign(Waker),
+}
+
+impl Link {
+    fn wake(&self) {
+        match self {
+            Self::Scope(target) => {
+                if let Some(target) = target.upgrade() {
+                    target.wake_by_ref();
+                }
+            }
+            Self::Foreign(waker) => waker.wake_by_ref(),
+        }
+    }
+}
+
+/// The branches of an engine combinator: a scope per branch, and which branches were woken.
+struct Fan {
+    combinator: &'static str,
+    books: Vec<Book>,
+    woken: Arc<Woken>,
+    /// The waker of whoever polls the combinator, woken when a branch is.
+    parent: RefCell<Option<KeptWaker>>,
+}
+
+/// What the wakers of a combinator's branches share.
+#[derive(Default)]
+struct Woken {
+    /// Branches woken since the combinator last looked, in the order they were woken.
+    indexes: Mutex<Vec<usize>>,
+    /// Whether `indexes` may hold any: a combinator polled with none to take skips the lock.
+    any: AtomicBool,
+    /// The combinator's parent, for a branch waker woken from outside the engine.
+    parent: Mutex<Option<Link>>,
+}
+
+impl Woken {
+    fn push(&self, index: usize) {
+        let mut indexes = lock(&self.indexes);
+        indexes.push(index);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    /// Hands the woken indexes to `take`, in the order they were woken, and forgets them.
+    fn take(&self, take: impl FnOnce(std::vec::Drain<'_, usize>)) {
+        if self.any.load(Ordering::Relaxed) {
+            let mut indexes = lock(&self.indexes);
+            self.any.store(false, Ordering::Relaxed);
+            take(indexes.drain(..));
         }
     }
 }
 
 /// The scopes an engine combinator polls its branches in, and which branches were woken.
-pub(crate) struct Branches {
-    woken: Arc<Woken>,
-    scopes: Vec<Scope>,
-}
-
-struct Woken {
-    combinator: &'static str,
-    /// Branches woken since the combinator last looked, in the order they were woken.
-    indexes: Mutex<Vec<usize>>,
-    /// The waker of whoever polls the combinator.
-    parent: Mutex<Option<KeptWaker>>,
-}
+pub(crate) struct Branches(Rc<Fan>);
 
 impl Branches {
     pub(crate) fn new(combinator: &'static str, count: usize) -> Self {
-        let woken = Arc::new(Woken {
-            combinator,
-            indexes: Mutex::new(Vec::new()),
-            parent: Mutex::new(None),
-        });
-        let scopes = (0..count)
+        let woken = Arc::new(Woken::default());
+        let books = (0..count)
             .map(|index| {
-                Scope::new(Target::Branch {
+                Book::new(Target::Branch {
                     index,
                     woken: woken.clone(),
                 })
             })
             .collect();
-        Self { woken, scopes }
+        Self(Rc::new(Fan {
+            combinator,
+            books,
+            woken,
+            parent: RefCell::new(None),
+        }))
     }
 
     /// Keeps the waker the combinator was polled with, to wake when a branch is woken.
     pub(crate) fn set_parent(&self, waker: &Waker) {
-        let mut parent = lock(&self.woken.parent);
+        let mut parent = self.0.parent.borrow_mut();
         if !parent.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
-            *parent = Some(KeptWaker::keep(waker));
+            let kept = KeptWaker::keep(waker);
+            *lock(&self.0.woken.parent) = Some(kept.link());
+            *parent = Some(kept);
         }
     }
 
-    /// The branches woken since the last call, in the order they were woken.
-    pub(crate) fn take_woken(&self) -> Vec<usize> {
-        std::mem::take(&mut *lock(&self.woken.indexes))
+    /// Moves the branches woken since the last call to the back of `due`, in the order they
+    /// were woken.
+    pub(crate) fn take_woken(&self, due: &mut VecDeque<usize>) {
+        self.0.woken.take(|woken| due.extend(woken));
+    }
+
+    /// Forgets the branches woken since the last call.
+    pub(crate) fn clear_woken(&self) {
+        self.0.woken.take(|woken| drop(woken));
     }
 
     /// Polls branch `index` in its own scope.
@@ -290,6 +414,10 @@ impl Branches {
         index: usize,
         poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        self.scopes[index].poll(poll)
+        poll_in(
+            ScopeRef::Branch(self.0.clone(), index),
+            &self.0.books[index].waker,
+            poll,
+        )
     }
 }
