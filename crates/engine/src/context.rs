@@ -20,7 +20,7 @@ use super::combinators::{select2, Either};
 use super::error::TaskError;
 use super::future::{DurableFuture, MapFn};
 use super::history::{FailureDetails, ParentInstance};
-use super::scope::KeptWaker;
+use super::scope::{KeptWaker, Session};
 
 /// Namespace of the name-based (v5) UUIDs that `new_guid` derives.
 const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_2937_b875);
@@ -168,11 +168,13 @@ impl ContextState {
         }
     }
 
-    /// The slot's completion if it has one; otherwise keeps `waker` to wake when it arrives.
+    /// The slot's completion if it has one; otherwise keeps `waker`, polled with in `session`,
+    /// to wake when it arrives.
     pub(crate) fn take_result(
         &mut self,
         slot: usize,
         waker: &Waker,
+        session: &Session,
     ) -> Option<(Completion, Label)> {
         let slot_ref = &mut self.slots[slot];
         match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
@@ -183,7 +185,7 @@ impl ContextState {
             SlotState::Waiting(kept) => {
                 let kept = match kept {
                     Some(kept) if kept.will_wake(waker) => kept,
-                    _ => KeptWaker::keep(waker),
+                    _ => KeptWaker::keep(waker, Some(session)),
                 };
                 slot_ref.state = SlotState::Waiting(Some(kept));
                 None
@@ -275,6 +277,8 @@ pub(crate) struct InstanceInfo {
 pub(crate) struct Shared {
     pub(crate) info: InstanceInfo,
     pub(crate) state: RefCell<ContextState>,
+    /// Which scope the executor is polling: durable futures count themselves in it.
+    pub(crate) session: Rc<Session>,
 }
 
 /// The handle an orchestrator uses for everything durable. Cheap to clone; valid for one turn.
@@ -293,6 +297,7 @@ impl OrchestrationContext {
             shared: Rc::new(Shared {
                 info,
                 state: RefCell::new(ContextState::new(current_time)),
+                session: Rc::default(),
             }),
         }
     }

@@ -14,7 +14,7 @@ use super::context::{
 use super::error::{panic_message, ExecuteError};
 use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
 use super::registry::{OrchestratorFuture, Registry};
-use super::scope::{self, KeptWaker, Scope};
+use super::scope::{KeptWaker, Scope};
 
 /// The result of running one orchestration turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +121,7 @@ pub fn execute(
         delivery: Delivery::Flowing,
         body: Scope::body(),
     };
+    let _session = executor.shared().session.install();
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
         executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
         executor.apply(event)?;
@@ -391,14 +392,16 @@ impl<'a> Executor<'a> {
         let Root::Running(root) = &mut self.root else {
             return;
         };
-        let body = &self.body;
-        let (polled, foreign) = scope::session(|| {
-            catch_unwind(AssertUnwindSafe(|| body.poll(|cx| root.as_mut().poll(cx))))
+        let session = &self.ctx.shared().session;
+        let (polled, foreign) = self.body.poll(session, |cx| {
+            match catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(cx))) {
+                Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(payload) => Poll::Ready(Err(payload)),
+            }
         });
-        // Continue-as-new ends the execution at the end of the turn, whatever the code awaits.
-        let continuing = self.shared().state.borrow().continue_as_new.is_some();
         match (polled, foreign) {
-            (Err(payload), _) => {
+            (Poll::Ready(Err(payload)), _) => {
                 self.drop_root();
                 let details = FailureDetails::new(
                     "Panic",
@@ -411,12 +414,13 @@ impl<'a> Executor<'a> {
                 self.fail(details);
             }
             // Even when the code went on to return: a race it ran against a foreign future
-            // would not replay the same way.
-            (Ok(_), Some(found)) if !continuing => {
+            // would not replay the same way. Continue-as-new ends the execution at the end of the
+            // turn, whatever the code awaits.
+            (_, Some(found)) if !self.continuing() => {
                 self.drop_root();
                 self.fail(self.foreign_await(&found.to_string()));
             }
-            (Ok(Poll::Ready(result)), _) => {
+            (Poll::Ready(Ok(result)), _) => {
                 self.drop_root();
                 let mut state = self.shared().state.borrow_mut();
                 let sequence = state.next_sequence();
@@ -427,13 +431,17 @@ impl<'a> Executor<'a> {
                     result: result.map_err(|error| error.into_details()),
                 };
             }
-            (Ok(Poll::Pending), _) => {
-                if self.shared().state.borrow().live_pending == 0 && !continuing {
+            (Poll::Pending, _) => {
+                if self.shared().state.borrow().live_pending == 0 && !self.continuing() {
                     self.drop_root();
                     self.fail(self.foreign_await("no durable task it created is still waiting"));
                 }
             }
         }
+    }
+
+    fn continuing(&self) -> bool {
+        self.shared().state.borrow().continue_as_new.is_some()
     }
 
     fn foreign_await(&self, detail: &str) -> FailureDetails {

@@ -2,15 +2,15 @@
 //! engine did not create is found even while durable tasks are pending beside it (ARCHITECTURE.md,
 //! "Durable futures, wakers and foreign awaits").
 //!
-//! Replay polls after every event, so this bookkeeping is kept off atomics. Durable futures and
-//! engine combinators never clone a scope's waker: they keep a handle on the scope's book and
-//! count themselves there, so every clone of the waker is held by something the engine did not
-//! make, and the `Arc`'s strong count alone tells how many. A turn runs on one thread, so the
-//! books and the stack of scopes being polled are plain `Cell`s and `Rc`s; only what a foreign
-//! keeper can reach through a waker (which must be `Send + Sync`) is shared: the waker's target
-//! and a combinator's list of woken branches.
+//! Replay polls after every event, so this bookkeeping stays off atomics and thread-locals on
+//! that path. Durable futures and engine combinators never clone a scope's waker: they keep a
+//! handle on the scope's book and count themselves there, so every clone of the waker is held by
+//! something the engine did not make, and the `Arc`'s strong count alone tells how many. A turn
+//! runs on one thread, so the books and the turn's [`Session`] are plain `Cell`s and `Rc`s; only
+//! what a foreign keeper can reach through a waker (which must be `Send + Sync`) is shared: the
+//! waker's target and a combinator's list of woken branches.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -19,16 +19,61 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 thread_local! {
-    /// The executor's poll of an orchestrator in progress, if any. A durable future deep inside
-    /// user code has no other way to learn which scope it is polled in.
-    static SESSION: RefCell<Option<Session>> = const { RefCell::new(None) };
+    /// The session of the turn being executed on this thread. Durable futures reach theirs
+    /// through the context; an engine combinator has no other way to find it, and looks once.
+    static CURRENT: RefCell<Option<Rc<Session>>> = const { RefCell::new(None) };
 }
 
-struct Session {
-    /// The scope being polled, innermost; the scopes around it wait on the call stack, in
-    /// `poll_in`.
-    innermost: Option<ScopeRef>,
-    found: Option<ForeignAwait>,
+/// Which scope of a turn is being polled, and the first foreign await found in the executor's
+/// poll of the orchestrator.
+#[derive(Default)]
+pub(crate) struct Session {
+    /// The scope being polled, innermost, while the executor polls; the scopes around it wait on
+    /// the call stack, in `enter`.
+    innermost: RefCell<Option<ScopeRef>>,
+    found: Cell<Option<ForeignAwait>>,
+}
+
+impl Session {
+    /// Makes this the session that engine combinators polled on this thread report to, until the
+    /// returned guard is dropped.
+    pub(crate) fn install(self: &Rc<Self>) -> Installed {
+        Installed(CURRENT.replace(Some(self.clone())))
+    }
+
+    /// Polls with `waker`, the waker of `scope`, as the innermost scope. Left pending, the scope
+    /// is judged: what it waits on must be a durable task or an engine combinator.
+    fn enter<T>(
+        &self,
+        scope: ScopeRef,
+        waker: &Waker,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let outer = self.innermost.replace(Some(scope));
+        let polled = poll(&mut Context::from_waker(waker));
+        let left = self.innermost.replace(outer);
+        if polled.is_pending() {
+            if let Some(left) = left {
+                let found = self.found.take();
+                self.found.set(found.or_else(|| left.judge()));
+            }
+        }
+        polled
+    }
+
+    /// Whether the executor is polling the orchestrator.
+    fn polling(&self) -> bool {
+        self.innermost.borrow().is_some()
+    }
+}
+
+/// Restores the session installed before it.
+pub(crate) struct Installed(Option<Rc<Session>>);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CURRENT.set(self.0.take());
+    }
 }
 
 /// A pending future the engine did not create, found while polling an orchestrator.
@@ -76,19 +121,6 @@ impl fmt::Display for ForeignAwait {
             ),
         }
     }
-}
-
-/// Runs `poll` (the executor's poll of an orchestrator) with no scope entered yet, and returns
-/// the first foreign await found in it. The caller catches panics inside `poll`, so a scope a
-/// panic left entered never outlives this call.
-pub(crate) fn session<T>(poll: impl FnOnce() -> T) -> (T, Option<ForeignAwait>) {
-    let outer = SESSION.replace(Some(Session {
-        innermost: None,
-        found: None,
-    }));
-    let output = poll();
-    let found = SESSION.replace(outer).and_then(|session| session.found);
-    (output, found)
 }
 
 /// The engine's record of one scope.
@@ -198,32 +230,6 @@ impl ScopeRef {
     }
 }
 
-/// Polls with `waker`, the waker of `scope`, as the innermost scope. Left pending inside a
-/// session, the scope is judged.
-fn poll_in<T>(
-    scope: ScopeRef,
-    waker: &Waker,
-    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-) -> Poll<T> {
-    let entered = SESSION.with_borrow_mut(|session| match session {
-        Some(session) => Ok(session.innermost.replace(scope)),
-        None => Err(scope),
-    });
-    let polled = poll(&mut Context::from_waker(waker));
-    if let Ok(outer) = entered {
-        // Handles are dropped outside the borrow: dropping the last one runs foreign drop code.
-        let _left = SESSION.with_borrow_mut(|session| {
-            let session = session.as_mut()?;
-            let left = std::mem::replace(&mut session.innermost, outer)?;
-            if polled.is_pending() && session.found.is_none() {
-                session.found = left.judge();
-            }
-            Some(left)
-        });
-    }
-    polled
-}
-
 /// The scope of the orchestrator's body.
 pub(crate) struct Scope(Rc<Book>);
 
@@ -232,10 +238,16 @@ impl Scope {
         Self(Rc::new(Book::new(Target::Body)))
     }
 
-    /// Polls with this scope's waker. Left pending inside a session, the scope is judged: what
-    /// it waits on must be a durable task or an engine combinator.
-    pub(crate) fn poll<T>(&self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        poll_in(ScopeRef::Body(self.0.clone()), &self.0.waker, poll)
+    /// The executor's poll of the orchestrator, with this scope's waker as the outermost scope;
+    /// returns the first foreign await found in it. `poll` must catch the orchestrator's panics:
+    /// leaving this scope then also leaves the scopes a panic skipped leaving.
+    pub(crate) fn poll<T>(
+        &self,
+        session: &Session,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> (Poll<T>, Option<ForeignAwait>) {
+        let polled = session.enter(ScopeRef::Body(self.0.clone()), &self.0.waker, poll);
+        (polled, session.found.take())
     }
 }
 
@@ -250,12 +262,13 @@ enum Kept {
 }
 
 impl KeptWaker {
-    /// Keeps `waker`. The waker of the innermost scope is counted as the engine's own; any other
-    /// waker was made by a foreign combinator between that scope and the caller, which makes the
-    /// scope opaque.
-    pub(crate) fn keep(waker: &Waker) -> Self {
-        let scope = SESSION.with_borrow(|session| {
-            let innermost = session.as_ref()?.innermost.as_ref()?;
+    /// Keeps `waker`, polled with in `session` (if any). The waker of the innermost scope is
+    /// counted as the engine's own; any other waker was made by a foreign combinator between that
+    /// scope and the caller, which makes the scope opaque.
+    pub(crate) fn keep(waker: &Waker, session: Option<&Session>) -> Self {
+        let scope = session.and_then(|session| {
+            let innermost = session.innermost.borrow();
+            let innermost = innermost.as_ref()?;
             let book = innermost.book();
             if waker.will_wake(&book.waker) {
                 book.kept.set(book.kept.get() + 1);
@@ -335,6 +348,8 @@ struct Fan {
     woken: Arc<Woken>,
     /// The waker of whoever polls the combinator, woken when a branch is.
     parent: RefCell<Option<KeptWaker>>,
+    /// The session of the turn the combinator is polled in, once it has been polled in one.
+    session: OnceCell<Rc<Session>>,
 }
 
 /// What the wakers of a combinator's branches share.
@@ -384,14 +399,28 @@ impl Branches {
             books,
             woken,
             parent: RefCell::new(None),
+            session: OnceCell::new(),
         }))
+    }
+
+    /// The session the combinator is polled in; none outside an orchestrator. A combinator never
+    /// outlives its turn, so the first one found is kept.
+    fn session(&self) -> Option<&Session> {
+        let session = match self.0.session.get() {
+            Some(session) => session,
+            None => {
+                let current = CURRENT.with_borrow(Option::clone)?;
+                self.0.session.get_or_init(|| current)
+            }
+        };
+        Some(session)
     }
 
     /// Keeps the waker the combinator was polled with, to wake when a branch is woken.
     pub(crate) fn set_parent(&self, waker: &Waker) {
         let mut parent = self.0.parent.borrow_mut();
         if !parent.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
-            let kept = KeptWaker::keep(waker);
+            let kept = KeptWaker::keep(waker, self.session());
             *lock(&self.0.woken.parent) = Some(kept.link());
             *parent = Some(kept);
         }
@@ -414,10 +443,12 @@ impl Branches {
         index: usize,
         poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        poll_in(
-            ScopeRef::Branch(self.0.clone(), index),
-            &self.0.books[index].waker,
-            poll,
-        )
+        let waker = &self.0.books[index].waker;
+        match self.session() {
+            Some(session) if session.polling() => {
+                session.enter(ScopeRef::Branch(self.0.clone(), index), waker, poll)
+            }
+            _ => poll(&mut Context::from_waker(waker)),
+        }
     }
 }
