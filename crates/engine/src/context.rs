@@ -154,18 +154,20 @@ impl ContextState {
         completion: Completion,
     ) -> Option<Option<KeptWaker>> {
         let slot_ref = self.slots.get_mut(slot)?;
-        match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
+        let waker = match &mut slot_ref.state {
             SlotState::Waiting(waker) => {
+                let waker = waker.take();
                 slot_ref.state = SlotState::Resolved(completion);
                 self.live_pending -= 1;
-                Some(waker)
+                waker
             }
-            SlotState::Abandoned => Some(None),
-            done @ (SlotState::Resolved(_) | SlotState::Settled) => {
-                slot_ref.state = done;
+            SlotState::Abandoned => {
+                slot_ref.state = SlotState::Settled;
                 None
             }
-        }
+            SlotState::Resolved(_) | SlotState::Settled => return None,
+        };
+        Some(waker)
     }
 
     /// The slot's completion if it has one; otherwise keeps `waker`, polled with in `session`,
@@ -177,21 +179,20 @@ impl ContextState {
         session: &Session,
     ) -> Option<(Completion, Label)> {
         let slot_ref = &mut self.slots[slot];
+        // Checked in place: the pending path, the common one, moves no completion.
+        if let SlotState::Waiting(kept) = &mut slot_ref.state {
+            if !kept.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
+                *kept = Some(KeptWaker::keep(waker, Some(session)));
+            }
+            return None;
+        }
         match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
             SlotState::Resolved(completion) => {
                 let label = std::mem::replace(&mut slot_ref.label, Label::Timer);
                 Some((completion, label))
             }
-            SlotState::Waiting(kept) => {
-                let kept = match kept {
-                    Some(kept) if kept.will_wake(waker) => kept,
-                    _ => KeptWaker::keep(waker, Some(session)),
-                };
-                slot_ref.state = SlotState::Waiting(Some(kept));
-                None
-            }
             // Only a live future polls its slot, and it stops once it has taken the result.
-            other @ (SlotState::Abandoned | SlotState::Settled) => {
+            other => {
                 slot_ref.state = other;
                 None
             }
@@ -297,7 +298,7 @@ impl OrchestrationContext {
             shared: Rc::new(Shared {
                 info,
                 state: RefCell::new(ContextState::new(current_time)),
-                session: Rc::default(),
+                session: Rc::new(Session::new()),
             }),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +14,7 @@ use super::context::{
 use super::error::{panic_message, ExecuteError};
 use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
 use super::registry::{OrchestratorFuture, Registry};
-use super::scope::{KeptWaker, Scope};
+use super::scope::KeptWaker;
 
 /// The result of running one orchestration turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,6 @@ pub fn execute(
         root: Root::Unclocked,
         end: End::Open,
         delivery: Delivery::Flowing,
-        body: Scope::body(),
     };
     let _session = executor.shared().session.install();
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
@@ -194,8 +193,6 @@ struct Executor<'a> {
     root: Root,
     end: End,
     delivery: Delivery<'a>,
-    /// The waker the orchestrator is polled with.
-    body: Scope,
 }
 
 impl<'a> Executor<'a> {
@@ -393,15 +390,14 @@ impl<'a> Executor<'a> {
             return;
         };
         let session = &self.ctx.shared().session;
-        let (polled, foreign) = self.body.poll(session, |cx| {
-            match catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(cx))) {
-                Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
-                Ok(Poll::Pending) => Poll::Pending,
-                Err(payload) => Poll::Ready(Err(payload)),
-            }
-        });
-        match (polled, foreign) {
-            (Poll::Ready(Err(payload)), _) => {
+        let waker = session.enter_body();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            root.as_mut().poll(&mut Context::from_waker(waker))
+        }));
+        let foreign = session.leave_body(matches!(polled, Ok(Poll::Pending)));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(payload) => {
                 self.drop_root();
                 let details = FailureDetails::new(
                     "Panic",
@@ -412,15 +408,19 @@ impl<'a> Executor<'a> {
                     ),
                 );
                 self.fail(details);
+                return;
             }
-            // Even when the code went on to return: a race it ran against a foreign future
-            // would not replay the same way. Continue-as-new ends the execution at the end of the
-            // turn, whatever the code awaits.
-            (_, Some(found)) if !self.continuing() => {
-                self.drop_root();
-                self.fail(self.foreign_await(&found.to_string()));
-            }
-            (Poll::Ready(Ok(result)), _) => {
+        };
+        // Even when the code went on to return: a race it ran against a foreign future would
+        // not replay the same way. Continue-as-new ends the execution at the end of the turn,
+        // whatever the code awaits.
+        if let Some(found) = foreign.filter(|_| !self.continuing()) {
+            self.drop_root();
+            self.fail(self.foreign_await(&found.to_string()));
+            return;
+        }
+        match polled {
+            Poll::Ready(result) => {
                 self.drop_root();
                 let mut state = self.shared().state.borrow_mut();
                 let sequence = state.next_sequence();
@@ -431,7 +431,7 @@ impl<'a> Executor<'a> {
                     result: result.map_err(|error| error.into_details()),
                 };
             }
-            (Poll::Pending, _) => {
+            Poll::Pending => {
                 if self.shared().state.borrow().live_pending == 0 && !self.continuing() {
                     self.drop_root();
                     self.fail(self.foreign_await("no durable task it created is still waiting"));

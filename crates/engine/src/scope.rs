@@ -24,46 +24,86 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<Session>>> = const { RefCell::new(None) };
 }
 
-/// Which scope of a turn is being polled, and the first foreign await found in the executor's
-/// poll of the orchestrator.
-#[derive(Default)]
+/// A turn's scopes: the orchestrator's body, which engine combinator's branch is being polled,
+/// and the first foreign await found in the executor's poll of the orchestrator.
 pub(crate) struct Session {
-    /// The scope being polled, innermost, while the executor polls; the scopes around it wait on
-    /// the call stack, in `enter`.
-    innermost: RefCell<Option<ScopeRef>>,
-    found: Cell<Option<ForeignAwait>>,
+    /// The body's scope, the outermost one.
+    body: Rc<Book>,
+    /// Whether the executor is polling the orchestrator.
+    polling: Cell<bool>,
+    /// The innermost scope when it is a branch; the branches around it wait on the call stack,
+    /// in `Branches::poll`.
+    branch: RefCell<Option<(Rc<Fan>, usize)>>,
+    found: RefCell<Option<ForeignAwait>>,
 }
 
 impl Session {
+    pub(crate) fn new() -> Self {
+        Self {
+            body: Rc::new(Book::new(Target::Body)),
+            polling: Cell::new(false),
+            branch: RefCell::new(None),
+            found: RefCell::new(None),
+        }
+    }
+
     /// Makes this the session that engine combinators polled on this thread report to, until the
     /// returned guard is dropped.
     pub(crate) fn install(self: &Rc<Self>) -> Installed {
         Installed(CURRENT.replace(Some(self.clone())))
     }
 
-    /// Polls with `waker`, the waker of `scope`, as the innermost scope. Left pending, the scope
-    /// is judged: what it waits on must be a durable task or an engine combinator.
-    fn enter<T>(
-        &self,
-        scope: ScopeRef,
-        waker: &Waker,
-        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        let outer = self.innermost.replace(Some(scope));
-        let polled = poll(&mut Context::from_waker(waker));
-        let left = self.innermost.replace(outer);
-        if polled.is_pending() {
-            if let Some(left) = left {
-                let found = self.found.take();
-                self.found.set(found.or_else(|| left.judge()));
-            }
-        }
-        polled
+    /// Enters the body's scope for the executor's poll of the orchestrator, which polls with the
+    /// returned waker and then calls [`leave_body`](Self::leave_body).
+    pub(crate) fn enter_body(&self) -> &Waker {
+        self.polling.set(true);
+        &self.body.waker
     }
 
-    /// Whether the executor is polling the orchestrator.
-    fn polling(&self) -> bool {
-        self.innermost.borrow().is_some()
+    /// Leaves the body's scope after the executor's poll, judging it if the orchestrator is
+    /// pending; returns the first foreign await found in the poll. Branches that a panic skipped
+    /// leaving are left with it.
+    pub(crate) fn leave_body(&self, pending: bool) -> Option<ForeignAwait> {
+        self.polling.set(false);
+        let _skipped = self.branch.take();
+        if pending {
+            self.judge(&self.body, || Place::Body);
+        }
+        self.found.take()
+    }
+
+    /// Records the verdict on a scope left pending, unless a foreign await was already found.
+    #[inline]
+    fn judge(&self, book: &Book, place: impl FnOnce() -> Place) {
+        if self.found.borrow().is_none() {
+            if let Some(found) = book.judge(place) {
+                *self.found.borrow_mut() = Some(found);
+            }
+        }
+    }
+
+    /// A handle on the innermost scope for a keeper of `waker`, counted there, if `waker` is that
+    /// scope's; any other waker was made by a foreign combinator between that scope and the
+    /// keeper, which makes the scope opaque. `None` too unless the executor is polling.
+    #[inline]
+    fn keep(&self, waker: &Waker) -> Option<ScopeRef> {
+        if !self.polling.get() {
+            return None;
+        }
+        let branch = self.branch.borrow();
+        let book = match &*branch {
+            Some((fan, index)) => &fan.books[*index],
+            None => &*self.body,
+        };
+        if !waker.will_wake(&book.waker) {
+            book.opaque.set(true);
+            return None;
+        }
+        book.kept.set(book.kept.get() + 1);
+        Some(match &*branch {
+            Some((fan, index)) => ScopeRef::Branch(fan.clone(), *index),
+            None => ScopeRef::Body(self.body.clone()),
+        })
     }
 }
 
@@ -140,6 +180,27 @@ struct Book {
 }
 
 impl Book {
+    /// The verdict on this scope, left pending as `place`.
+    #[inline]
+    fn judge(&self, place: impl FnOnce() -> Place) -> Option<ForeignAwait> {
+        if self.opaque.get() {
+            return None;
+        }
+        // The owner's clone is the one the engine made; engine keepers hold none.
+        let foreign = self.target.strong_count().saturating_sub(1);
+        let kind = if foreign > 0 {
+            Kind::KeepsWaker
+        } else if self.kept.get() == 0 {
+            Kind::NeverWoken
+        } else {
+            return None;
+        };
+        Some(ForeignAwait {
+            place: place(),
+            kind,
+        })
+    }
+
     fn new(target: Target) -> Self {
         let target = Arc::new(target);
         Self {
@@ -187,6 +248,7 @@ enum ScopeRef {
 }
 
 impl ScopeRef {
+    #[inline]
     fn book(&self) -> &Book {
         match self {
             Self::Body(book) => book,
@@ -195,6 +257,7 @@ impl ScopeRef {
     }
 
     /// Wakes the scope on behalf of a durable future or an engine combinator that keeps it.
+    #[inline]
     fn wake(&self) {
         if let Self::Branch(fan, index) = self {
             fan.woken.push(*index);
@@ -202,52 +265,6 @@ impl ScopeRef {
                 parent.wake_by_ref();
             }
         }
-    }
-
-    /// Left pending, the scope must wait on a durable task or an engine combinator.
-    fn judge(&self) -> Option<ForeignAwait> {
-        let book = self.book();
-        if book.opaque.get() {
-            return None;
-        }
-        // The owner's clone is the one the engine made; engine keepers hold none.
-        let foreign = book.target.strong_count().saturating_sub(1);
-        let kind = if foreign > 0 {
-            Kind::KeepsWaker
-        } else if book.kept.get() == 0 {
-            Kind::NeverWoken
-        } else {
-            return None;
-        };
-        let place = match self {
-            Self::Body(_) => Place::Body,
-            Self::Branch(fan, index) => Place::Branch {
-                combinator: fan.combinator,
-                index: *index,
-            },
-        };
-        Some(ForeignAwait { place, kind })
-    }
-}
-
-/// The scope of the orchestrator's body.
-pub(crate) struct Scope(Rc<Book>);
-
-impl Scope {
-    pub(crate) fn body() -> Self {
-        Self(Rc::new(Book::new(Target::Body)))
-    }
-
-    /// The executor's poll of the orchestrator, with this scope's waker as the outermost scope;
-    /// returns the first foreign await found in it. `poll` must catch the orchestrator's panics:
-    /// leaving this scope then also leaves the scopes a panic skipped leaving.
-    pub(crate) fn poll<T>(
-        &self,
-        session: &Session,
-        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-    ) -> (Poll<T>, Option<ForeignAwait>) {
-        let polled = session.enter(ScopeRef::Body(self.0.clone()), &self.0.waker, poll);
-        (polled, session.found.take())
     }
 }
 
@@ -262,28 +279,17 @@ enum Kept {
 }
 
 impl KeptWaker {
-    /// Keeps `waker`, polled with in `session` (if any). The waker of the innermost scope is
-    /// counted as the engine's own; any other waker was made by a foreign combinator between that
-    /// scope and the caller, which makes the scope opaque.
+    /// Keeps `waker`, polled with in `session` (if any): as a handle on the innermost scope if
+    /// it is that scope's waker, otherwise as a clone.
+    #[inline]
     pub(crate) fn keep(waker: &Waker, session: Option<&Session>) -> Self {
-        let scope = session.and_then(|session| {
-            let innermost = session.innermost.borrow();
-            let innermost = innermost.as_ref()?;
-            let book = innermost.book();
-            if waker.will_wake(&book.waker) {
-                book.kept.set(book.kept.get() + 1);
-                Some(innermost.clone())
-            } else {
-                book.opaque.set(true);
-                None
-            }
-        });
-        Self(match scope {
+        Self(match session.and_then(|session| session.keep(waker)) {
             Some(scope) => Kept::Scope(scope),
             None => Kept::Foreign(waker.clone()),
         })
     }
 
+    #[inline]
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         match &self.0 {
             Kept::Scope(scope) => scope.book().waker.will_wake(waker),
@@ -291,6 +297,7 @@ impl KeptWaker {
         }
     }
 
+    #[inline]
     fn wake_by_ref(&self) {
         match &self.0 {
             Kept::Scope(scope) => scope.wake(),
@@ -299,6 +306,7 @@ impl KeptWaker {
     }
 
     /// Wakes the waker and stops keeping it.
+    #[inline]
     pub(crate) fn wake(self) {
         self.wake_by_ref();
     }
@@ -313,6 +321,7 @@ impl KeptWaker {
 }
 
 impl Drop for KeptWaker {
+    #[inline]
     fn drop(&mut self) {
         if let Kept::Scope(scope) = &self.0 {
             let book = scope.book();
@@ -443,12 +452,21 @@ impl Branches {
         index: usize,
         poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        let waker = &self.0.books[index].waker;
-        match self.session() {
-            Some(session) if session.polling() => {
-                session.enter(ScopeRef::Branch(self.0.clone(), index), waker, poll)
-            }
-            _ => poll(&mut Context::from_waker(waker)),
+        let fan = &self.0;
+        let book = &fan.books[index];
+        let mut cx = Context::from_waker(&book.waker);
+        let Some(session) = self.session().filter(|session| session.polling.get()) else {
+            return poll(&mut cx);
+        };
+        let outer = session.branch.replace(Some((fan.clone(), index)));
+        let polled = poll(&mut cx);
+        let _left = session.branch.replace(outer);
+        if polled.is_pending() {
+            session.judge(book, || Place::Branch {
+                combinator: fan.combinator,
+                index,
+            });
         }
+        polled
     }
 }
