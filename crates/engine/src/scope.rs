@@ -260,7 +260,7 @@ impl ScopeRef {
     #[inline]
     fn wake(&self) {
         if let Self::Branch(fan, index) = self {
-            fan.woken.push(*index);
+            fan.note(*index);
             if let Some(parent) = fan.parent.borrow().as_ref() {
                 parent.wake_by_ref();
             }
@@ -354,21 +354,42 @@ impl Link {
 struct Fan {
     combinator: &'static str,
     books: Vec<Book>,
-    woken: Arc<Woken>,
+    /// Branches woken since the combinator last looked, in the order they were woken.
+    woken: RefCell<Vec<usize>>,
+    /// What the branches' wakers share.
+    shared: Arc<Woken>,
     /// The waker of whoever polls the combinator, woken when a branch is.
     parent: RefCell<Option<KeptWaker>>,
     /// The session of the turn the combinator is polled in, once it has been polled in one.
     session: OnceCell<Rc<Session>>,
 }
 
-/// What the wakers of a combinator's branches share.
+impl Fan {
+    /// Notes that a keeper woke branch `index`.
+    fn note(&self, index: usize) {
+        let mut woken = self.woken.borrow_mut();
+        self.shared.absorb(&mut woken);
+        woken.push(index);
+    }
+
+    /// Hands the branches woken since the last call to `take`, in the order they were woken.
+    fn take_woken(&self, take: impl FnOnce(std::vec::Drain<'_, usize>)) {
+        let mut woken = self.woken.borrow_mut();
+        self.shared.absorb(&mut woken);
+        take(woken.drain(..));
+    }
+}
+
+/// What the wakers of a combinator's branches share, for wakes from outside the engine's
+/// keepers: a foreign combinator keeping a branch's waker (`FuturesUnordered`), or a future
+/// waking itself. Such wakes are rare, so they take a lock, and keepers' wakes do not.
 #[derive(Default)]
 struct Woken {
-    /// Branches woken since the combinator last looked, in the order they were woken.
+    /// Branches woken since the combinator last absorbed them, in the order they were woken.
     indexes: Mutex<Vec<usize>>,
-    /// Whether `indexes` may hold any: a combinator polled with none to take skips the lock.
+    /// Whether `indexes` may hold any, read without the lock.
     any: AtomicBool,
-    /// The combinator's parent, for a branch waker woken from outside the engine.
+    /// The combinator's parent.
     parent: Mutex<Option<Link>>,
 }
 
@@ -379,12 +400,13 @@ impl Woken {
         self.any.store(true, Ordering::Relaxed);
     }
 
-    /// Hands the woken indexes to `take`, in the order they were woken, and forgets them.
-    fn take(&self, take: impl FnOnce(std::vec::Drain<'_, usize>)) {
+    /// Moves the branches woken so far to the back of `woken`, ahead of any woken after them:
+    /// the combinator absorbs them before noting a keeper's wake and before looking.
+    fn absorb(&self, woken: &mut Vec<usize>) {
         if self.any.load(Ordering::Relaxed) {
             let mut indexes = lock(&self.indexes);
             self.any.store(false, Ordering::Relaxed);
-            take(indexes.drain(..));
+            woken.append(&mut indexes);
         }
     }
 }
@@ -394,19 +416,20 @@ pub(crate) struct Branches(Rc<Fan>);
 
 impl Branches {
     pub(crate) fn new(combinator: &'static str, count: usize) -> Self {
-        let woken = Arc::new(Woken::default());
+        let shared = Arc::new(Woken::default());
         let books = (0..count)
             .map(|index| {
                 Book::new(Target::Branch {
                     index,
-                    woken: woken.clone(),
+                    woken: shared.clone(),
                 })
             })
             .collect();
         Self(Rc::new(Fan {
             combinator,
             books,
-            woken,
+            woken: RefCell::new(Vec::new()),
+            shared,
             parent: RefCell::new(None),
             session: OnceCell::new(),
         }))
@@ -430,7 +453,7 @@ impl Branches {
         let mut parent = self.0.parent.borrow_mut();
         if !parent.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
             let kept = KeptWaker::keep(waker, self.session());
-            *lock(&self.0.woken.parent) = Some(kept.link());
+            *lock(&self.0.shared.parent) = Some(kept.link());
             *parent = Some(kept);
         }
     }
@@ -438,12 +461,12 @@ impl Branches {
     /// Moves the branches woken since the last call to the back of `due`, in the order they
     /// were woken.
     pub(crate) fn take_woken(&self, due: &mut VecDeque<usize>) {
-        self.0.woken.take(|woken| due.extend(woken));
+        self.0.take_woken(|woken| due.extend(woken));
     }
 
     /// Forgets the branches woken since the last call.
     pub(crate) fn clear_woken(&self) {
-        self.0.woken.take(|woken| drop(woken));
+        self.0.take_woken(|woken| drop(woken));
     }
 
     /// Polls branch `index` in its own scope.
