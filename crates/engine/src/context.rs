@@ -181,8 +181,12 @@ impl ContextState {
         let slot_ref = &mut self.slots[slot];
         // Checked in place: the pending path, the common one, moves no completion.
         if let SlotState::Waiting(kept) = &mut slot_ref.state {
-            if !kept.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
-                *kept = Some(KeptWaker::keep(waker, Some(session)));
+            match kept {
+                None => *kept = Some(KeptWaker::keep(waker, Some(session))),
+                Some(kept) if !kept.will_wake(waker) => {
+                    *kept = KeptWaker::keep(waker, Some(session))
+                }
+                Some(_) => {}
             }
             return None;
         }

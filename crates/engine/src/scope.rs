@@ -65,9 +65,14 @@ impl Session {
     /// leaving are left with it.
     pub(crate) fn leave_body(&self, pending: bool) -> Option<ForeignAwait> {
         self.polling.set(false);
-        let _skipped = self.branch.take();
+        if self.branch.borrow().is_some() {
+            self.branch.take();
+        }
         if pending {
             self.judge(&self.body, || Place::Body);
+        }
+        if self.found.borrow().is_none() {
+            return None;
         }
         self.found.take()
     }
