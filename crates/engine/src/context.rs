@@ -28,7 +28,8 @@ const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_293
 /// What a slot was resolved with.
 pub(crate) enum Completion {
     Value(Option<String>),
-    Failure(FailureDetails),
+    /// Boxed as the task error holds it, which keeps every slot small.
+    Failure(Box<FailureDetails>),
     Fired,
 }
 
@@ -594,14 +595,14 @@ fn map_task_result<T: DeserializeOwned>(
         (Completion::Failure(details), Label::Activity(name)) => Err(TaskError::ActivityFailed {
             name: name.clone(),
             attempts: 1,
-            details: Box::new(details),
+            details,
         }),
         (Completion::Failure(details), Label::SubOrchestration { name, instance_id }) => {
             Err(TaskError::SubOrchestrationFailed {
                 name: name.clone(),
                 instance_id: instance_id.clone(),
                 attempts: 1,
-                details: Box::new(details),
+                details,
             })
         }
         (_, label) => Err(TaskError::ResultDeserialization {

@@ -348,7 +348,7 @@ impl<'a> Executor<'a> {
                 failure_details,
             } => (
                 *task_scheduled_id,
-                Completion::Failure(failure_from(reason, details, failure_details)),
+                Completion::Failure(Box::new(failure_from(reason, details, failure_details))),
             ),
             EventKind::TimerFired { timer_id, .. } => (*timer_id, Completion::Fired),
             _ => return,
