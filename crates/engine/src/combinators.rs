@@ -1,6 +1,7 @@
 //! Fan-out/fan-in over durable tasks: join all, take the first to finish, or take each as it
 //! finishes. The executor delivers one completion per poll, so the winner of a select is always
-//! the task whose completion comes first in history.
+//! the task whose completion comes first in history. Like durable tasks, the combinators are not
+//! `Send`: their scopes' bookkeeping is single-threaded (scope.rs).
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -120,6 +120,7 @@ pub fn execute(
         end: End::Open,
         delivery: Delivery::Flowing,
     };
+    // Engine combinators polled in this turn find its session through the thread.
     let _session = executor.shared().session.install();
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
         executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
