@@ -1,6 +1,7 @@
 //! Fan-out/fan-in over durable tasks: join all, take the first to finish, or take each as it
 //! finishes. The executor delivers one completion per poll, so the winner of a select is always
-//! the task whose completion comes first in history.
+//! the task whose completion comes first in history. Like durable tasks, the combinators are not
+//! `Send`: their scopes' bookkeeping is single-threaded (scope.rs).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -41,7 +42,7 @@ impl<F: Future + Unpin> Children<F> {
         self.branches.set_parent(cx.waker());
         // Wakes are collected once per poll: a child that wakes itself while being polled is
         // polled again on the next poll, not spun on.
-        self.due.extend(self.branches.take_woken());
+        self.branches.take_woken(&mut self.due);
         while let Some(index) = self.due.pop_front() {
             let Some(future) = self.futures[index].as_mut() else {
                 continue;
@@ -192,7 +193,7 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for Join2<A, B> {
         let this = self.get_mut();
         this.branches.set_parent(cx.waker());
         // Both branches are polled every time, whichever was woken.
-        this.branches.take_woken();
+        this.branches.clear_woken();
         if let Some(a) = &mut this.a {
             if let Poll::Ready(value) = this.branches.poll(0, |cx| Pin::new(a).poll(cx)) {
                 this.a_out = Some(value);
@@ -239,7 +240,7 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for Select2<A, B> {
         };
         this.branches.set_parent(cx.waker());
         // Both branches are polled every time, whichever was woken.
-        this.branches.take_woken();
+        this.branches.clear_woken();
         if let Poll::Ready(value) = this.branches.poll(0, |cx| Pin::new(a).poll(cx)) {
             let (_, b) = this.pair.take().expect("pair present");
             return Poll::Ready(Either::Left((value, b)));

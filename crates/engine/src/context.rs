@@ -20,7 +20,7 @@ use super::combinators::{select2, Either};
 use super::error::TaskError;
 use super::future::{DurableFuture, MapFn};
 use super::history::{FailureDetails, ParentInstance};
-use super::scope::KeptWaker;
+use super::scope::{KeptWaker, Session};
 
 /// Namespace of the name-based (v5) UUIDs that `new_guid` derives.
 const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_2937_b875);
@@ -28,7 +28,8 @@ const GUID_NAMESPACE: Uuid = Uuid::from_u128(0x9e95_2958_5e33_4daf_827f_2fa1_293
 /// What a slot was resolved with.
 pub(crate) enum Completion {
     Value(Option<String>),
-    Failure(FailureDetails),
+    /// Boxed as the task error holds it, which keeps every slot small.
+    Failure(Box<FailureDetails>),
     Fired,
 }
 
@@ -154,42 +155,49 @@ impl ContextState {
         completion: Completion,
     ) -> Option<Option<KeptWaker>> {
         let slot_ref = self.slots.get_mut(slot)?;
-        match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
+        let waker = match &mut slot_ref.state {
             SlotState::Waiting(waker) => {
+                let waker = waker.take();
                 slot_ref.state = SlotState::Resolved(completion);
                 self.live_pending -= 1;
-                Some(waker)
+                waker
             }
-            SlotState::Abandoned => Some(None),
-            done @ (SlotState::Resolved(_) | SlotState::Settled) => {
-                slot_ref.state = done;
+            SlotState::Abandoned => {
+                slot_ref.state = SlotState::Settled;
                 None
             }
-        }
+            SlotState::Resolved(_) | SlotState::Settled => return None,
+        };
+        Some(waker)
     }
 
-    /// The slot's completion if it has one; otherwise keeps `waker` to wake when it arrives.
+    /// The slot's completion if it has one; otherwise keeps `waker`, polled with in `session`,
+    /// to wake when it arrives.
     pub(crate) fn take_result(
         &mut self,
         slot: usize,
         waker: &Waker,
+        session: &Session,
     ) -> Option<(Completion, Label)> {
         let slot_ref = &mut self.slots[slot];
+        // Checked in place: the pending path, the common one, moves no completion.
+        if let SlotState::Waiting(kept) = &mut slot_ref.state {
+            match kept {
+                None => *kept = Some(KeptWaker::keep(waker, Some(session))),
+                Some(kept) if !kept.will_wake(waker) => {
+                    *kept = KeptWaker::keep(waker, Some(session))
+                }
+                Some(_) => {}
+            }
+            return None;
+        }
         match std::mem::replace(&mut slot_ref.state, SlotState::Settled) {
             SlotState::Resolved(completion) => {
                 let label = std::mem::replace(&mut slot_ref.label, Label::Timer);
                 Some((completion, label))
             }
-            SlotState::Waiting(kept) => {
-                let kept = match kept {
-                    Some(kept) if kept.will_wake(waker) => kept,
-                    _ => KeptWaker::keep(waker),
-                };
-                slot_ref.state = SlotState::Waiting(Some(kept));
-                None
-            }
             // Only a live future polls its slot, and it stops once it has taken the result.
-            other @ (SlotState::Abandoned | SlotState::Settled) => {
+            other => {
                 slot_ref.state = other;
                 None
             }
@@ -275,6 +283,8 @@ pub(crate) struct InstanceInfo {
 pub(crate) struct Shared {
     pub(crate) info: InstanceInfo,
     pub(crate) state: RefCell<ContextState>,
+    /// Which scope the executor is polling: durable futures count themselves in it.
+    pub(crate) session: Rc<Session>,
 }
 
 /// The handle an orchestrator uses for everything durable. Cheap to clone; valid for one turn.
@@ -293,6 +303,7 @@ impl OrchestrationContext {
             shared: Rc::new(Shared {
                 info,
                 state: RefCell::new(ContextState::new(current_time)),
+                session: Rc::new(Session::new()),
             }),
         }
     }
@@ -584,14 +595,14 @@ fn map_task_result<T: DeserializeOwned>(
         (Completion::Failure(details), Label::Activity(name)) => Err(TaskError::ActivityFailed {
             name: name.clone(),
             attempts: 1,
-            details: Box::new(details),
+            details,
         }),
         (Completion::Failure(details), Label::SubOrchestration { name, instance_id }) => {
             Err(TaskError::SubOrchestrationFailed {
                 name: name.clone(),
                 instance_id: instance_id.clone(),
                 attempts: 1,
-                details: Box::new(details),
+                details,
             })
         }
         (_, label) => Err(TaskError::ResultDeserialization {

@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +14,7 @@ use super::context::{
 use super::error::{panic_message, ExecuteError};
 use super::history::{EventKind, FailureDetails, HistoryEvent, OrchestrationStatus};
 use super::registry::{OrchestratorFuture, Registry};
-use super::scope::{self, KeptWaker, Scope};
+use super::scope::KeptWaker;
 
 /// The result of running one orchestration turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,8 +119,9 @@ pub fn execute(
         root: Root::Unclocked,
         end: End::Open,
         delivery: Delivery::Flowing,
-        body: Scope::body(),
     };
+    // Engine combinators polled in this turn find its session through the thread.
+    let _session = executor.shared().session.install();
     for (index, event) in past_events.iter().chain(new_events).enumerate() {
         executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
         executor.apply(event)?;
@@ -193,8 +194,6 @@ struct Executor<'a> {
     root: Root,
     end: End,
     delivery: Delivery<'a>,
-    /// The waker the orchestrator is polled with.
-    body: Scope,
 }
 
 impl<'a> Executor<'a> {
@@ -350,7 +349,7 @@ impl<'a> Executor<'a> {
                 failure_details,
             } => (
                 *task_scheduled_id,
-                Completion::Failure(failure_from(reason, details, failure_details)),
+                Completion::Failure(Box::new(failure_from(reason, details, failure_details))),
             ),
             EventKind::TimerFired { timer_id, .. } => (*timer_id, Completion::Fired),
             _ => return,
@@ -391,14 +390,15 @@ impl<'a> Executor<'a> {
         let Root::Running(root) = &mut self.root else {
             return;
         };
-        let body = &self.body;
-        let (polled, foreign) = scope::session(|| {
-            catch_unwind(AssertUnwindSafe(|| body.poll(|cx| root.as_mut().poll(cx))))
-        });
-        // Continue-as-new ends the execution at the end of the turn, whatever the code awaits.
-        let continuing = self.shared().state.borrow().continue_as_new.is_some();
-        match (polled, foreign) {
-            (Err(payload), _) => {
+        let session = &self.ctx.shared().session;
+        let waker = session.enter_body();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            root.as_mut().poll(&mut Context::from_waker(waker))
+        }));
+        let foreign = session.leave_body(matches!(polled, Ok(Poll::Pending)));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(payload) => {
                 self.drop_root();
                 let details = FailureDetails::new(
                     "Panic",
@@ -409,14 +409,19 @@ impl<'a> Executor<'a> {
                     ),
                 );
                 self.fail(details);
+                return;
             }
-            // Even when the code went on to return: a race it ran against a foreign future
-            // would not replay the same way.
-            (Ok(_), Some(found)) if !continuing => {
-                self.drop_root();
-                self.fail(self.foreign_await(&found.to_string()));
-            }
-            (Ok(Poll::Ready(result)), _) => {
+        };
+        // Even when the code went on to return: a race it ran against a foreign future would
+        // not replay the same way. Continue-as-new ends the execution at the end of the turn,
+        // whatever the code awaits.
+        if let Some(found) = foreign.filter(|_| !self.continuing()) {
+            self.drop_root();
+            self.fail(self.foreign_await(&found.to_string()));
+            return;
+        }
+        match polled {
+            Poll::Ready(result) => {
                 self.drop_root();
                 let mut state = self.shared().state.borrow_mut();
                 let sequence = state.next_sequence();
@@ -427,13 +432,17 @@ impl<'a> Executor<'a> {
                     result: result.map_err(|error| error.into_details()),
                 };
             }
-            (Ok(Poll::Pending), _) => {
-                if self.shared().state.borrow().live_pending == 0 && !continuing {
+            Poll::Pending => {
+                if self.shared().state.borrow().live_pending == 0 && !self.continuing() {
                     self.drop_root();
                     self.fail(self.foreign_await("no durable task it created is still waiting"));
                 }
             }
         }
+    }
+
+    fn continuing(&self) -> bool {
+        self.shared().state.borrow().continue_as_new.is_some()
     }
 
     fn foreign_await(&self, detail: &str) -> FailureDetails {

@@ -55,7 +55,11 @@ impl<T> Future for DurableFuture<T> {
             FutureState::Ready(value) => Poll::Ready(value),
             FutureState::Done => panic!("a durable task was polled after it completed"),
             FutureState::Waiting { shared, slot, map } => {
-                let taken = shared.state.borrow_mut().take_result(slot, cx.waker());
+                let taken =
+                    shared
+                        .state
+                        .borrow_mut()
+                        .take_result(slot, cx.waker(), &shared.session);
                 match taken {
                     Some((completion, label)) => Poll::Ready(map(completion, &label)),
                     None => {

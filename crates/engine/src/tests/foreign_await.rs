@@ -12,8 +12,9 @@ use futures::FutureExt;
 
 use super::{failure, json, started, turn};
 use crate::{
-    join2, join_all, select2, select_first, FailureDetails, HistoryBuilder, OrchestrationContext,
-    OrchestrationError, Registry, TurnOutcome, FOREIGN_AWAIT_ERROR_TYPE,
+    completions, join2, join_all, select2, select_first, FailureDetails, HistoryBuilder,
+    OrchestrationContext, OrchestrationError, Registry, TaskError, TurnOutcome,
+    FOREIGN_AWAIT_ERROR_TYPE,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -46,6 +47,15 @@ impl Future for WakesItself {
 }
 
 type Boxed = Pin<Box<dyn Future<Output = ()>>>;
+
+type Echoed = Pin<Box<dyn Future<Output = Result<String, TaskError>>>>;
+
+/// The activity `Echo` of `name`, awaited inside a `FuturesUnordered`: its completion reaches
+/// the engine combinator around it through the branch's waker, which the set keeps.
+fn through_unordered(ctx: &OrchestrationContext, name: &str) -> Echoed {
+    let mut set: FuturesUnordered<_> = std::iter::once(ctx.call_activity(name, "x")).collect();
+    Box::pin(async move { set.next().await.expect("one task in the set") })
+}
 
 fn timer(ctx: &OrchestrationContext) -> crate::DurableFuture<()> {
     ctx.create_timer_after(MINUTE)
@@ -192,6 +202,39 @@ fn registry() -> Registry {
                         .map(|result| result.unwrap_or_else(|error| error.to_string()))
                         .collect::<Vec<_>>(),
                 )
+            },
+        )
+        .orchestrator(
+            "UnorderedInCompletions",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let branches: Vec<Echoed> = vec![
+                    through_unordered(&ctx, "A"),
+                    Box::pin(ctx.call_activity("B", "x")),
+                    Box::pin(ctx.call_activity("C", "x")),
+                ];
+                let mut done = completions(branches);
+                let mut finished = Vec::new();
+                if let Some((_, first)) = done.next_completed().await {
+                    finished.push(first?);
+                }
+                // A and B both complete while the code awaits the timer.
+                timer(&ctx).await;
+                while let Some((_, next)) = done.next_completed().await {
+                    finished.push(next?);
+                }
+                Ok::<_, OrchestrationError>(finished)
+            },
+        )
+        .orchestrator(
+            "UnorderedInNestedJoinAll",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let inner: Vec<Echoed> = vec![
+                    through_unordered(&ctx, "A"),
+                    Box::pin(ctx.call_activity("B", "x")),
+                ];
+                let outer = vec![join_all(inner)];
+                let results = join_all(outer).await.concat();
+                Ok::<_, OrchestrationError>(results.into_iter().collect::<Result<Vec<_>, _>>()?)
             },
         )
         .build()
@@ -360,6 +403,52 @@ fn engine_combinators_nested_in_engine_combinators_keep_working() {
         turn.outcome,
         TurnOutcome::Completed {
             output: json(&["timed out waiting for external event 'E'", "f"])
+        }
+    );
+}
+
+/// Branches woken through their wakers (by a `FuturesUnordered`) and by their tasks' completions
+/// are taken in history order, whichever way each was woken.
+#[test]
+fn branches_woken_by_a_foreign_combinator_and_by_completions_keep_history_order() {
+    for (first, second) in [((0, "A"), (1, "B")), ((1, "B"), (0, "A"))] {
+        let opened = started("UnorderedInCompletions");
+        let fire_at = opened.time() + MINUTE;
+        let history = opened
+            .task_scheduled(0, "A", "x")
+            .task_scheduled(1, "B", "x")
+            .task_scheduled(2, "C", "x")
+            .task_completed(2, "c")
+            .timer_created(3, fire_at)
+            .task_completed(first.0, first.1)
+            .task_completed(second.0, second.1)
+            .timer_fired(3, fire_at)
+            .build();
+        let turn = turn(&registry(), &history, &[]);
+        assert_eq!(
+            turn.outcome,
+            TurnOutcome::Completed {
+                output: json(&["c", first.1, second.1])
+            }
+        );
+    }
+}
+
+/// A wake through a branch's waker reaches the engine combinators around it, which poll only
+/// the branches that were woken.
+#[test]
+fn a_foreign_combinator_inside_nested_engine_combinators_wakes_them() {
+    let history = started("UnorderedInNestedJoinAll")
+        .task_scheduled(0, "A", "x")
+        .task_scheduled(1, "B", "x")
+        .task_completed(1, "b")
+        .task_completed(0, "a")
+        .build();
+    let turn = turn(&registry(), &history, &[]);
+    assert_eq!(
+        turn.outcome,
+        TurnOutcome::Completed {
+            output: json(&["a", "b"])
         }
     );
 }
