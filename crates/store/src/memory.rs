@@ -29,7 +29,9 @@ pub struct MemoryBackend {
 struct Inner {
     instances: HashMap<String, StoredInstance>,
     summaries: BTreeMap<String, InstanceSummary>,
-    queues: HashMap<QueueKind, Vec<Queued>>,
+    /// Each queue's messages by their sequence number (the number in their key), so a receipt
+    /// finds its message without a scan.
+    queues: HashMap<QueueKind, BTreeMap<u64, Queued>>,
     counter: u64,
 }
 
@@ -70,7 +72,7 @@ impl MemoryBackend {
             .get(&queue)
             .map(|queued| {
                 queued
-                    .iter()
+                    .values()
                     .map(|q| q.visible_at)
                     .filter(|at| *at > now)
                     .collect()
@@ -88,7 +90,7 @@ impl MemoryBackend {
         self.lock()
             .queues
             .get(&queue)
-            .map(|queued| queued.iter().map(|q| q.message.clone()).collect())
+            .map(|queued| queued.values().map(|q| q.message.clone()).collect())
             .unwrap_or_default()
     }
 }
@@ -100,14 +102,13 @@ impl Inner {
     }
 
     fn find(&mut self, receipt: &Receipt) -> Result<&mut Queued, StoreError> {
-        self.queues
-            .get_mut(&receipt.queue)
-            .and_then(|queue| {
-                queue.iter_mut().find(|q| {
-                    q.key == receipt.message_key
-                        && q.pop_receipt.as_deref() == Some(receipt.pop_receipt.as_str())
-                })
-            })
+        let sequence = receipt
+            .message_key
+            .strip_prefix('m')
+            .and_then(|n| n.parse::<u64>().ok());
+        sequence
+            .and_then(|sequence| self.queues.get_mut(&receipt.queue)?.get_mut(&sequence))
+            .filter(|q| q.pop_receipt.as_deref() == Some(receipt.pop_receipt.as_str()))
             .ok_or_else(|| StoreError::LostReceipt(receipt.message_key.clone()))
     }
 }
@@ -176,14 +177,17 @@ impl Backend for MemoryBackend {
         for message in messages {
             let sequence = inner.next();
             let queue = self.queue_for(&message.destination);
-            inner.queues.entry(queue).or_default().push(Queued {
-                key: format!("m{sequence}"),
+            inner.queues.entry(queue).or_default().insert(
                 sequence,
-                message: message.clone(),
-                visible_at: message.deliver_at.map_or(now, |at| at.max(now)),
-                dequeue_count: 0,
-                pop_receipt: None,
-            });
+                Queued {
+                    key: format!("m{sequence}"),
+                    sequence,
+                    message: message.clone(),
+                    visible_at: message.deliver_at.map_or(now, |at| at.max(now)),
+                    dequeue_count: 0,
+                    pop_receipt: None,
+                },
+            );
         }
         Ok(())
     }
@@ -195,14 +199,17 @@ impl Backend for MemoryBackend {
         let key = format!("m{sequence}");
         let pop_receipt = format!("r{}", inner.next());
         let queue = self.queue_for(&message.destination);
-        inner.queues.entry(queue).or_default().push(Queued {
-            key: key.clone(),
+        inner.queues.entry(queue).or_default().insert(
             sequence,
-            message: message.clone(),
-            visible_at: add_saturating(now, hold),
-            dequeue_count: 0,
-            pop_receipt: Some(pop_receipt.clone()),
-        });
+            Queued {
+                key: key.clone(),
+                sequence,
+                message: message.clone(),
+                visible_at: add_saturating(now, hold),
+                dequeue_count: 0,
+                pop_receipt: Some(pop_receipt.clone()),
+            },
+        );
         Ok(Receipt {
             queue,
             message_key: key,
@@ -223,7 +230,7 @@ impl Backend for MemoryBackend {
             return Ok(Vec::new());
         };
         let mut visible: Vec<(DateTime<Utc>, u64)> = messages
-            .iter()
+            .values()
             .filter(|q| q.visible_at <= now)
             .map(|q| (q.visible_at, q.sequence))
             .collect();
@@ -234,7 +241,7 @@ impl Backend for MemoryBackend {
             let Some(queued) = inner
                 .queues
                 .get_mut(&queue)
-                .and_then(|queue| queue.iter_mut().find(|q| q.sequence == sequence))
+                .and_then(|queue| queue.get_mut(&sequence))
             else {
                 continue;
             };
@@ -256,9 +263,9 @@ impl Backend for MemoryBackend {
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.find(receipt)?;
+        let sequence = inner.find(receipt)?.sequence;
         if let Some(queue) = inner.queues.get_mut(&receipt.queue) {
-            queue.retain(|q| q.key != receipt.message_key);
+            queue.remove(&sequence);
         }
         Ok(())
     }
