@@ -112,8 +112,8 @@ fn replay_ns_per_event(registry: &Registry, history: &[HistoryEvent]) -> f64 {
     started.elapsed().as_nanos() as f64 / (iterations * history.len()) as f64
 }
 
-/// Instances started before the runtime runs them all: the in-memory backend scans a queue on
-/// every receive and delete, so thousands of queued starts would measure that scan instead.
+/// Instances started before the runtime runs them: the in-memory backend scans a queue's
+/// messages on every receive, so thousands of queued starts would measure that scan instead.
 const THROUGHPUT_WAVE: usize = 100;
 
 fn throughput(registry: &Registry, instances: usize) -> f64 {

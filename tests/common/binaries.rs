@@ -13,31 +13,52 @@ pub fn devhost() -> PathBuf {
         .clone()
 }
 
-/// Builds `bin` of `package` and returns its path.
+/// Builds `bin` of `package` in this test's profile and returns its path.
 pub fn build(package: &str, bin: &str) -> PathBuf {
+    // The test runs from <target dir>/<profile dir>/deps/; binaries are one level up.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from <target dir>/<profile dir>/deps");
+    let target_dir = dir.parent().expect("a profile directory has a parent");
+    // Cargo's dev and test profiles build into `debug`; any other directory is its profile's.
+    let profile = match dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
-    // Cargo sets these for the test itself; inherited, they make build scripts that watch them
-    // (ring's watches CARGO_MANIFEST_DIR) rebuild the TLS and Azure crates on every switch
-    // between a build from here and one from the shell.
+    // Cargo sets these for the test process only; inherited, they make build scripts that
+    // watch them (ring's watches CARGO_MANIFEST_DIR) rebuild the TLS and Azure crates on every
+    // switch between a build from here and one from the shell.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("CARGO_") && !matches!(&*name, "CARGO_HOME" | "CARGO_TARGET_DIR") {
+        let set_for_the_test = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || matches!(
+                &*name,
+                "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_for_the_test {
             command.env_remove(&*name);
         }
     }
     let status = command
         .args(["build", "--locked", "--quiet", "-p", package, "--bin", bin])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build {bin}: {e}"));
     assert!(status.success(), "building {package}'s {bin} failed");
-    // The test runs from target/<profile>/deps/; binaries are one level up.
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps");
     let path = dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.exists(), "{} was not built", path.display());
     path

@@ -437,7 +437,8 @@ fn terminated_orchestration_fixture_replays() {
     check_fixture("terminated_orchestration", &recorded);
 }
 
-/// Hand-written in DurableTask.Core's shape (durable-anchors.md §2.4): never re-recorded.
+/// Hand-written in DurableTask.Core's shape (its event types, `EventId`s and field names, one
+/// activity then return): never re-recorded.
 #[test]
 fn hand_written_durable_task_core_history_replays() {
     let (text, history) = load_fixture("dtfx_one_activity_then_return");

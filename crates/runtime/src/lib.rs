@@ -10,6 +10,7 @@ mod orchestration;
 pub mod outbox;
 mod pump;
 mod rewind;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::sync::atomic::{AtomicU64, Ordering};

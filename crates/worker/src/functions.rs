@@ -125,11 +125,61 @@ impl<B: Backend> TriggerFunctions<B> {
     pub(crate) fn get(&self, name: &str) -> Option<&Handler<B>> {
         self.handlers.get(name)
     }
+}
 
-    /// The registered names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
-        names.sort_unstable();
+#[cfg(test)]
+mod tests {
+    use durable_store::memory::MemoryBackend;
+
+    use super::*;
+
+    async fn answer(
+        _: Arc<Runtime<MemoryBackend>>,
+        _: InvocationRequest,
+    ) -> Result<InvocationResponse, FunctionError> {
+        Ok(InvocationResponse::default())
+    }
+
+    fn register(names: &[&str]) -> Result<TriggerFunctions<MemoryBackend>, RegisterError> {
         names
+            .iter()
+            .try_fold(TriggerFunctions::new(), |functions, name| {
+                functions.function(name, answer)
+            })
+    }
+
+    #[test]
+    fn names_are_unique_and_leave_the_engines_functions_alone() {
+        let functions = register(&["Timer", "Queue"]).unwrap();
+        assert!(functions.get("Timer").is_some() && functions.get("Queue").is_some());
+        assert!(functions.get("Other").is_none());
+        assert_eq!(
+            register(&["Timer", "Timer"]).err(),
+            Some(RegisterError::Duplicate("Timer".to_string()))
+        );
+        for reserved in ["DurableWorkItems", "DurableControl00", "DurableControl15"] {
+            assert_eq!(
+                register(&[reserved]).err(),
+                Some(RegisterError::Reserved(reserved.to_string()))
+            );
+        }
+        assert_eq!(
+            register(&["DurableControl"]).map(|f| f.get("DurableControl").is_some()),
+            Ok(true),
+            "only DurableControlNN is the engine's"
+        );
+        for invalid in ["", "a/b"] {
+            assert_eq!(register(&[invalid]).err(), Some(RegisterError::InvalidName));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_not_retried_and_runtime_trouble_is() {
+        assert!(!FunctionError::Rejected("bad".into()).is_retryable());
+        assert!(
+            !FunctionError::Invocation(InvocationError::MissingBinding("x".into())).is_retryable()
+        );
+        assert!(FunctionError::Retry("later".into()).is_retryable());
+        assert!(FunctionError::Runtime(RuntimeError::Contention("i".into())).is_retryable());
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 
 use durable_protocol::invocation::InvocationError;
 
-/// `Data.<trigger name>` of an HTTP invocation (protocol §3.2). Unknown keys (`Identities`) are
+/// `Data.<trigger name>` of an HTTP invocation in payload mode (`Url`, `Method`, `Headers`,
+/// `Body`, `Query`, `Params`). Unknown keys (`Identities`) are
 /// ignored; `Query` and `Params` are informative, the URL is the source of truth.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -152,10 +153,10 @@ mod tests {
     use super::*;
     use durable_protocol::invocation::InvocationRequest;
 
-    /// Observed GET from Core Tools (protocol §3.2), verbatim.
+    /// A GET as Core Tools sent it to a custom handler, verbatim.
     const OBSERVED_GET: &str = r#"{"Data":{"req":{"Url":"http://localhost:7071/api/SimpleHttpTrigger","Method":"GET","Query":{},"Headers":{"Accept":["*/*"],"Connection":["keep-alive"],"Host":["localhost:7071"],"User-Agent":["PostmanRuntime/7.37.3"],"Accept-Encoding":["gzip, deflate, br"],"Cache-Control":["no-cache"],"Postman-Token":["f7cc026e-5cb0-4b7a-8f70-ed394a0e97ef"]},"Params":{},"Identities":[{"AuthenticationType":null,"IsAuthenticated":false,"Actor":null,"BootstrapContext":null,"Claims":[],"Label":null,"Name":null,"NameClaimType":"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name","RoleClaimType":"http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}]}},"Metadata":{"Query":{},"Headers":{"Accept":"*/*","Connection":"keep-alive","Host":"localhost:7071","User-Agent":"PostmanRuntime/7.37.3","Accept-Encoding":"gzip, deflate, br","Cache-Control":"no-cache","Postman-Token":"f7cc026e-5cb0-4b7a-8f70-ed394a0e97ef"},"sys":{"MethodName":"SimpleHttpTrigger","UtcNow":"2024-05-14T15:14:15.128919Z","RandGuid":"7a85f722-f6ba-4add-9a45-7ed862be02ae"}}}"#;
 
-    /// Reconstructed POST with route, query and JSON body (protocol §3.2), verbatim.
+    /// A POST with a route parameter, a query and a JSON body, in the same shape.
     const RECONSTRUCTED_POST: &str = r#"{"Data":{"req":{"Url":"http://localhost:7071/api/orders/42?verbose=true","Method":"POST","Query":{"verbose":"true"},"Headers":{"Content-Length":["9"],"Content-Type":["application/json"],"Host":["localhost:7071"]},"Params":{"id":"42"},"Identities":[{"AuthenticationType":null,"IsAuthenticated":false,"Actor":null,"BootstrapContext":null,"Claims":[],"Label":null,"Name":null,"NameClaimType":"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name","RoleClaimType":"http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}],"Body":"{\"qty\":2}"}},"Metadata":{"qty":"\"2\"","verbose":"\"true\"","id":"\"42\"","Query":{"verbose":"true"},"Headers":{"Content-Length":"9","Content-Type":"application/json","Host":"localhost:7071"},"sys":{"MethodName":"orders","UtcNow":"2026-01-01T10:00:00.1234567Z","RandGuid":"00000000-0000-0000-0000-000000000000"}}}"#;
 
     fn request(payload: &str) -> HttpRequestData {

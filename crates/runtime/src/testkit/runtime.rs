@@ -1,6 +1,8 @@
 //! [`InMemoryRuntime`]: the production [`Runtime`] over a [`MemoryBackend`] and a [`ManualClock`].
 //! It owns only the order of delivery (activities first, then control messages in queue order)
-//! and the clock; every turn, outbox, timer and parent notification is the runtime's own.
+//! and the clock; every turn, outbox, timer and parent notification is the runtime's own. Its
+//! API is synchronous (it runs the runtime on a tokio runtime of its own), so call it from plain
+//! `#[test]`s, not from inside an async test.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -130,7 +132,8 @@ impl InMemoryRuntime {
     }
 
     /// Run queued activities in a pseudo-random order drawn from `seed`, so completions arrive
-    /// out of scheduling order.
+    /// out of scheduling order. Activities run in the turn (`with_options` with the runtime's
+    /// defaults) never reach the queue, so only [`InMemoryRuntime::new`]'s queued ones shuffle.
     pub fn set_activity_shuffle(&mut self, seed: Option<u64>) {
         // xorshift never leaves zero.
         self.shuffle = seed.map(|s| s | 1);
