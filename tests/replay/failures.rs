@@ -12,6 +12,7 @@ use durable_engine::{
     FailureDetails, HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationInstance,
     OrchestrationStatus, Registry, Turn, TurnOutcome,
 };
+use durable_engine::{select2, Either};
 use durable_runtime::testkit::InMemoryRuntime;
 
 use crate::failure_details::assert_failure;
@@ -267,4 +268,32 @@ fn execution_started_found_in_new_events_only_must_still_match_the_instance() {
         matches!(error, ExecuteError::InstanceMismatch { .. }),
         "{error:?}"
     );
+}
+
+/// What users write by mistake: a durable timer raced against a tokio sleep. The runtime runs
+/// orchestrators inside tokio, so the sleep really arms a timer that would wake the code from
+/// outside the history; it is reported at once, not left to hang or to race on replay.
+#[test]
+fn a_tokio_sleep_raced_against_a_durable_timer_is_a_foreign_await() {
+    let registry = Registry::builder()
+        .orchestrator(
+            "RaceTheTimer",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let durable = ctx.create_timer_after(Duration::from_secs(3600));
+                let foreign = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
+                match select2(durable, foreign).await {
+                    Either::Left(_) => Ok::<_, OrchestrationError>("the durable timer".to_string()),
+                    Either::Right(_) => Ok("the tokio sleep".to_string()),
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    let mut runtime = InMemoryRuntime::new(registry);
+    runtime.start("RaceTheTimer", "race-1", &()).expect("start");
+    runtime.run_until_idle().expect("run");
+    let state = runtime.state("race-1").expect("instance");
+    assert_eq!(state.status, OrchestrationStatus::Failed, "{state:?}");
+    let details = state.failure.expect("failure details");
+    assert_failure(&details, "ForeignAwait", &["'RaceTheTimer'", "select2"]);
 }
