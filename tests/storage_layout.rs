@@ -1,8 +1,9 @@
-//! The stored layout is a contract with every task hub already written: rows an earlier build
-//! wrote (committed in `tests/fixtures/task_hub/`) are loaded into a fresh Azurite, and this
-//! build reads their status and history and takes their waiting instances to completion.
-//! `RECORD_TASK_HUB_FIXTURE=1` re-records the rows; do that only for an intended layout change,
-//! since the point of the fixture is that it was written by an earlier build.
+//! The stored layout is a contract with every task hub already written: table rows an earlier
+//! build wrote (`tests/fixtures/task_hub/`, recorded by 1f6fcda) load into a fresh Azurite, and
+//! this build reads their status and history and takes their waiting instances to completion.
+
+// `RECORD_TASK_HUB_FIXTURE=1` re-records the rows; do that only for an intended layout change,
+// since the point of the fixture is that an earlier build wrote it.
 
 #[path = "common/azurite.rs"]
 mod azurite;

@@ -1,15 +1,15 @@
 //! Engine-made wakers that know who keeps them, so an orchestrator waiting on a future the
 //! engine did not create is found even while durable tasks are pending beside it (ARCHITECTURE.md,
 //! "Durable futures, wakers and foreign awaits").
-//!
-//! Replay polls after every event, so on that path this bookkeeping takes no lock, makes no
-//! atomic read-modify-write and looks up no thread-local. Durable futures and engine combinators
-//! never clone a scope's waker: they keep a handle on the scope's book and count themselves
-//! there, so every clone of the waker is held by something the engine did not make, and the
-//! `Arc`'s strong count alone tells how many. A turn runs on one thread, so the books and the
-//! turn's [`Session`] are plain `Cell`s and `Rc`s (which makes the engine combinators `!Send`, as
-//! durable futures are); only what a foreign keeper can reach through a waker, which must be
-//! `Send + Sync`, is shared: the waker's target, and the branches woken through it.
+
+// Replay polls after every event, so on that path this bookkeeping takes no lock, makes no
+// atomic read-modify-write and looks up no thread-local. Durable futures and engine combinators
+// never clone a scope's waker: they keep a handle on the scope's book and count themselves
+// there, so every clone of the waker is held by something the engine did not make, and the
+// `Arc`'s strong count alone tells how many. A turn runs on one thread, so the books and the
+// turn's `Session` are plain `Cell`s and `Rc`s (which makes the engine combinators `!Send`, as
+// durable futures are); only what a foreign keeper can reach through a waker, which must be
+// `Send + Sync`, is shared: the waker's target, and the branches woken through it.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;

@@ -1,8 +1,9 @@
 //! [`InMemoryRuntime`]: the production [`Runtime`] over a [`MemoryBackend`] and a [`ManualClock`].
 //! It owns only the order of delivery (activities first, then control messages in queue order)
-//! and the clock; every turn, outbox, timer and parent notification is the runtime's own. Its
-//! API is synchronous (it runs the runtime on a tokio runtime of its own), so call it from plain
-//! `#[test]`s, not from inside an async test.
+//! and the clock; every turn, outbox, timer and parent notification is the runtime's own.
+
+// The API is synchronous (the runtime runs on a tokio runtime of the driver's own), so tests
+// call it from plain `#[test]`s, never from inside an async test.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
