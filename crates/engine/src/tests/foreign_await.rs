@@ -13,7 +13,7 @@ use futures::FutureExt;
 use super::{failure, json, started, turn};
 use crate::{
     completions, join2, join_all, select2, select_first, FailureDetails, HistoryBuilder,
-    OrchestrationContext, OrchestrationError, Registry, TaskError, TurnOutcome,
+    HistoryEvent, OrchestrationContext, OrchestrationError, Registry, TaskError, TurnOutcome,
     FOREIGN_AWAIT_ERROR_TYPE,
 };
 
@@ -241,6 +241,17 @@ fn registry() -> Registry {
         .expect("valid registry")
 }
 
+/// The whole history replays to a completion with `output`.
+fn assert_completes(history: &[HistoryEvent], output: &(impl serde::Serialize + ?Sized)) {
+    let turn = turn(&registry(), history, &[]);
+    assert_eq!(
+        turn.outcome,
+        TurnOutcome::Completed {
+            output: json(output)
+        }
+    );
+}
+
 fn first_turn(name: &str) -> crate::Turn {
     turn(&registry(), &[], &started(name).build())
 }
@@ -326,13 +337,7 @@ fn futures_select_of_a_timer_and_std_pending_cannot_be_told_from_the_timer_alone
         .timer_created(0, fire_at)
         .timer_fired(0, fire_at)
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json("timer")
-        }
-    );
+    assert_completes(&history, "timer");
 }
 
 #[test]
@@ -359,13 +364,7 @@ fn futures_unordered_over_durable_tasks_completes_in_history_order() {
         .timer_created(3, fire_at)
         .timer_fired(3, fire_at)
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json(&["C", "A", "B"])
-        }
-    );
+    assert_completes(&history, &["C", "A", "B"]);
 }
 
 #[test]
@@ -379,13 +378,7 @@ fn futures_select_and_join_over_durable_tasks_pick_the_first_completion_in_histo
         .event_raised("E", "e")
         .timer_fired(0, slow_at)
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json("fast e")
-        }
-    );
+    assert_completes(&history, "fast e");
 }
 
 #[test]
@@ -398,13 +391,7 @@ fn engine_combinators_nested_in_engine_combinators_keep_working() {
         .event_raised("F", "f")
         .timer_fired(0, fire_at)
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json(&["timed out waiting for external event 'E'", "f"])
-        }
-    );
+    assert_completes(&history, &["timed out waiting for external event 'E'", "f"]);
 }
 
 /// Branches woken through their wakers (by a `FuturesUnordered`) and by their tasks' completions
@@ -424,13 +411,7 @@ fn branches_woken_by_a_foreign_combinator_and_by_completions_keep_history_order(
             .task_completed(second.0, second.1)
             .timer_fired(3, fire_at)
             .build();
-        let turn = turn(&registry(), &history, &[]);
-        assert_eq!(
-            turn.outcome,
-            TurnOutcome::Completed {
-                output: json(&["c", first.1, second.1])
-            }
-        );
+        assert_completes(&history, &["c", first.1, second.1]);
     }
 }
 
@@ -444,13 +425,7 @@ fn a_foreign_combinator_inside_nested_engine_combinators_wakes_them() {
         .task_completed(1, "b")
         .task_completed(0, "a")
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json(&["a", "b"])
-        }
-    );
+    assert_completes(&history, &["a", "b"]);
 }
 
 /// Not detected: the durable timer is polled with a waker `FuturesUnordered` made, so its clone of
@@ -464,13 +439,7 @@ fn a_foreign_future_inside_futures_unordered_beside_durable_tasks_is_not_detecte
         .timer_created(0, fire_at)
         .timer_fired(0, fire_at)
         .build();
-    let turn = turn(&registry(), &history, &[]);
-    assert_eq!(
-        turn.outcome,
-        TurnOutcome::Completed {
-            output: json("first finished")
-        }
-    );
+    assert_completes(&history, "first finished");
 }
 
 /// A false report: a `FuturesUnordered` that never drove a durable task, kept alive while the code

@@ -245,22 +245,23 @@ impl InMemoryRuntime {
     /// own time).
     pub fn advance(&mut self, by: Duration) -> Result<u64, RuntimeError> {
         let target = add_saturating(self.now(), by);
-        let mut turns = self.run_until_idle()?;
-        while let Some(at) = self.next_timer().filter(|at| *at <= target) {
-            self.move_clock_to(at);
-            turns += self.run_until_idle()?;
-        }
+        let turns = self.deliver_until(target)?;
         self.move_clock_to(target);
-        turns += self.run_until_idle()?;
-        Ok(turns)
+        Ok(turns + self.run_until_idle()?)
     }
 
     /// Moves the clock to each next hidden message until nothing is left to deliver, or `limit`
     /// orchestration time has passed. Returns the turns executed.
     pub fn run_to_completion(&mut self, limit: Duration) -> Result<u64, RuntimeError> {
         let deadline = add_saturating(self.now(), limit);
+        self.deliver_until(deadline)
+    }
+
+    /// Runs until idle, then moves the clock to each next hidden message due by `until` and
+    /// runs again. Returns the turns executed.
+    fn deliver_until(&mut self, until: DateTime<Utc>) -> Result<u64, RuntimeError> {
         let mut turns = self.run_until_idle()?;
-        while let Some(at) = self.next_timer().filter(|at| *at <= deadline) {
+        while let Some(at) = self.next_timer().filter(|at| *at <= until) {
             self.move_clock_to(at);
             turns += self.run_until_idle()?;
         }
