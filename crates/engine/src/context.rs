@@ -1,5 +1,5 @@
 //! The orchestration context: the API orchestrator code uses to schedule durable work, and the
-//! per-turn bookkeeping (actions by sequence number, result slots, event buffers) behind it.
+//! execution's bookkeeping (actions by sequence number, result slots, event buffers) behind it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -89,7 +89,8 @@ pub(crate) struct ContinueAsNewRequest {
     pub(crate) input: Result<Option<String>, String>,
 }
 
-/// Mutable per-turn state. Rebuilt from scratch on every turn by replaying history.
+/// Mutable state of the execution, rebuilt from scratch by replaying history whenever a turn or a
+/// session opens.
 pub(crate) struct ContextState {
     pub(crate) current_time: DateTime<Utc>,
     pub(crate) is_replaying: bool,
@@ -272,7 +273,7 @@ impl ContextState {
     }
 }
 
-/// Identity of the running execution; fixed for the whole turn.
+/// Identity of the running execution; fixed for the context's life.
 pub(crate) struct InstanceInfo {
     pub(crate) instance_id: String,
     pub(crate) execution_id: String,
@@ -287,7 +288,8 @@ pub(crate) struct Shared {
     pub(crate) session: Rc<Session>,
 }
 
-/// The handle an orchestrator uses for everything durable. Cheap to clone; valid for one turn.
+/// The handle an orchestrator uses for everything durable. Cheap to clone; valid while its
+/// orchestrator runs (one turn, or the turns of a session).
 ///
 /// Orchestrator code must be deterministic: it may only await futures created here (or
 /// combinations of them), read time through [`current_utc_datetime`](Self::current_utc_datetime)

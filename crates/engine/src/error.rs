@@ -177,7 +177,8 @@ impl fmt::Display for ActivityError {
     }
 }
 
-/// The caller handed the executor something that is not an instance history.
+/// The caller handed the executor something that is not an instance history, or asked a closed
+/// session for another turn.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecuteError {
     #[error("history of instance '{0}' has no ExecutionStarted event")]
@@ -193,6 +194,8 @@ pub enum ExecuteError {
         "executor was asked to run instance '{requested}' but the history belongs to '{found}'"
     )]
     InstanceMismatch { requested: String, found: String },
+    #[error("the session of instance '{0}' is closed: its execution ended or a turn failed")]
+    SessionClosed(String),
 }
 
 /// Text of a panic payload, for failure messages.

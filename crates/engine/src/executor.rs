@@ -1,5 +1,6 @@
 //! The executor: replays an instance's past events and applies its new events to the orchestrator
-//! code, one completion at a time, and returns the turn (new actions, history delta, outcome).
+//! code, one completion at a time, and returns the turn (new actions, history delta, outcome); a
+//! session keeps it for the next turn's new events.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -80,66 +81,25 @@ pub fn execute(
     past_events: &[HistoryEvent],
     new_events: &[HistoryEvent],
 ) -> Result<Turn, ExecuteError> {
-    let (started_at, name, orchestration_instance, parent_instance) = past_events
-        .iter()
-        .chain(new_events)
-        .find_map(|event| match &event.kind {
-            EventKind::ExecutionStarted {
-                name,
-                orchestration_instance,
-                parent_instance,
-                ..
-            } => Some((
-                event.timestamp,
-                name,
-                orchestration_instance,
-                parent_instance,
-            )),
-            _ => None,
-        })
-        .ok_or_else(|| ExecuteError::MissingExecutionStarted(instance_id.to_string()))?;
-    if orchestration_instance.instance_id != instance_id {
-        return Err(ExecuteError::InstanceMismatch {
-            requested: instance_id.to_string(),
-            found: orchestration_instance.instance_id.clone(),
-        });
-    }
-    let ctx = OrchestrationContext::new(
-        InstanceInfo {
-            instance_id: instance_id.to_string(),
-            execution_id: orchestration_instance.execution_id.clone(),
-            name: name.clone(),
-            parent: parent_instance.clone(),
-        },
-        started_at,
-    );
-    let mut executor = Executor {
+    Executor::open(
         registry,
-        ctx,
-        root: Root::Unclocked,
-        end: End::Open,
-        delivery: Delivery::Flowing,
-    };
-    // Engine combinators polled in this turn find its session through the thread.
-    let _session = executor.shared().session.install();
-    for (index, event) in past_events.iter().chain(new_events).enumerate() {
-        executor.shared().state.borrow_mut().is_replaying = index < past_events.len();
-        executor.apply(event)?;
-        if executor.stopped() {
-            break;
-        }
-    }
-    // A history that already records its end gets nothing appended and dispatches nothing.
-    let past_ended = past_events.iter().any(|event| {
-        matches!(
-            event.kind,
-            EventKind::ExecutionCompleted { .. } | EventKind::ContinueAsNew { .. }
-        )
-    });
-    Ok(executor.finish(new_events, past_ended))
+        instance_id,
+        past_events,
+        new_events,
+        Lifetime::Turn,
+    )
+    .map(|(_, turn)| turn)
 }
 
-/// The orchestrator code's life within the turn.
+/// How long the orchestrator code lives when a turn leaves its execution running.
+pub(crate) enum Lifetime {
+    /// Dropped at the end of the turn: the next turn replays it from history (`execute`).
+    Turn,
+    /// Kept for the next turn of a `Session`.
+    Session,
+}
+
+/// The orchestrator code's life within the turn, or across the turns of a session.
 enum Root {
     /// No OrchestratorStarted yet: the turn has no clock, so the code may not start.
     Unclocked,
@@ -179,24 +139,119 @@ enum RecordedCompletion {
 }
 
 /// Whether completions and events reach the code or wait for a resume.
-enum Delivery<'a> {
+enum Delivery {
     Flowing,
     /// Suspended by the event `by`; `held` arrived since, in order, and are applied on resume.
+    /// Copies, as a session keeps them past the turn whose events they are.
     Suspended {
-        by: &'a HistoryEvent,
-        held: Vec<&'a HistoryEvent>,
+        by: Box<HistoryEvent>,
+        held: Vec<HistoryEvent>,
     },
 }
 
-struct Executor<'a> {
-    registry: &'a Registry,
+pub(crate) struct Executor {
+    registry: Registry,
     ctx: OrchestrationContext,
     root: Root,
     end: End,
-    delivery: Delivery<'a>,
+    delivery: Delivery,
+    lifetime: Lifetime,
+    /// Every action below this sequence number has its decision event in history, so a turn
+    /// looks for new work from here on: its cost does not grow with the actions of past turns.
+    dispatched: usize,
 }
 
-impl<'a> Executor<'a> {
+impl Executor {
+    /// Replays `past_events` and applies `new_events` to a new executor of `instance_id`: its
+    /// first turn. A valid history starts with OrchestratorStarted followed by ExecutionStarted.
+    pub(crate) fn open(
+        registry: &Registry,
+        instance_id: &str,
+        past_events: &[HistoryEvent],
+        new_events: &[HistoryEvent],
+        lifetime: Lifetime,
+    ) -> Result<(Self, Turn), ExecuteError> {
+        let (started_at, name, orchestration_instance, parent_instance) = past_events
+            .iter()
+            .chain(new_events)
+            .find_map(|event| match &event.kind {
+                EventKind::ExecutionStarted {
+                    name,
+                    orchestration_instance,
+                    parent_instance,
+                    ..
+                } => Some((
+                    event.timestamp,
+                    name,
+                    orchestration_instance,
+                    parent_instance,
+                )),
+                _ => None,
+            })
+            .ok_or_else(|| ExecuteError::MissingExecutionStarted(instance_id.to_string()))?;
+        if orchestration_instance.instance_id != instance_id {
+            return Err(ExecuteError::InstanceMismatch {
+                requested: instance_id.to_string(),
+                found: orchestration_instance.instance_id.clone(),
+            });
+        }
+        let ctx = OrchestrationContext::new(
+            InstanceInfo {
+                instance_id: instance_id.to_string(),
+                execution_id: orchestration_instance.execution_id.clone(),
+                name: name.clone(),
+                parent: parent_instance.clone(),
+            },
+            started_at,
+        );
+        let mut executor = Executor {
+            registry: registry.clone(),
+            ctx,
+            root: Root::Unclocked,
+            end: End::Open,
+            delivery: Delivery::Flowing,
+            lifetime,
+            dispatched: 0,
+        };
+        let turn = executor.turn(past_events, new_events)?;
+        Ok((executor, turn))
+    }
+
+    /// Applies the next turn's `new_events` to the code a `Session` kept alive.
+    pub(crate) fn next_turn(&mut self, new_events: &[HistoryEvent]) -> Result<Turn, ExecuteError> {
+        self.turn(&[], new_events)
+    }
+
+    fn turn(
+        &mut self,
+        past_events: &[HistoryEvent],
+        new_events: &[HistoryEvent],
+    ) -> Result<Turn, ExecuteError> {
+        // Engine combinators polled in this turn find its session through the thread.
+        let _session = self.shared().session.install();
+        for (index, event) in past_events.iter().chain(new_events).enumerate() {
+            self.shared().state.borrow_mut().is_replaying = index < past_events.len();
+            self.apply(event)?;
+            if self.stopped() {
+                break;
+            }
+        }
+        // A history that already records its end gets nothing appended and dispatches nothing.
+        let past_ended = past_events.iter().any(|event| {
+            matches!(
+                event.kind,
+                EventKind::ExecutionCompleted { .. } | EventKind::ContinueAsNew { .. }
+            )
+        });
+        Ok(self.finish(new_events, past_ended))
+    }
+
+    /// Whether the execution goes on: nothing ended it, and the code is alive and has not asked
+    /// to continue as new. A turn that leaves it so has the outcome Running or Suspended.
+    pub(crate) fn goes_on(&self) -> bool {
+        matches!((&self.end, &self.root), (End::Open, Root::Running(_))) && !self.continuing()
+    }
+
     fn shared(&self) -> &Rc<Shared> {
         self.ctx.shared()
     }
@@ -214,7 +269,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn apply(&mut self, event: &'a HistoryEvent) -> Result<(), ExecuteError> {
+    fn apply(&mut self, event: &HistoryEvent) -> Result<(), ExecuteError> {
         match &event.kind {
             EventKind::OrchestratorStarted => {
                 if matches!(self.root, Root::Unclocked) {
@@ -239,10 +294,10 @@ impl<'a> Executor<'a> {
                 }
             }
             EventKind::ExecutionSuspended { .. } => match &mut self.delivery {
-                Delivery::Suspended { by, .. } => *by = event,
+                Delivery::Suspended { by, .. } => **by = event.clone(),
                 Delivery::Flowing => {
                     self.delivery = Delivery::Suspended {
-                        by: event,
+                        by: Box::new(event.clone()),
                         held: Vec::new(),
                     }
                 }
@@ -252,7 +307,7 @@ impl<'a> Executor<'a> {
                     std::mem::replace(&mut self.delivery, Delivery::Flowing)
                 {
                     for held in held {
-                        self.apply_message(held);
+                        self.apply_message(&held);
                         if self.stopped() {
                             break;
                         }
@@ -265,7 +320,7 @@ impl<'a> Executor<'a> {
             | EventKind::SubOrchestrationInstanceFailed { .. }
             | EventKind::TimerFired { .. }
             | EventKind::EventRaised { .. } => match &mut self.delivery {
-                Delivery::Suspended { held, .. } => held.push(event),
+                Delivery::Suspended { held, .. } => held.push(event.clone()),
                 Delivery::Flowing => self.apply_message(event),
             },
         }
@@ -637,11 +692,11 @@ impl<'a> Executor<'a> {
             // A suspension that arrived after the request applies to the next execution, with
             // the external events it held; held completions belong to this execution and end here.
             if let Delivery::Suspended { by, held } = &self.delivery {
-                carryover_events.push((*by).clone());
+                carryover_events.push(by.as_ref().clone());
                 carryover_events.extend(
                     held.iter()
                         .filter(|event| matches!(event.kind, EventKind::EventRaised { .. }))
-                        .map(|event| (*event).clone()),
+                        .cloned(),
                 );
             }
             return (
@@ -682,14 +737,17 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn finish(mut self, new_events: &[HistoryEvent], past_ended: bool) -> Turn {
+    fn finish(&mut self, new_events: &[HistoryEvent], past_ended: bool) -> Turn {
         // Read before the drop below, which may turn a recorded end into a failure.
         let ended_earlier = past_ended || matches!(self.end, End::Recorded(_));
         // Drop the orchestrator before reading the outcome: its futures release their slots,
-        // and a panic in user drop code still becomes this turn's failure.
-        self.drop_root();
+        // and a panic in user drop code still becomes this turn's failure. A session keeps it
+        // while the execution goes on, for the next turn to resume where this one stopped.
+        if !(matches!(self.lifetime, Lifetime::Session) && self.goes_on()) {
+            self.drop_root();
+        }
         let (outcome, dispatch) = self.outcome();
-        let state = self.shared().state.borrow();
+        let mut state = self.ctx.shared().state.borrow_mut();
         let now = state.current_time;
         let custom_status = state.custom_status.clone();
         let mut history_delta = if past_ended {
@@ -699,15 +757,18 @@ impl<'a> Executor<'a> {
         };
         let mut actions = Vec::new();
         if dispatch && !ended_earlier {
-            for record in state
-                .actions
-                .iter()
+            // The delta records their decision events, so from here on they stand as a replay
+            // of those events (`match_decision`) leaves them.
+            for record in state.actions[self.dispatched..]
+                .iter_mut()
                 .flatten()
                 .filter(|r| r.decision == Decision::Emitted)
             {
                 history_delta.push(record.action.to_history_event(now));
                 actions.push(record.action.clone());
+                record.decision = Decision::Recorded;
             }
+            self.dispatched = state.actions.len();
         }
         if !ended_earlier {
             if let Some(event) = completion_event(&outcome, self.completion_sequence(&state), now) {
@@ -738,6 +799,15 @@ impl<'a> Executor<'a> {
             Root::Returned { sequence, .. } => sequence,
             _ => -1,
         }
+    }
+}
+
+// Code still alive here belongs to a turn that returned an error or to a session let go while
+// its execution runs on: a panic in its drop code must not unwind into the caller either, and
+// there is no turn left to report it in.
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.drop_root();
     }
 }
 

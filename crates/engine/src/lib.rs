@@ -1,5 +1,6 @@
 //! The replay engine: pure orchestration semantics with no I/O, no clock and no async runtime.
-//! A turn is `execute(registry, instance, past_events, new_events) -> Turn`.
+//! A turn is `execute(registry, instance, past_events, new_events) -> Turn`; a `Session` keeps
+//! the orchestration alive between turns.
 
 mod action;
 pub mod builder;
@@ -12,6 +13,7 @@ mod history;
 mod registry;
 mod retry;
 mod scope;
+mod session;
 pub mod verify;
 
 #[cfg(test)]
@@ -37,3 +39,4 @@ pub use history::{
 };
 pub use registry::{ActivityContext, ActivityFuture, Registry, RegistryBuilder, RegistryError};
 pub use retry::RetryPolicy;
+pub use session::Session;

@@ -6,10 +6,11 @@
 // atomic read-modify-write and looks up no thread-local. Durable futures and engine combinators
 // never clone a scope's waker: they keep a handle on the scope's book and count themselves
 // there, so every clone of the waker is held by something the engine did not make, and the
-// `Arc`'s strong count alone tells how many. A turn runs on one thread, so the books and the
-// turn's `Session` are plain `Cell`s and `Rc`s (which makes the engine combinators `!Send`, as
-// durable futures are); only what a foreign keeper can reach through a waker, which must be
-// `Send + Sync`, is shared: the waker's target, and the branches woken through it.
+// `Arc`'s strong count alone tells how many. An orchestrator runs on one thread (a turn, or the
+// turns of a session, which is not `Send`), so the books and its `Session` are plain `Cell`s and
+// `Rc`s (which makes the engine combinators `!Send`, as durable futures are); only what a foreign
+// keeper can reach through a waker, which must be `Send + Sync`, is shared: the waker's target,
+// and the branches woken through it.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
@@ -25,7 +26,7 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<Session>>> = const { RefCell::new(None) };
 }
 
-/// A turn's scopes: the orchestrator's body, which engine combinator's branch is being polled,
+/// An orchestrator's scopes: its body, which engine combinator's branch is being polled,
 /// and the first foreign await found in the executor's poll of the orchestrator.
 pub(crate) struct Session {
     /// The body's scope, the outermost one.
@@ -181,8 +182,8 @@ struct Book {
     kept: Cell<usize>,
     /// A combinator the engine did not make (`FuturesUnordered`) polled durable futures in this
     /// scope with wakers of its own. Its clones of this scope's waker cannot be told apart from a
-    /// foreign future's, so the scope is no longer judged (for the rest of the turn: such a
-    /// combinator keeps its clone after it has drained).
+    /// foreign future's, so the scope is no longer judged (for the rest of the orchestrator's
+    /// life: such a combinator keeps its clone after it has drained).
     opaque: Cell<bool>,
 }
 
@@ -367,7 +368,7 @@ struct Fan {
     shared: Arc<Woken>,
     /// The waker of whoever polls the combinator, woken when a branch is.
     parent: RefCell<Option<KeptWaker>>,
-    /// The session of the turn the combinator is polled in, once it has been polled in one.
+    /// The session of the orchestrator the combinator is polled in, once it has been polled.
     session: OnceCell<Rc<Session>>,
 }
 
@@ -443,7 +444,7 @@ impl Branches {
     }
 
     /// The session the combinator is polled in; none outside an orchestrator. A combinator never
-    /// outlives its turn, so the first one found is kept.
+    /// outlives its orchestrator, so the first one found is kept.
     fn session(&self) -> Option<&Session> {
         let session = match self.0.session.get() {
             Some(session) => session,

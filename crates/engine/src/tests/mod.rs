@@ -1,8 +1,10 @@
-//! Engine unit tests, each driving `execute` over a history written with `HistoryBuilder`: the
-//! executor's state transitions, foreign awaits, and the error names that get persisted.
+//! Engine unit tests, each driving `execute` (or a `Session`) over a history written with
+//! `HistoryBuilder`: the executor's state transitions, foreign awaits, sessions, and the error
+//! names that get persisted.
 
 mod error_names;
 mod foreign_await;
+mod session;
 mod states;
 
 use crate::{execute, FailureDetails, HistoryBuilder, HistoryEvent, Registry, Turn, TurnOutcome};
