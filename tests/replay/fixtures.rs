@@ -14,7 +14,7 @@ use durable_runtime::testkit::{InMemoryRuntime, InstanceState};
 /// Orchestration time an instance may run for before a recording gives up.
 const TIME_LIMIT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-fn registry() -> Registry {
+pub(crate) fn registry() -> Registry {
     Registry::builder()
         .activity("SayHello", |_: ActivityContext, city: String| async move {
             Ok::<_, ActivityError>(format!("Hello {city}!"))
@@ -167,17 +167,19 @@ fn run_to_end(
     runtime
 }
 
+pub(crate) fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/histories")
+}
+
 fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/histories")
-        .join(format!("{name}.json"))
+    fixtures_dir().join(format!("{name}.json"))
 }
 
 fn to_pretty_json(history: &[HistoryEvent]) -> String {
     serde_json::to_string_pretty(history).expect("histories serialize") + "\n"
 }
 
-fn load_fixture(name: &str) -> (String, Vec<HistoryEvent>) {
+pub(crate) fn load_fixture(name: &str) -> (String, Vec<HistoryEvent>) {
     let path = fixture_path(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
         panic!(
@@ -190,7 +192,7 @@ fn load_fixture(name: &str) -> (String, Vec<HistoryEvent>) {
     (text, history)
 }
 
-fn instance_id_of(history: &[HistoryEvent]) -> String {
+pub(crate) fn instance_id_of(history: &[HistoryEvent]) -> String {
     history
         .iter()
         .find_map(|event| match &event.kind {

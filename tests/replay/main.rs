@@ -1,5 +1,6 @@
-//! Replay and determinism tests: recorded JSON histories, every-prefix property tests,
-//! nondeterminism reports, duplicate and out-of-order completions, panics and foreign awaits.
+//! Replay and determinism tests: recorded JSON histories, every-prefix property tests, sessions
+//! against `execute`, nondeterminism reports, duplicate and out-of-order completions, panics and
+//! foreign awaits.
 
 #[path = "../common/failure_details.rs"]
 mod failure_details;
@@ -9,3 +10,4 @@ mod nondeterminism;
 mod ordering_and_duplicates;
 mod properties;
 mod serde_format;
+mod session;

@@ -1,5 +1,6 @@
 //! Property: random scripts of durable steps, run with shuffled and duplicated completions, always
-//! complete, verify turn by turn, and replay from every prefix and split without nondeterminism.
+//! complete, verify turn by turn, replay from every prefix and split without nondeterminism, and
+//! run in a session opened at any turn exactly as `execute` replays them.
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use durable_engine::{
     TaskError, TurnOutcome, NONDETERMINISM_ERROR_TYPE,
 };
 use durable_runtime::testkit::InMemoryRuntime;
+
+use crate::session::check_session;
 
 const ROOT: &str = "scripted-1";
 const TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -256,6 +259,7 @@ proptest! {
             verify_history(&registry, &instance_id, &history)
                 .map_err(|error| TestCaseError::fail(format!("{instance_id}: {error}")))?;
             check_every_prefix(&registry, &instance_id, &history, &state.output)?;
+            check_session(&registry, &instance_id, &history).map_err(TestCaseError::fail)?;
         }
         let root = runtime.state(ROOT).expect("root").output_as::<Vec<Value>>().expect("root output");
         prop_assert_eq!(root.len(), script.len());
