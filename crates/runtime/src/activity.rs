@@ -1,5 +1,5 @@
-//! Running activities: from a work item (then the result goes back to the instance as a
-//! message) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
+//! Running activities: from a work item (then its result goes straight into a turn of its
+//! instance) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
 //! the worker.
 
 use tokio::task::JoinHandle;
@@ -28,6 +28,13 @@ impl<B: Backend> Runtime<B> {
         else {
             return Ok(Disposition::Dropped("not an activity call"));
         };
+        if self
+            .resident
+            .completed(instance_id, execution_id, message.event.event_id)
+        {
+            // The redelivery of a work item whose result was committed before its delete.
+            return Ok(Disposition::Dropped("task already completed"));
+        }
         let ctx = ActivityContext {
             instance_id: instance_id.clone(),
             execution_id: execution_id.clone(),
@@ -39,7 +46,7 @@ impl<B: Backend> Runtime<B> {
             return Ok(Disposition::Dropped("no activity result"));
         };
         // Derived from the work item's id: a re-run's result is recognisably the same message.
-        let reply = Message {
+        let result = Message {
             id: format!("{}.result", message.id),
             destination: Destination::Instance {
                 instance_id: instance_id.clone(),
@@ -49,8 +56,11 @@ impl<B: Backend> Runtime<B> {
             deliver_at: None,
             revision: None,
         };
-        self.backend.send(&[reply]).await?;
-        Ok(Disposition::Applied)
+        // The result is applied here, in a turn with any other results waiting for the
+        // instance, rather than sent as a message of its own: the work item is deleted only
+        // after that turn committed, so a crash before re-runs the activity and one after
+        // makes its result a recognised duplicate.
+        self.process_control(&result, false).await
     }
 
     /// Runs the calls concurrently; returns their completion events (TaskCompleted or

@@ -4,19 +4,26 @@
 mod activity;
 mod client;
 mod ids;
-mod instance_locks;
+mod mailbox;
 pub mod management;
 mod orchestration;
 pub mod outbox;
 mod pump;
+mod resident;
 mod rewind;
+mod sessions;
+pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use instance_locks::InstanceLocks;
+use mailbox::Mailboxes;
+use orchestration::Shared;
+use resident::ResidentCache;
+use sessions::Sessions;
 
 use durable_engine::{ExecuteError, OrchestrationStatus, Registry};
 use durable_store::backend::{Backend, Clock, StoreError};
@@ -25,7 +32,9 @@ use durable_store::names::InstanceIdError;
 
 pub use client::Queued;
 pub use ids::IdSource;
+pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
 pub use pump::Pump;
+pub use resident::InstanceCacheOptions;
 
 /// What processing did with a message. Every variant means "done: delete it".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +78,19 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The caller's message went into a turn that another invocation was running, and that
+    /// invocation was cancelled before it finished: the message may or may not have been
+    /// applied; a retry finds out.
+    #[error("the turn that took this message was abandoned before it finished")]
+    Abandoned,
+    /// The message was processed in one turn with others of its instance, and that turn failed.
+    #[error("{0}")]
+    Batch(Arc<RuntimeError>),
+    /// A cached instance's live orchestration was gone: the turn reloads the instance.
+    #[error("the instance's live orchestration was closed")]
+    SessionLost,
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// How the runtime trades storage round-trips against spreading work, and where its ids come from.
@@ -82,6 +104,17 @@ pub struct RuntimeOptions {
     pub max_inline_fan_out: usize,
     /// At most this many activities run in-process per turn before it commits.
     pub max_inline_activities_per_turn: usize,
+    /// A turn that has run activities in-process for this long commits before it runs more:
+    /// what it schedules next goes to the work-item queue. A crash then re-runs only what ran
+    /// after the commit, and no turn holds its message much longer than this.
+    pub checkpoint_interval: Duration,
+    /// An execution whose history would pass this many events fails
+    /// ([`HISTORY_TOO_LARGE_ERROR_TYPE`]); continue-as-new starts over with an empty history.
+    pub max_history_events: usize,
+    /// Recently active instances kept in memory with their live orchestration.
+    pub instance_cache: InstanceCacheOptions,
+    /// Threads that run orchestration code and hold live orchestrations; 0 means one per core.
+    pub engine_threads: usize,
     /// Message and execution ids: random unless a test needs reproducible recordings.
     pub ids: IdSource,
 }
@@ -92,6 +125,10 @@ impl Default for RuntimeOptions {
             inline_activities: true,
             max_inline_fan_out: 16,
             max_inline_activities_per_turn: 100,
+            checkpoint_interval: Duration::from_secs(5),
+            max_history_events: 100_000,
+            instance_cache: InstanceCacheOptions::default(),
+            engine_threads: 0,
             ids: IdSource::random(),
         }
     }
@@ -103,7 +140,9 @@ pub struct Runtime<B> {
     registry: Registry,
     clock: Arc<dyn Clock>,
     options: RuntimeOptions,
-    locks: InstanceLocks,
+    mailboxes: Mailboxes<Shared>,
+    resident: ResidentCache,
+    sessions: Sessions,
     turns: AtomicU64,
 }
 
@@ -118,12 +157,18 @@ impl<B: Backend> Runtime<B> {
         clock: Arc<dyn Clock>,
         options: RuntimeOptions,
     ) -> Self {
+        let threads = match options.engine_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            threads => threads,
+        };
         Self {
+            sessions: Sessions::start(&registry, threads),
+            resident: ResidentCache::new(options.instance_cache),
+            mailboxes: Mailboxes::default(),
             backend,
             registry,
             clock,
             options,
-            locks: InstanceLocks::default(),
             turns: AtomicU64::new(0),
         }
     }
@@ -137,6 +182,15 @@ impl<B: Backend> Runtime<B> {
     /// Tests and benchmarks count them; a retried conflict is not counted twice.
     pub fn turns_executed(&self) -> u64 {
         self.turns.load(Ordering::Relaxed)
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// Instances the cache holds now.
+    pub fn cached_instances(&self) -> usize {
+        self.resident.len()
     }
 
     /// Processes one message. `Ok` means it may be deleted; an error means it should be retried

@@ -2,14 +2,20 @@
 //! turn, commit under the instance's version, then send and clear the outbox and update the
 //! summary (ARCHITECTURE.md, "A turn, crash by crash").
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::ids::IdSource;
+use super::mailbox::Claim;
 use super::outbox::{action_message, child_not_started, parent_notification, timer_hop};
+use super::resident::{Code, Known};
+use super::sessions::{Sessions, Token};
 use super::{Disposition, Runtime, RuntimeError};
 use durable_engine::{
-    execute, Action, ActivityContext, EventKind, HistoryEvent, OrchestrationInstance,
-    OrchestrationStatus, ParentInstance, TurnOutcome,
+    Action, ActivityContext, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance,
+    OrchestrationStatus, ParentInstance, Turn, TurnOutcome,
 };
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
@@ -31,105 +37,274 @@ const MAX_DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 const EARLIER_MESSAGE_IDS: usize = 128;
 const EARLIER_EXECUTION_IDS: usize = 16;
 
-/// What to do with the message, decided from the instance as loaded.
+/// What a message's processing came to, as handed to every caller waiting on a batch.
+pub(crate) type Shared = Result<Disposition, Arc<RuntimeError>>;
+
+/// What to do with one message, decided from the instance as this processing knows it.
 enum Plan {
     /// Start a new execution (a new instance, or a new one over an ended instance).
-    NewExecution(Option<LoadedInstance>),
-    Apply(LoadedInstance),
-    Drop(&'static str, Option<LoadedInstance>),
+    NewExecution,
+    /// Apply it in the instance's next turn.
+    Apply,
+    /// Nothing to apply; `notice` (if any) tells a parent that its child was not started.
+    Drop(&'static str, Option<Box<Message>>),
+    /// Re-send it later: the instance's start has not been processed yet.
     Defer,
+    /// A hop of a timer longer than the queue's delay limit, still awaited: send the next hop.
+    Rearm(DateTime<Utc>),
+}
+
+impl Plan {
+    /// A drop, a deferral or a re-arm commits nothing, so no version check would catch a
+    /// decision made on a stale copy of the instance: it must be made on the stored one.
+    fn needs_stored_instance(&self) -> bool {
+        matches!(self, Self::Drop(..) | Self::Defer | Self::Rearm(_))
+    }
 }
 
 impl<B: Backend> Runtime<B> {
     /// Processes a control message; with `known_absent`, the first attempt takes the instance
-    /// not to exist without loading it (see [`Runtime::process_queued`]).
+    /// not to exist without loading it (see [`Runtime::process_queued`]). Messages for the same
+    /// instance that arrive while one of its turns runs are applied together in the next turn.
     pub(crate) async fn process_control(
         &self,
         message: &Message,
         known_absent: bool,
     ) -> Result<Disposition, RuntimeError> {
-        let _turn = self.locks.lock(message.destination.instance_id()).await;
-        for attempt in 0..MAX_CONFLICT_RETRIES {
-            match self
-                .control_once(message, known_absent && attempt == 0)
-                .await
-            {
-                Err(RuntimeError::Store(StoreError::Conflict(_))) => continue,
-                other => return other,
+        match self.mailboxes.post(message.clone()).claim().await {
+            Claim::Settled(Some(outcome)) => unshare(outcome),
+            Claim::Settled(None) => Err(RuntimeError::Abandoned),
+            Claim::Turn { batch, guard, own } => {
+                let outcomes = {
+                    let messages: Vec<&Message> =
+                        batch.iter().map(|posted| &posted.message).collect();
+                    let assume_absent = known_absent && messages.len() == 1;
+                    self.process_batch(&messages, assume_absent).await
+                };
+                for (posted, outcome) in batch.into_iter().zip(outcomes) {
+                    posted.settle(outcome);
+                }
+                drop(guard);
+                own.await
+                    .map_err(|_| RuntimeError::Abandoned)
+                    .and_then(unshare)
             }
         }
-        Err(RuntimeError::Contention(
-            message.destination.instance_id().to_string(),
-        ))
     }
 
-    async fn control_once(
-        &self,
-        message: &Message,
-        assume_absent: bool,
-    ) -> Result<Disposition, RuntimeError> {
-        let now = self.clock.now();
-        let instance_id = message.destination.instance_id();
-        let loaded = if assume_absent {
-            None
-        } else {
-            match self.backend.load(instance_id).await? {
-                Some(instance) => Some(self.flush_outbox(instance).await?),
-                None => None,
-            }
+    /// Processes messages for one instance, in order; ordinary contention (another worker
+    /// committed first) is retried inside the invocation.
+    async fn process_batch(&self, messages: &[&Message], assume_absent: bool) -> Vec<Shared> {
+        let Some(first) = messages.first() else {
+            return Vec::new();
         };
-        match self.plan(message, loaded, now).await? {
-            Plan::Drop(reason, loaded) => {
-                // A duplicate may be the redelivery of a turn that crashed before its summary.
-                if let Some(instance) = loaded {
-                    self.backend
-                        .write_summary(&instance.state.summary())
-                        .await?;
+        let instance_id = first.destination.instance_id();
+        let mut failure = RuntimeError::Contention(instance_id.to_string());
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self
+                .batch_once(instance_id, messages, assume_absent && attempt == 0)
+                .await
+            {
+                Ok(dispositions) => return dispositions.into_iter().map(Ok).collect(),
+                Err(RuntimeError::Store(StoreError::Conflict(_)) | RuntimeError::SessionLost) => {}
+                Err(error) => {
+                    failure = error;
+                    break;
                 }
-                Ok(Disposition::Dropped(reason))
             }
-            Plan::Defer => {
-                // Back off as the wait grows: a start usually follows within a second.
-                let waited = (now - message.event.timestamp).max(DEFER_DELAY);
-                let mut later = message.clone();
-                later.deliver_at = Some(now + waited.min(MAX_DEFER_DELAY));
-                self.backend.send(&[later]).await?;
-                Ok(Disposition::Deferred)
+        }
+        let failure = Arc::new(failure);
+        messages.iter().map(|_| Err(failure.clone())).collect()
+    }
+
+    async fn batch_once(
+        &self,
+        instance_id: &str,
+        messages: &[&Message],
+        assume_absent: bool,
+    ) -> Result<Vec<Disposition>, RuntimeError> {
+        let mut known = match self.resident.take(instance_id) {
+            Some(known) => Some(known),
+            None if assume_absent => None,
+            None => self.load(instance_id).await?,
+        };
+        let processed = self.apply_batch(&mut known, messages, assume_absent).await;
+        match (processed, known) {
+            (Ok(dispositions), Some(known)) => {
+                self.keep(known);
+                Ok(dispositions)
             }
-            Plan::NewExecution(previous) => {
-                if previous.is_none() && !assume_absent {
-                    // An instance's state never exists without its summary (a start that finds
-                    // no summary may then take the id for new without loading; see
-                    // `Runtime::process_queued`). A client's start usually created it already.
-                    let revision = message.revision.unwrap_or(0) + 1;
-                    let pending = start_state(instance_id, &message.event, revision, now)?;
-                    self.backend.create_summary(&pending.summary()).await?;
+            (Ok(dispositions), None) => Ok(dispositions),
+            (Err(error), known) => {
+                if let Some(known) = known {
+                    self.forget(&known);
                 }
-                self.run_turn(message, previous, true, now).await
+                Err(error)
             }
-            Plan::Apply(instance) => match early_timer(message, now) {
-                // A hop of a timer longer than the queue's delay limit, still awaited by a live
-                // execution (the plan checked): send the next hop.
-                Some(fire_at) => {
-                    let mut hop = message.clone();
+        }
+    }
+
+    /// Loads the instance and sends an outbox left by a turn that crashed before sending it.
+    async fn load(&self, instance_id: &str) -> Result<Option<Known>, RuntimeError> {
+        Ok(match self.backend.load(instance_id).await? {
+            Some(instance) => Some(Known::loaded(self.flush_outbox(instance).await?)),
+            None => None,
+        })
+    }
+
+    /// Keeps the instance for its next message; closes the sessions of what no longer fits.
+    fn keep(&self, known: Known) {
+        for (instance_id, evicted) in self.resident.put(known) {
+            if let Some(token) = evicted.token() {
+                self.sessions.close(&instance_id, token);
+            }
+        }
+    }
+
+    fn forget(&self, known: &Known) {
+        if let Some(token) = known.token() {
+            self.sessions.close(&known.state.instance_id, token);
+        }
+    }
+
+    /// Runs of ordinary messages share a turn; a start is applied on its own, since it decides
+    /// which execution the messages after it belong to.
+    async fn apply_batch(
+        &self,
+        known: &mut Option<Known>,
+        messages: &[&Message],
+        assume_absent: bool,
+    ) -> Result<Vec<Disposition>, RuntimeError> {
+        let mut dispositions = Vec::with_capacity(messages.len());
+        let mut run = Vec::new();
+        for message in messages {
+            if matches!(message.event.kind, EventKind::ExecutionStarted { .. }) {
+                if !run.is_empty() {
+                    dispositions.extend(self.segment(known, &run, false).await?);
+                    run.clear();
+                }
+                dispositions.extend(self.segment(known, &[message], assume_absent).await?);
+            } else {
+                run.push(*message);
+            }
+        }
+        if !run.is_empty() {
+            dispositions.extend(self.segment(known, &run, false).await?);
+        }
+        Ok(dispositions)
+    }
+
+    async fn segment(
+        &self,
+        known: &mut Option<Known>,
+        messages: &[&Message],
+        assume_absent: bool,
+    ) -> Result<Vec<Disposition>, RuntimeError> {
+        let now = self.clock.now();
+        let mut plans = self.plans(known.as_ref(), messages, now).await?;
+        let stale = known.as_ref().is_some_and(|known| !known.verified);
+        if stale && plans.iter().any(Plan::needs_stored_instance) {
+            if let Some(stale) = known.take() {
+                self.forget(&stale);
+            }
+            *known = self.load(messages[0].destination.instance_id()).await?;
+            plans = self.plans(known.as_ref(), messages, now).await?;
+        }
+        let mut dispositions = Vec::with_capacity(messages.len());
+        let mut apply = Vec::new();
+        let mut dropped = false;
+        for (message, plan) in messages.iter().zip(plans) {
+            dispositions.push(match plan {
+                Plan::NewExecution => {
+                    if known.is_none() && !assume_absent {
+                        // An instance's state never exists without its summary (a start that
+                        // finds no summary may then take the id for new without loading; see
+                        // `Runtime::process_queued`). A client's start usually created it already.
+                        let revision = message.revision.unwrap_or(0) + 1;
+                        let instance_id = message.destination.instance_id();
+                        let pending = start_state(instance_id, &message.event, revision, now)?;
+                        self.backend.create_summary(&pending.summary()).await?;
+                    }
+                    self.run_turn(known, &[message], true, now).await?;
+                    Disposition::Applied
+                }
+                Plan::Apply => {
+                    apply.push(*message);
+                    Disposition::Applied
+                }
+                Plan::Drop(reason, notice) => {
+                    if let Some(notice) = notice {
+                        self.backend.send(&[*notice]).await?;
+                    }
+                    dropped = true;
+                    Disposition::Dropped(reason)
+                }
+                Plan::Defer => {
+                    // Back off as the wait grows: a start usually follows within a second.
+                    let waited = (now - message.event.timestamp).max(DEFER_DELAY);
+                    let mut later = (*message).clone();
+                    later.deliver_at = Some(now + waited.min(MAX_DEFER_DELAY));
+                    self.backend.send(&[later]).await?;
+                    Disposition::Deferred
+                }
+                Plan::Rearm(fire_at) => {
+                    let mut hop = (*message).clone();
                     hop.deliver_at = Some(timer_hop(fire_at, now));
                     self.backend.send(&[hop]).await?;
-                    Ok(Disposition::Rearmed)
+                    Disposition::Rearmed
                 }
-                None => self.run_turn(message, Some(instance), false, now).await,
-            },
+            });
         }
+        if !apply.is_empty() {
+            self.run_turn(known, &apply, false, now).await?;
+        }
+        // A duplicate may be the redelivery of a turn that crashed before its summary.
+        if let Some(known) = known
+            .as_mut()
+            .filter(|known| dropped && !known.summary_current)
+        {
+            self.backend.write_summary(&known.state.summary()).await?;
+            known.summary_current = true;
+        }
+        Ok(dispositions)
+    }
+
+    /// Plans each message; a message id or a completed task that an earlier message of the same
+    /// batch already brings is a duplicate.
+    async fn plans(
+        &self,
+        known: Option<&Known>,
+        messages: &[&Message],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Plan>, RuntimeError> {
+        let mut ids = HashSet::new();
+        let mut tasks = HashSet::new();
+        let mut plans = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut plan = self.plan(message, known, now).await?;
+            if matches!(plan, Plan::Apply) {
+                if !ids.insert(message.id.as_str()) {
+                    plan = Plan::Drop("duplicate message", None);
+                } else if let Some(task_id) = message.event.kind.completed_task_id() {
+                    if !tasks.insert(task_id) {
+                        plan = Plan::Drop("task already completed", None);
+                    }
+                }
+            }
+            plans.push(plan);
+        }
+        Ok(plans)
     }
 
     async fn plan(
         &self,
         message: &Message,
-        loaded: Option<LoadedInstance>,
+        known: Option<&Known>,
         now: DateTime<Utc>,
     ) -> Result<Plan, RuntimeError> {
-        let Some(instance) = loaded else {
+        let Some(instance) = known else {
             if matches!(message.event.kind, EventKind::ExecutionStarted { .. }) {
-                return Ok(Plan::NewExecution(None));
+                return Ok(Plan::NewExecution);
             }
             // Queues are not FIFO: a message can overtake the start of its instance (a client's
             // raise right after its start, an event to a child started in the same turn). It
@@ -141,138 +316,154 @@ impl<B: Backend> Runtime<B> {
                 Plan::Defer
             });
         };
+        let state = &instance.state;
         if let EventKind::ExecutionStarted {
             orchestration_instance,
             parent_instance,
             ..
         } = &message.event.kind
         {
-            let state = &instance.state;
             if orchestration_instance.execution_id == state.execution_id
                 || state
                     .earlier_execution_ids
                     .contains(&orchestration_instance.execution_id)
                 || state.earlier_message_ids.contains(&message.id)
             {
-                return Ok(Plan::Drop("duplicate start", Some(instance)));
+                return Ok(Plan::Drop("duplicate start", None));
             }
             // Numbered 1, the start comes from a client that saw nothing of this id: another
             // start won the race to create it, and this one must not run over it, not even once
             // it has ended. (Its client was told the start failed, or raced one it could not
             // see; either way the id's one instance stays the winner's.)
             if message.revision == Some(1) {
-                return Ok(Plan::Drop(
-                    "instance created by another start",
-                    Some(instance),
-                ));
+                return Ok(Plan::Drop("instance created by another start", None));
             }
-            if instance.state.status.is_terminal() {
-                return Ok(Plan::NewExecution(Some(instance)));
+            if state.status.is_terminal() {
+                return Ok(Plan::NewExecution);
             }
-            if let Some(parent) = parent_instance {
+            let notice = parent_instance.as_ref().map(|parent| {
                 let reason = format!(
                     "instance '{}' already exists and is {:?}",
-                    instance.state.instance_id, instance.state.status
+                    state.instance_id, state.status
                 );
-                self.backend
-                    .send(&[child_not_started(parent, reason, now, &self.options.ids)])
-                    .await?;
-            }
-            return Ok(Plan::Drop("instance already running", Some(instance)));
+                Box::new(child_not_started(parent, reason, now, &self.options.ids))
+            });
+            return Ok(Plan::Drop("instance already running", notice));
         }
         let reason = if let Destination::Instance {
             execution_id: Some(execution),
             ..
         } = &message.destination
         {
-            (*execution != instance.state.execution_id).then_some("message for another execution")
+            (*execution != state.execution_id).then_some("message for another execution")
         } else {
             None
         };
         let duplicate = instance.message_ids.contains(&message.id)
-            || instance.state.earlier_message_ids.contains(&message.id);
+            || state.earlier_message_ids.contains(&message.id);
         let reason = reason
             .or_else(|| duplicate.then_some("duplicate message"))
-            .or_else(|| completion_problem(&message.event.kind, &instance.history));
-        if reason.is_none() && instance.state.status.is_terminal() {
+            .or_else(|| instance.tasks.completion_problem(&message.event.kind));
+        if reason.is_none() && state.status.is_terminal() {
             // A client that restarts an ended id and raises an event at once: the event may
             // overtake the new start, whose Pending summary names a new execution. Wait for it.
             let restarting = self
                 .backend
-                .read_summary(&instance.state.instance_id)
+                .read_summary(&state.instance_id)
                 .await?
                 .is_some_and(|summary| {
                     summary.status == OrchestrationStatus::Pending
-                        && summary.execution_id != instance.state.execution_id
+                        && summary.execution_id != state.execution_id
                 });
             let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
             if restarting && !waited_too_long {
                 return Ok(Plan::Defer);
             }
-            return Ok(Plan::Drop("instance has ended", Some(instance)));
+            return Ok(Plan::Drop("instance has ended", None));
         }
-        Ok(match reason {
-            Some(reason) => Plan::Drop(reason, Some(instance)),
-            None => Plan::Apply(instance),
+        Ok(match (reason, early_timer(message, now)) {
+            (Some(reason), _) => Plan::Drop(reason, None),
+            (None, Some(fire_at)) => Plan::Rearm(fire_at),
+            (None, None) => Plan::Apply,
         })
     }
 
+    /// Runs one turn over `messages` and commits it; on success `known` is the instance as
+    /// committed (its session live if the execution still runs).
     async fn run_turn(
         &self,
-        message: &Message,
-        previous: Option<LoadedInstance>,
+        known: &mut Option<Known>,
+        messages: &[&Message],
         new_execution: bool,
         now: DateTime<Utc>,
-    ) -> Result<Disposition, RuntimeError> {
-        let instance_id = message.destination.instance_id().to_string();
-        let expected = previous.as_ref().map(|p| p.version.clone());
-        // Message ids consumed by this execution so far (its history's) plus this one: kept in
-        // the state if the execution ends by continuing as new.
-        let mut consumed: Vec<String> = match &previous {
-            Some(previous) if !new_execution => previous.message_ids.iter().cloned().collect(),
-            _ => Vec::new(),
+    ) -> Result<(), RuntimeError> {
+        let instance_id = messages[0].destination.instance_id().to_string();
+        let previous = known.take();
+        let mut expected = previous.as_ref().map(|p| p.version.clone());
+        let mut session = LiveSession {
+            sessions: &self.sessions,
+            instance_id: &instance_id,
+            token: previous.as_ref().and_then(Known::token),
         };
-        consumed.push(message.id.clone());
-        let (mut state, mut history) = match previous {
-            Some(previous) if !new_execution => (previous.state, previous.history),
+        let mut work = match previous {
+            Some(previous) if !new_execution => previous,
             previous => {
                 // Above both the previous execution and the client's Pending summary.
                 let revision = previous
                     .as_ref()
                     .map_or(0, |p| p.state.revision)
-                    .max(message.revision.unwrap_or(0))
+                    .max(messages[0].revision.unwrap_or(0))
                     + 1;
-                let mut state = start_state(&instance_id, &message.event, revision, now)?;
-                if let Some(previous) = previous {
-                    let ids = previous.message_ids.into_iter().collect();
+                let mut state = start_state(&instance_id, &messages[0].event, revision, now)?;
+                if let Some(previous) = &previous {
+                    let ids = previous.message_ids.iter().cloned().collect();
                     remember_execution(&mut state, &previous.state, ids);
                 }
-                (state, Vec::new())
+                session.close();
+                Known::new_execution(state, previous.map(|p| p.version))
             }
         };
-        let summary_before = state.summary();
-        let mut new_events = vec![
-            HistoryEvent::message(now, EventKind::OrchestratorStarted),
-            message.event.clone(),
-        ];
-        let mut new_event_ids = vec![None, Some(message.id.clone())];
-        let mut stored = Vec::new();
+        let summary_before = work.state.summary();
+        let mut new_events: Vec<HistoryEvent> =
+            std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
+                .chain(messages.iter().map(|message| message.event.clone()))
+                .collect();
+        let mut new_event_ids: Vec<Option<String>> = std::iter::once(None)
+            .chain(messages.iter().map(|message| Some(message.id.clone())))
+            .collect();
+        let mut stored: Vec<StoredEvent> = Vec::new();
         let mut outbox = Vec::new();
         let mut fresh_history = new_execution;
         let mut generations = 0;
         let mut inline_budget = self.options.max_inline_activities_per_turn;
         loop {
-            let turn = execute(&self.registry, &instance_id, &history, &new_events)?;
+            let new_count = new_events.len();
+            let mut turn = session
+                .step(&mut work.code, std::mem::take(&mut new_events))
+                .await?;
+            let cap = self.options.max_history_events;
+            if work.history_len + stored.len() + turn.history_delta.len() > cap {
+                session.close();
+                work.code = Code::Ended;
+                turn = history_too_large(turn, new_count, cap, now);
+            }
             let me = OrchestrationInstance {
                 instance_id: instance_id.clone(),
-                execution_id: state.execution_id.clone(),
+                execution_id: work.state.execution_id.clone(),
             };
             let activities: Vec<&Action> = turn
                 .actions
                 .iter()
                 .filter(|action| matches!(action, Action::ScheduleTask { .. }))
                 .collect();
+            // Past the checkpoint interval the turn commits, and what it schedules next goes to
+            // the work-item queue: a crash then re-runs only what ran after the commit, and no
+            // processing holds its message much longer than the interval.
+            let within_checkpoint = (self.clock.now() - now)
+                .to_std()
+                .map_or(true, |ran| ran < self.options.checkpoint_interval);
             let run_inline = self.options.inline_activities
+                && within_checkpoint
                 && turn.outcome == TurnOutcome::Running
                 && !activities.is_empty()
                 && activities.len() <= self.options.max_inline_fan_out
@@ -282,10 +473,13 @@ impl<B: Backend> Runtime<B> {
                 .iter()
                 .filter(|action| !(run_inline && matches!(action, Action::ScheduleTask { .. })))
             {
-                outbox.extend(outbound(&me, &state.name, action, now, &self.options.ids));
-            }
-            if run_inline {
-                history.extend(turn.history_delta.iter().cloned());
+                outbox.extend(outbound(
+                    &me,
+                    &work.state.name,
+                    action,
+                    now,
+                    &self.options.ids,
+                ));
             }
             stored.extend(
                 turn.history_delta
@@ -296,9 +490,9 @@ impl<B: Backend> Runtime<B> {
                         message_id: new_event_ids.get(i).cloned().flatten(),
                     }),
             );
-            state.custom_status = turn.custom_status;
-            state.status = turn.outcome.status();
-            state.updated_at = now;
+            work.state.custom_status = turn.custom_status;
+            work.state.status = turn.outcome.status();
+            work.state.updated_at = now;
             if run_inline {
                 // Run the turn's activities here and feed their results straight back: no
                 // queue round-trip, one commit. A crash before the commit re-runs them, which
@@ -310,7 +504,7 @@ impl<B: Backend> Runtime<B> {
                         Action::ScheduleTask { id, name, input } => Some((
                             ActivityContext {
                                 instance_id: instance_id.clone(),
-                                execution_id: state.execution_id.clone(),
+                                execution_id: work.state.execution_id.clone(),
                                 task_id: *id,
                                 name: name.clone(),
                             },
@@ -339,8 +533,8 @@ impl<B: Backend> Runtime<B> {
                 carryover_events,
             } = turn.outcome
             else {
-                record_end(&mut state, &turn.outcome, now);
-                if let Some(parent) = &state.parent {
+                record_end(&mut work.state, &turn.outcome, now);
+                if let Some(parent) = &work.state.parent {
                     outbox.extend(parent_notification(
                         parent,
                         &turn.outcome,
@@ -352,15 +546,22 @@ impl<B: Backend> Runtime<B> {
             };
             generations += 1;
             if generations >= MAX_GENERATIONS_PER_TURN {
-                return Err(RuntimeError::RunawayContinueAsNew(instance_id));
+                return Err(RuntimeError::RunawayContinueAsNew(instance_id.clone()));
             }
             // The next execution starts at once, in this same commit, over a fresh history; the
             // ending one's message ids and id are remembered so redeliveries stay duplicates.
-            let ending = state.clone();
-            remember_execution(&mut state, &ending, std::mem::take(&mut consumed));
-            state.execution_id = self.options.ids.next_id();
-            state.input = input.clone();
-            history.clear();
+            let consumed = work
+                .message_ids
+                .iter()
+                .cloned()
+                .chain(stored.iter().filter_map(|event| event.message_id.clone()))
+                .collect();
+            let ending = work.state.clone();
+            remember_execution(&mut work.state, &ending, consumed);
+            work.state.execution_id = self.options.ids.next_id();
+            work.state.input = input.clone();
+            work.restart_history();
+            work.code = Code::Stored(Vec::new());
             stored.clear();
             fresh_history = true;
             new_events = vec![
@@ -368,14 +569,14 @@ impl<B: Backend> Runtime<B> {
                 HistoryEvent::message(
                     now,
                     EventKind::ExecutionStarted {
-                        name: state.name.clone(),
+                        name: work.state.name.clone(),
                         version: None,
                         input,
                         orchestration_instance: OrchestrationInstance {
                             instance_id: instance_id.clone(),
-                            execution_id: state.execution_id.clone(),
+                            execution_id: work.state.execution_id.clone(),
                         },
-                        parent_instance: state.parent.clone(),
+                        parent_instance: work.state.parent.clone(),
                         scheduled_start_time: None,
                     },
                 ),
@@ -383,23 +584,48 @@ impl<B: Backend> Runtime<B> {
             new_events.extend(carryover_events);
             new_event_ids = vec![None; new_events.len()];
         }
+        self.commit_turn(&mut work, expected.take(), stored, outbox, fresh_history)
+            .await?;
+        self.turns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if new_execution || summary_fields_differ(&summary_before, &work.state) {
+            self.backend.write_summary(&work.state.summary()).await?;
+            work.summary_current = true;
+        }
+        session.keep();
+        *known = Some(work);
+        Ok(())
+    }
+
+    /// Commits the turn's events and state (with its outbox) under `expected`, then sends and
+    /// clears the outbox; `work` becomes the instance as committed.
+    async fn commit_turn(
+        &self,
+        work: &mut Known,
+        expected: Option<Version>,
+        events: Vec<StoredEvent>,
+        outbox: Vec<Message>,
+        fresh_history: bool,
+    ) -> Result<(), RuntimeError> {
+        let mut state = work.state.clone();
         state.revision += 1;
         state.outbox = outbox;
         let commit = Commit {
             state,
-            events: stored,
+            events,
             new_execution: fresh_history,
         };
         let version = self.backend.commit(expected.as_ref(), &commit).await?;
-        self.turns
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let state = commit.state;
-        let summary_changed = new_execution || summary_fields_differ(&summary_before, &state);
-        let (state, _) = self.send_and_clear(state, version).await?;
-        if summary_changed {
-            self.backend.write_summary(&state.summary()).await?;
+        let Commit { state, events, .. } = commit;
+        if fresh_history {
+            work.restart_history();
         }
-        Ok(Disposition::Applied)
+        work.record(events);
+        let (state, version) = self.send_and_clear(state, version).await?;
+        work.state = state;
+        work.version = version;
+        work.verified = true;
+        Ok(())
     }
 
     /// Sends an outbox left by a turn that committed but may have crashed before sending.
@@ -437,6 +663,109 @@ impl<B: Backend> Runtime<B> {
         };
         let version = self.backend.commit(Some(&version), &clear).await?;
         Ok((clear.state, version))
+    }
+}
+
+/// The caller's own error when it alone holds it; otherwise the shared one.
+fn unshare(outcome: Shared) -> Result<Disposition, RuntimeError> {
+    outcome.map_err(|shared| Arc::try_unwrap(shared).unwrap_or_else(RuntimeError::Batch))
+}
+
+/// The orchestration code of one turn, run in an engine thread: a session opened in this turn
+/// or kept from an earlier one. Dropped without [`LiveSession::keep`] (the turn failed, or was
+/// cancelled), it closes the session, whose code has run past what was committed.
+struct LiveSession<'a> {
+    sessions: &'a Sessions,
+    instance_id: &'a str,
+    token: Option<Token>,
+}
+
+impl LiveSession<'_> {
+    async fn step(
+        &mut self,
+        code: &mut Code,
+        new_events: Vec<HistoryEvent>,
+    ) -> Result<Turn, RuntimeError> {
+        let (token, turn) = match std::mem::replace(code, Code::Ended) {
+            Code::Live(token) => {
+                let turn = self
+                    .sessions
+                    .next(self.instance_id, token, new_events)
+                    .await?;
+                (token, turn.ok_or(RuntimeError::SessionLost)?)
+            }
+            Code::Stored(past) => {
+                let (token, turn) = self
+                    .sessions
+                    .open(self.instance_id, past, new_events)
+                    .await?;
+                self.token = Some(token);
+                (token, turn)
+            }
+            Code::Ended => {
+                return Err(RuntimeError::Engine(format!(
+                    "instance '{}' has ended; no turn of it can run",
+                    self.instance_id
+                )))
+            }
+        };
+        if matches!(turn.outcome, TurnOutcome::Running | TurnOutcome::Suspended) {
+            *code = Code::Live(token);
+        } else {
+            // The engine thread dropped the session with the execution's end.
+            self.token = None;
+        }
+        Ok(turn)
+    }
+
+    fn close(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.sessions.close(self.instance_id, token);
+        }
+    }
+
+    fn keep(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for LiveSession<'_> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Error type recorded for an execution whose history passed
+/// [`crate::RuntimeOptions::max_history_events`].
+pub const HISTORY_TOO_LARGE_ERROR_TYPE: &str = "HistoryTooLarge";
+
+/// The turn that fails the execution instead: the new events are recorded (their messages are
+/// consumed), the code's decisions are not, and nothing is dispatched.
+fn history_too_large(turn: Turn, new_count: usize, cap: usize, now: DateTime<Utc>) -> Turn {
+    let details = FailureDetails::new(
+        HISTORY_TOO_LARGE_ERROR_TYPE,
+        format!(
+            "the history of this execution would pass {cap} events; an orchestration that \
+             grows this large should continue as new (`continue_as_new`) to start over with an \
+             empty history, or hand work to sub-orchestrations"
+        ),
+    );
+    let mut history_delta: Vec<HistoryEvent> =
+        turn.history_delta.into_iter().take(new_count).collect();
+    history_delta.push(HistoryEvent::message(
+        now,
+        EventKind::ExecutionCompleted {
+            orchestration_status: OrchestrationStatus::Failed,
+            result: None,
+            failure_details: Some(details.clone()),
+        },
+    ));
+    history_delta.push(HistoryEvent::message(now, EventKind::OrchestratorCompleted));
+    Turn {
+        actions: Vec::new(),
+        history_delta,
+        custom_status: turn.custom_status,
+        outcome: TurnOutcome::Failed { details },
     }
 }
 
@@ -502,22 +831,6 @@ fn outbound(
         }
     }
     Some(action_message(me, name, action, now, ids))
-}
-
-/// Why a completion cannot be applied: it completes a task history already completed, or one
-/// history never scheduled (both are duplicates or strays of an at-least-once queue).
-fn completion_problem(kind: &EventKind, history: &[HistoryEvent]) -> Option<&'static str> {
-    let task_id = kind.completed_task_id()?;
-    let mut scheduled = false;
-    for event in history {
-        if event.kind.completed_task_id() == Some(task_id) {
-            return Some("task already completed");
-        }
-        if event.kind.is_turn_output() && event.event_id == task_id {
-            scheduled = true;
-        }
-    }
-    (!scheduled).then_some("task was never scheduled")
 }
 
 /// The state of a new execution, from its ExecutionStarted event.

@@ -153,6 +153,14 @@ impl MessageIds {
     pub fn iter(&self) -> impl Iterator<Item = &MessageId> {
         self.by_event.iter().flatten()
     }
+
+    /// Records the message id (if any) of the event appended next.
+    pub fn push(&mut self, id: Option<MessageId>) {
+        if let Some(id) = &id {
+            self.set.insert(id.clone());
+        }
+        self.by_event.push(id);
+    }
 }
 
 impl FromIterator<Option<MessageId>> for MessageIds {

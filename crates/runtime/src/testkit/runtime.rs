@@ -1,11 +1,12 @@
 //! [`InMemoryRuntime`]: the production [`Runtime`] over a [`MemoryBackend`] and a [`ManualClock`].
-//! It owns only the order of delivery (activities first, then control messages in queue order)
+//! It owns only the order of delivery (control messages in queue order, then the activities
+//! they queued, whose results go straight into turns)
 //! and the clock; every turn, outbox, timer and parent notification is the runtime's own.
 
 // The API is synchronous (the runtime runs on a tokio runtime of the driver's own), so tests
 // call it from plain `#[test]`s, never from inside an async test.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,10 +105,14 @@ impl InMemoryRuntime {
         let clock = Arc::new(ManualClock::new(start));
         let one_queue = PartitionCount::new(1).unwrap_or_default();
         let backend = Arc::new(MemoryBackend::new(clock.clone(), one_queue));
+        // The same app settings a worker reads, so a whole suite can run with the instance
+        // cache off (ARCHITECTURE.md, "The instance cache").
         let options = RuntimeOptions {
             ids: IdSource::sequence(),
             ..options
-        };
+        }
+        .with_env()
+        .unwrap_or_else(|error| panic!("{error}"));
         let runtime = Runtime::with_options(backend.clone(), registry, clock.clone(), options);
         let executor = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -126,8 +131,8 @@ impl InMemoryRuntime {
         }
     }
 
-    /// Deliver every message an activity sends (its completion) twice, as an at-least-once
-    /// queue may.
+    /// Deliver every work item twice, as an at-least-once queue may: the activity runs again
+    /// and its result reaches the instance a second time.
     pub fn set_duplicate_completions(&mut self, duplicate: bool) {
         self.duplicate_completions = duplicate;
     }
@@ -147,6 +152,11 @@ impl InMemoryRuntime {
     /// Orchestration turns the runtime committed so far: one per control message applied.
     pub fn turns_executed(&self) -> u64 {
         self.runtime.turns_executed()
+    }
+
+    /// The options the runtime runs with, app settings from the environment applied.
+    pub fn options(&self) -> &RuntimeOptions {
+        self.runtime.options()
     }
 
     /// Messages the runtime recognised as duplicate, stale or stray and dropped.
@@ -278,22 +288,26 @@ impl InMemoryRuntime {
         }
     }
 
+    /// Control messages first, in queue order; once none is left, one round of the work items
+    /// they queued, whose turns may queue more of both.
     fn drain(&mut self) -> Result<(), RuntimeError> {
         loop {
-            self.run_work_items()?;
             if self.control.is_empty() {
                 self.control = self.receive(CONTROL)?.into();
             }
-            let Some(message) = self.control.pop_front() else {
+            if let Some(message) = self.control.pop_front() {
+                self.settle(&message)?;
+                continue;
+            }
+            if !self.run_work_items()? {
                 return Ok(());
-            };
-            self.settle(&message)?;
+            }
         }
     }
 
-    /// Runs every visible work item, in shuffled order when a seed is set. Running one only
-    /// queues control messages, so no new work item turns up meanwhile.
-    fn run_work_items(&mut self) -> Result<(), RuntimeError> {
+    /// Runs every visible work item, in shuffled order when a seed is set; false if there was
+    /// none. A work item's result goes straight into a turn of its instance.
+    fn run_work_items(&mut self) -> Result<bool, RuntimeError> {
         loop {
             let batch = self.receive(QueueKind::WorkItems)?;
             if batch.is_empty() {
@@ -301,16 +315,16 @@ impl InMemoryRuntime {
             }
             self.work_items.extend(batch);
         }
+        if self.work_items.is_empty() {
+            return Ok(false);
+        }
         while let Some(work_item) = self.next_work_item() {
-            let sent_before = self
-                .duplicate_completions
-                .then(|| self.control_message_ids());
             self.settle(&work_item)?;
-            if let Some(before) = sent_before {
-                self.send_again_what_was_sent_since(&before)?;
+            if self.duplicate_completions {
+                self.settle_again(&work_item)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn next_work_item(&mut self) -> Option<Received> {
@@ -365,22 +379,11 @@ impl InMemoryRuntime {
         let _ = self.block_on(self.backend.abandon(receipt, Duration::ZERO));
     }
 
-    fn control_message_ids(&self) -> HashSet<String> {
-        self.backend
-            .queued(CONTROL)
-            .into_iter()
-            .map(|message| message.id)
-            .collect()
-    }
-
-    /// Sends a second copy (same message id) of every control message queued since `before`.
-    fn send_again_what_was_sent_since(&self, before: &HashSet<String>) -> Result<(), RuntimeError> {
-        let copies: Vec<_> = self
-            .backend
-            .queued(CONTROL)
-            .into_iter()
-            .filter(|message| !before.contains(&message.id))
-            .collect();
-        Ok(self.block_on(self.backend.send(&copies))?)
+    /// Processes a message that was already settled once, as its redelivery.
+    fn settle_again(&mut self, received: &Received) -> Result<(), RuntimeError> {
+        if let Disposition::Dropped(_) = self.block_on(self.runtime.process(&received.message))? {
+            self.dropped += 1;
+        }
+        Ok(())
     }
 }

@@ -110,7 +110,11 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Store(_)
             | RuntimeError::Execute(_)
             | RuntimeError::Contention(_)
-            | RuntimeError::RunawayContinueAsNew(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | RuntimeError::RunawayContinueAsNew(_)
+            | RuntimeError::Abandoned
+            | RuntimeError::Batch(_)
+            | RuntimeError::SessionLost
+            | RuntimeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!("API request failed: {error}");
