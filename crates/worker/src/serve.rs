@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use durable_engine::Registry;
 use durable_protocol::connection::{http_client, ConnectionError, HttpSettings, StorageConnection};
-use durable_runtime::Runtime;
+use durable_runtime::settings::SettingsError;
+use durable_runtime::{Runtime, RuntimeOptions};
 use durable_store::artifacts::ArtifactStore;
 use durable_store::azure::artifacts::AzureArtifactStore;
 use durable_store::azure::backend::AzureBackend;
@@ -46,6 +47,8 @@ pub enum ServeError {
     TaskHub(#[source] TaskHubError),
     #[error("cannot build the storage clients")]
     Clients(#[source] ConnectionError),
+    #[error("a runtime setting is not valid")]
+    RuntimeSettings(#[source] SettingsError),
     /// The app's own setup failed: its error, as it is.
     #[error(transparent)]
     App(AppError),
@@ -138,6 +141,14 @@ where
     F: FnOnce(&mut Setup) -> Result<App, AppError>,
 {
     let port = port(&settings)?;
+    let options = RuntimeOptions::default()
+        .with_settings(|name| {
+            settings
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .map_err(ServeError::RuntimeSettings)?;
     let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
         .map_err(ServeError::Connection)?;
     let hub = TaskHub::from_settings(settings.iter().cloned()).map_err(ServeError::TaskHub)?;
@@ -163,10 +174,11 @@ where
         hub.clone(),
         Arc::new(SystemClock),
     ));
-    let runtime = Arc::new(Runtime::new(
+    let runtime = Arc::new(Runtime::with_options(
         backend.clone(),
         app.registry,
         Arc::new(SystemClock),
+        options,
     ));
 
     // The readiness probe must answer even while storage is unreachable, so the task hub is
