@@ -1,12 +1,11 @@
 //! The host-path benchmark: Azurite, the dev host and the worker (release builds) run as a user
-//! runs them, and a client drives them over HTTP. Measures throughput of 1,000 concurrently
-//! started `HelloSequence5` and `FanOut10` instances, idle start→completion latency, storage
-//! requests per orchestration (through a counting proxy in front of Azurite), peak RSS and the
-//! load average. Prints `key=value` lines (median with min and max over the runs) and writes
-//! them as JSON. Run through `scripts/bench.sh`.
+//! runs them, and a client drives them over HTTP. Prints `key=value` lines and writes them as
+//! JSON. Run through `scripts/bench.sh`, whose header lists the sections and options.
 
 #[path = "../tests/common/azurite.rs"]
 mod azurite;
+#[path = "host_path/fan_in.rs"]
+mod fan_in;
 #[path = "../tests/common/supervised.rs"]
 mod supervised;
 
@@ -25,26 +24,78 @@ use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use supervised::Supervised;
 
+/// Where Azurite keeps its data: on disk, as storage that outlives a restart does, or in memory.
+#[derive(Clone, Copy, PartialEq)]
+enum Persistence {
+    Disk,
+    Memory,
+}
+
+impl Persistence {
+    fn name(self) -> &'static str {
+        match self {
+            Persistence::Disk => "disk",
+            Persistence::Memory => "memory",
+        }
+    }
+}
+
 /// What one run of the benchmark is asked to do.
 struct Options {
     root: PathBuf,
+    /// Where the release `devhost` and `worker` are.
+    bin_dir: PathBuf,
+    throughput: bool,
+    fan_in: bool,
+    /// `--azurite`, when given: both sections then use it.
+    azurite: Option<Vec<Persistence>>,
     runs: usize,
     instances: usize,
     in_flight: usize,
     latency_samples: usize,
     count_instances: usize,
+    fan_in_counts: Vec<usize>,
+    fan_in_timeout: Duration,
     output: PathBuf,
 }
 
+impl Options {
+    /// Throughput figures keep in-memory Azurite unless told otherwise, so they stay comparable
+    /// with earlier ones.
+    fn throughput_persistence(&self) -> Vec<Persistence> {
+        self.azurite
+            .clone()
+            .unwrap_or_else(|| vec![Persistence::Memory])
+    }
+
+    fn fan_in_persistence(&self) -> Vec<Persistence> {
+        self.azurite
+            .clone()
+            .unwrap_or_else(|| vec![Persistence::Disk, Persistence::Memory])
+    }
+}
+
 fn options() -> Options {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // This binary runs from <target dir>/release/deps/, beside the release binaries' folder.
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .expect("the benchmark knows its own path");
     let mut options = Options {
-        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        output: root.join("bench-results/host_path.json"),
+        root,
+        bin_dir,
+        throughput: true,
+        fan_in: true,
+        azurite: None,
         runs: 3,
         instances: 1000,
         in_flight: 64,
         latency_samples: 50,
         count_instances: 50,
-        output: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results/host_path.json"),
+        fan_in_counts: vec![100, 1000, 10_000],
+        fan_in_timeout: Duration::from_secs(300),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +112,39 @@ fn options() -> Options {
             "--in-flight" => options.in_flight = number("--in-flight"),
             "--latency-samples" => options.latency_samples = number("--latency-samples"),
             "--count-instances" => options.count_instances = number("--count-instances"),
+            "--fanin-counts" => {
+                options.fan_in_counts = value()
+                    .split(',')
+                    .map(|n| match n.trim().parse() {
+                        Ok(n) if n <= fan_in::MAX_COUNT => n,
+                        _ => panic!("--fanin-counts takes numbers up to 10000, like 100,1000"),
+                    })
+                    .collect();
+            }
+            "--fanin-timeout" => {
+                options.fan_in_timeout = Duration::from_secs(number("--fanin-timeout") as u64);
+            }
+            "--only" => {
+                let sections = value();
+                let sections: Vec<&str> = sections.split(',').collect();
+                for section in &sections {
+                    assert!(
+                        ["throughput", "fanin"].contains(section),
+                        "--only takes throughput, fanin or both, not '{section}'"
+                    );
+                }
+                options.throughput = sections.contains(&"throughput");
+                options.fan_in = sections.contains(&"fanin");
+            }
+            "--azurite" => {
+                options.azurite = Some(match value().as_str() {
+                    "disk" => vec![Persistence::Disk],
+                    "memory" => vec![Persistence::Memory],
+                    "both" => vec![Persistence::Disk, Persistence::Memory],
+                    other => panic!("--azurite takes disk, memory or both, not '{other}'"),
+                });
+            }
+            "--bin-dir" => options.bin_dir = PathBuf::from(value()),
             "--output" => options.output = PathBuf::from(value()),
             // cargo bench passes --bench; nothing to do.
             "--bench" => {
@@ -72,6 +156,64 @@ fn options() -> Options {
         i += 2;
     }
     options
+}
+
+/// A fresh Azurite for one measurement, stopped on drop; on disk, its folder is removed too.
+enum Storage {
+    Memory(Azurite),
+    Disk { ports: [u16; 3], dir: PathBuf },
+}
+
+impl Storage {
+    fn start(root: &Path, persistence: Persistence) -> Storage {
+        if persistence == Persistence::Memory {
+            return Storage::Memory(Azurite::start());
+        }
+        let ports = free_ports::<3>();
+        let dir = std::env::temp_dir().join(format!("host-path-azurite-{}", ports[0]));
+        let output = Command::new(root.join("scripts/azurite.sh"))
+            .arg("start")
+            .arg("--disk")
+            .arg(&dir)
+            .args(["--blob-port", &ports[0].to_string()])
+            .args(["--queue-port", &ports[1].to_string()])
+            .args(["--table-port", &ports[2].to_string()])
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .output()
+            .expect("run scripts/azurite.sh");
+        assert!(
+            output.status.success(),
+            "Azurite did not start on disk: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Storage::Disk { ports, dir }
+    }
+
+    fn ports(&self) -> [u16; 3] {
+        match self {
+            Storage::Memory(azurite) => azurite.ports,
+            Storage::Disk { ports, .. } => *ports,
+        }
+    }
+
+    fn connection_string(&self) -> String {
+        match self {
+            Storage::Memory(azurite) => azurite.connection_string(),
+            Storage::Disk { ports, .. } => connection_string(*ports),
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Disk { ports, dir } = self {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let _ = Command::new(root.join("scripts/azurite.sh"))
+                .args(["stop", "--blob-port", &ports[0].to_string()])
+                .output();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Counts the storage requests the work causes, by service, on their way to Azurite.
@@ -194,13 +336,12 @@ struct App {
 }
 
 impl App {
-    async fn start(root: &Path, storage: &str) -> App {
+    async fn start(options: &Options, storage: &str) -> App {
         let [port] = free_ports();
-        let release = root.join("target/release");
-        let devhost = Command::new(release.join("devhost"))
-            .arg(root)
+        let devhost = Command::new(options.bin_dir.join("devhost"))
+            .arg(&options.root)
             .args(["--port", &port.to_string()])
-            .env("DEVHOST_WORKER", release.join("worker"))
+            .env("DEVHOST_WORKER", options.bin_dir.join("worker"))
             .env("AzureWebJobsStorage", storage)
             .env("TaskHub", "benchhub")
             .env("AzureWebJobs.Function1.Disabled", "true")
@@ -208,7 +349,7 @@ impl App {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start target/release/devhost (run scripts/bench.sh, which builds it)");
+            .expect("start the release devhost (run scripts/bench.sh, which builds it)");
         let app = App {
             devhost: Supervised(devhost),
             base: format!("http://127.0.0.1:{port}"),
@@ -443,94 +584,141 @@ fn summary(values: &[f64]) -> (f64, f64, f64) {
     )
 }
 
+/// One run of the throughput section on a fresh Azurite: throughput, latency and peak RSS
+/// straight to Azurite, then storage requests per orchestration through the counting proxy.
+/// Figures on disk are named with a `disk_` prefix; in memory, as they always were.
+async fn throughput_run(
+    options: &Options,
+    run: usize,
+    persistence: Persistence,
+    record: &mut impl FnMut(String, f64),
+) {
+    let prefix = match persistence {
+        Persistence::Disk => "disk_",
+        Persistence::Memory => "",
+    };
+    let mut record = |name: &str, value: f64| record(format!("{prefix}{name}"), value);
+    let storage = Storage::start(&options.root, persistence);
+    let counts = Arc::new(Counts::default());
+    let proxied = start_proxies(storage.ports(), counts.clone()).await;
+
+    // Throughput and latency talk to Azurite directly: the proxy's hop is not the app's.
+    let app = App::start(options, &storage.connection_string()).await;
+    record("load_average_1m_before_hello", load_average());
+    let hello = throughput(
+        &app,
+        "HelloSequence5",
+        &format!("h{run}-"),
+        options.instances,
+        options.in_flight,
+    )
+    .await;
+    record("hello_sequence5_per_s", hello);
+    record("load_average_1m_before_fanout", load_average());
+    let fan_out = throughput(
+        &app,
+        "FanOut10",
+        &format!("f{run}-"),
+        options.instances,
+        options.in_flight,
+    )
+    .await;
+    record("fan_out10_per_s", fan_out);
+    record("load_average_1m_before_latency", load_average());
+    let (p50, p95) = latency(&app, &format!("l{run}-"), options.latency_samples).await;
+    record("hello_sequence5_latency_p50_ms", p50);
+    record("hello_sequence5_latency_p95_ms", p95);
+    let worker = app.worker_pid().map_or(0.0, peak_rss_mib);
+    record("worker_peak_rss_mib", worker);
+    record("devhost_peak_rss_mib", peak_rss_mib(app.devhost.0.id()));
+    drop(app);
+
+    // Storage requests, through the counting proxy, on a fresh task hub.
+    let counted = App::start(options, &connection_string(proxied)).await;
+    let (hello_ops, by_service) = storage_requests(
+        &counted,
+        &counts,
+        "HelloSequence5",
+        &format!("ch{run}-"),
+        options.count_instances,
+    )
+    .await;
+    record(
+        "hello_sequence5_storage_requests_per_orchestration",
+        hello_ops,
+    );
+    record(
+        "hello_sequence5_storage_requests_per_activity",
+        hello_ops / 5.0,
+    );
+    eprintln!("HelloSequence5 requests by service (blob, queue, table): {by_service:?}");
+    let (fan_ops, _) = storage_requests(
+        &counted,
+        &counts,
+        "FanOut10",
+        &format!("cf{run}-"),
+        options.count_instances,
+    )
+    .await;
+    record("fan_out10_storage_requests_per_orchestration", fan_ops);
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
-    let mut figures: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut record = |name: &'static str, value: f64| {
-        println!("run_{name}={value:.2}");
-        figures.entry(name).or_default().push(value);
-    };
-    for run in 0..options.runs {
-        eprintln!("run {} of {}", run + 1, options.runs);
-        let azurite = Azurite::start();
-        let counts = Arc::new(Counts::default());
-        let proxied = start_proxies(azurite.ports, counts.clone()).await;
-
-        // Throughput and latency talk to Azurite directly: the proxy's hop is not the app's.
-        let app = App::start(&options.root, &azurite.connection_string()).await;
-        record("load_average_1m_before_hello", load_average());
-        let hello = throughput(
-            &app,
-            "HelloSequence5",
-            &format!("h{run}-"),
-            options.instances,
-            options.in_flight,
-        )
-        .await;
-        record("hello_sequence5_per_s", hello);
-        record("load_average_1m_before_fanout", load_average());
-        let fan_out = throughput(
-            &app,
-            "FanOut10",
-            &format!("f{run}-"),
-            options.instances,
-            options.in_flight,
-        )
-        .await;
-        record("fan_out10_per_s", fan_out);
-        record("load_average_1m_before_latency", load_average());
-        let (p50, p95) = latency(&app, &format!("l{run}-"), options.latency_samples).await;
-        record("hello_sequence5_latency_p50_ms", p50);
-        record("hello_sequence5_latency_p95_ms", p95);
-        let worker = app.worker_pid().map_or(0.0, peak_rss_mib);
-        record("worker_peak_rss_mib", worker);
-        record("devhost_peak_rss_mib", peak_rss_mib(app.devhost.0.id()));
-        drop(app);
-
-        // Storage requests, through the counting proxy, on a fresh task hub.
-        let counted = App::start(&options.root, &connection_string(proxied)).await;
-        let (hello_ops, by_service) = storage_requests(
-            &counted,
-            &counts,
-            "HelloSequence5",
-            &format!("ch{run}-"),
-            options.count_instances,
-        )
-        .await;
-        record(
-            "hello_sequence5_storage_requests_per_orchestration",
-            hello_ops,
-        );
-        record(
-            "hello_sequence5_storage_requests_per_activity",
-            hello_ops / 5.0,
-        );
-        eprintln!("HelloSequence5 requests by service (blob, queue, table): {by_service:?}");
-        let (fan_ops, _) = storage_requests(
-            &counted,
-            &counts,
-            "FanOut10",
-            &format!("cf{run}-"),
-            options.count_instances,
-        )
-        .await;
-        record("fan_out10_storage_requests_per_orchestration", fan_ops);
-        drop(counted);
-    }
-
     let mut json = serde_json::Map::new();
-    json.insert("runs".into(), json!(options.runs));
-    json.insert("instances".into(), json!(options.instances));
-    json.insert("in_flight".into(), json!(options.in_flight));
-    for (name, values) in &figures {
-        let (median, min, max) = summary(values);
-        println!("{name}={median:.2} (min {min:.2}, max {max:.2})");
-        json.insert(
-            (*name).to_string(),
-            json!({"median": median, "min": min, "max": max, "runs": values}),
-        );
+    if options.throughput {
+        let mut figures: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut record = |name: String, value: f64| {
+            println!("run_{name}={value:.2}");
+            figures.entry(name).or_default().push(value);
+        };
+        for run in 0..options.runs {
+            for persistence in options.throughput_persistence() {
+                eprintln!(
+                    "run {} of {}, Azurite {}",
+                    run + 1,
+                    options.runs,
+                    persistence.name()
+                );
+                throughput_run(&options, run, persistence, &mut record).await;
+            }
+        }
+        json.insert("runs".into(), json!(options.runs));
+        json.insert("instances".into(), json!(options.instances));
+        json.insert("in_flight".into(), json!(options.in_flight));
+        for (name, values) in figures {
+            let (median, min, max) = summary(&values);
+            println!("{name}={median:.2} (min {min:.2}, max {max:.2})");
+            json.insert(
+                name,
+                json!({"median": median, "min": min, "max": max, "runs": values}),
+            );
+        }
     }
+    if options.fan_in {
+        json.insert(
+            "fanin_timeout_s".into(),
+            json!(options.fan_in_timeout.as_secs()),
+        );
+        for count in &options.fan_in_counts {
+            for persistence in options.fan_in_persistence() {
+                for (name, value) in fan_in::measure(&options, persistence, *count).await {
+                    match value {
+                        Some(value) => {
+                            println!("{name}={value:.2}");
+                            json.insert(name, json!(value));
+                        }
+                        None => {
+                            println!("{name}=timeout");
+                            json.insert(name, json!("timeout"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     if let Some(parent) = options.output.parent() {
         std::fs::create_dir_all(parent).expect("create the output folder");
     }
