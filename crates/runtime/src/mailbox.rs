@@ -59,14 +59,17 @@ pub(crate) enum Claim<T> {
     /// unless another caller that took it was cancelled) and settle every entry.
     Turn {
         batch: Vec<Posted<T>>,
-        guard: TurnGuard,
+        guard: TurnGuard<T>,
         own: oneshot::Receiver<T>,
     },
 }
 
-/// The instance's turn, held while a batch is processed.
-pub(crate) struct TurnGuard {
+/// The instance's turn, held while a batch is processed. It keeps the inbox alive too: were
+/// the inbox dropped while its turn is held, the next message would find no inbox, make a new
+/// one with a free turn, and run a turn of the instance beside this one.
+pub(crate) struct TurnGuard<T> {
     _guard: OwnedMutexGuard<()>,
+    _inbox: Arc<Inbox<T>>,
 }
 
 impl<T> Mailboxes<T> {
@@ -115,7 +118,10 @@ impl<T> Ticket<T> {
                 );
                 Claim::Turn {
                     batch,
-                    guard: TurnGuard { _guard: guard },
+                    guard: TurnGuard {
+                        _guard: guard,
+                        _inbox: self.inbox,
+                    },
                     own: self.outcome,
                 }
             }
@@ -221,6 +227,19 @@ mod tests {
         drop(batch);
         drop(guard);
         assert!(matches!(cancelled.claim().await, Claim::Settled(None)));
+    }
+
+    #[tokio::test]
+    async fn a_held_turn_is_not_given_out_again_once_no_other_message_waits() {
+        let boxes = Mailboxes::<String>::default();
+        let Claim::Turn { guard, .. } = boxes.post(message("a", "1")).claim().await else {
+            panic!("the first poster gets the turn");
+        };
+        // Nothing else refers to the inbox of "a" now but the held turn.
+        let second = boxes.post(message("a", "2"));
+        let claimed = tokio::time::timeout(Duration::from_millis(50), second.claim()).await;
+        assert!(claimed.is_err(), "a second turn of 'a' ran beside the held one");
+        drop(guard);
     }
 
     #[tokio::test]
