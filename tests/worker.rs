@@ -137,6 +137,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
 
     // A start for an orchestrator this app does not have: the turn runs and fails the instance.
     let start = Message {
+        more_calls: Vec::new(),
         id: "start-1".to_string(),
         destination: Destination::Instance {
             instance_id: "via-worker".to_string(),

@@ -65,6 +65,7 @@ fn names(history: &[HistoryEvent]) -> Vec<String> {
 
 fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Message {
     Message {
+        more_calls: Vec::new(),
         id: id.to_string(),
         destination: Destination::Instance {
             instance_id: instance_id.to_string(),

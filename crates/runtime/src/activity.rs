@@ -2,6 +2,7 @@
 //! instance) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
 //! the worker.
 
+use futures::future::join_all;
 use tokio::task::JoinHandle;
 
 use super::{Disposition, Runtime, RuntimeError};
@@ -18,49 +19,68 @@ impl<B: Backend> Runtime<B> {
         &self,
         message: &Message,
     ) -> Result<Disposition, RuntimeError> {
-        let (
-            Destination::WorkItem {
-                instance_id,
-                execution_id,
-            },
-            EventKind::TaskScheduled { name, input, .. },
-        ) = (&message.destination, &message.event.kind)
+        let Destination::WorkItem {
+            instance_id,
+            execution_id,
+        } = &message.destination
         else {
             return Ok(Disposition::Dropped("not an activity call"));
         };
-        if self
-            .resident
-            .completed(instance_id, execution_id, message.event.event_id)
-        {
-            // The redelivery of a work item whose result was committed before its delete.
-            return Ok(Disposition::Dropped("task already completed"));
-        }
-        let ctx = ActivityContext {
-            instance_id: instance_id.clone(),
-            execution_id: execution_id.clone(),
-            task_id: message.event.event_id,
-            name: name.clone(),
-        };
-        let mut results = self.run_activities(vec![(ctx, input.clone())]).await;
-        let Some(kind) = results.pop() else {
-            return Ok(Disposition::Dropped("no activity result"));
-        };
-        // Derived from the work item's id: a re-run's result is recognisably the same message.
-        let result = Message {
-            id: format!("{}.result", message.id),
-            destination: Destination::Instance {
+        let mut calls = Vec::new();
+        for event in std::iter::once(&message.event).chain(&message.more_calls) {
+            let EventKind::TaskScheduled { name, input, .. } = &event.kind else {
+                return Ok(Disposition::Dropped("not an activity call"));
+            };
+            let ctx = ActivityContext {
                 instance_id: instance_id.clone(),
-                execution_id: Some(execution_id.clone()),
-            },
-            event: HistoryEvent::message(self.clock.now(), kind),
-            deliver_at: None,
-            revision: None,
-        };
-        // The result is applied here, in a turn with any other results waiting for the
-        // instance, rather than sent as a message of its own: the work item is deleted only
-        // after that turn committed, so a crash before re-runs the activity and one after
-        // makes its result a recognised duplicate.
-        self.process_control(&result, false).await
+                execution_id: execution_id.clone(),
+                task_id: event.event_id,
+                name: name.clone(),
+            };
+            calls.push((ctx, input.clone()));
+        }
+        let task_ids: Vec<i32> = calls.iter().map(|(ctx, _)| ctx.task_id).collect();
+        let results = self.run_activities(calls).await;
+        let now = self.clock.now();
+        let results: Vec<Message> = results
+            .into_iter()
+            .zip(task_ids)
+            .enumerate()
+            .map(|(index, (kind, task_id))| Message {
+                // Derived from the work item's id: a re-run's result is recognisably the same
+                // message.
+                id: match index {
+                    0 => format!("{}.result", message.id),
+                    _ => format!("{}.{task_id}.result", message.id),
+                },
+                destination: Destination::Instance {
+                    instance_id: instance_id.clone(),
+                    execution_id: Some(execution_id.clone()),
+                },
+                event: HistoryEvent::message(now, kind),
+                deliver_at: None,
+                revision: None,
+                more_calls: Vec::new(),
+            })
+            .collect();
+        // The results are applied here, in a turn with any other results waiting for the
+        // instance, rather than sent as messages of their own: the work item is deleted only
+        // after that turn committed, so a crash before re-runs its activities and one after
+        // makes their results recognised duplicates.
+        let applied = join_all(
+            results
+                .iter()
+                .map(|result| self.process_control(result, false)),
+        )
+        .await;
+        let mut disposition = None;
+        for outcome in applied {
+            let outcome = outcome?;
+            if disposition.is_none() || outcome == Disposition::Applied {
+                disposition = Some(outcome);
+            }
+        }
+        Ok(disposition.unwrap_or(Disposition::Dropped("no activity call")))
     }
 
     /// Runs the calls concurrently; returns their completion events (TaskCompleted or

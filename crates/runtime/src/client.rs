@@ -166,6 +166,7 @@ impl<B: Backend> Runtime<B> {
         let now = self.clock.now();
         let execution_id = self.options.ids.next_id();
         let message = Message {
+            more_calls: Vec::new(),
             id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),
@@ -316,6 +317,7 @@ impl<B: Backend> Runtime<B> {
             });
         }
         let message = Message {
+            more_calls: Vec::new(),
             id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id,

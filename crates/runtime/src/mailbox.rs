@@ -138,6 +138,7 @@ mod tests {
 
     fn message(instance_id: &str, id: &str) -> Message {
         Message {
+            more_calls: Vec::new(),
             id: id.to_string(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),
@@ -238,7 +239,10 @@ mod tests {
         // Nothing else refers to the inbox of "a" now but the held turn.
         let second = boxes.post(message("a", "2"));
         let claimed = tokio::time::timeout(Duration::from_millis(50), second.claim()).await;
-        assert!(claimed.is_err(), "a second turn of 'a' ran beside the held one");
+        assert!(
+            claimed.is_err(),
+            "a second turn of 'a' ran beside the held one"
+        );
         drop(guard);
     }
 

@@ -342,6 +342,7 @@ impl<B: Backend> Runtime<B> {
 /// if the instance was restarted meanwhile.
 fn wake_up(state: &InstanceState, reason: &str, now: DateTime<Utc>, ids: &IdSource) -> Message {
     Message {
+        more_calls: Vec::new(),
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: state.instance_id.clone(),

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::ids::IdSource;
 use super::mailbox::Claim;
-use super::outbox::{action_message, child_not_started, parent_notification, timer_hop};
+use super::outbox::{
+    action_message, child_not_started, parent_notification, timer_hop, work_items,
+};
 use super::resident::{Code, Known};
 use super::sessions::{Sessions, Token};
 use super::{Disposition, Runtime, RuntimeError};
@@ -468,19 +470,27 @@ impl<B: Backend> Runtime<B> {
                 && !activities.is_empty()
                 && activities.len() <= self.options.max_inline_fan_out
                 && activities.len() <= inline_budget;
-            for action in turn
-                .actions
-                .iter()
-                .filter(|action| !(run_inline && matches!(action, Action::ScheduleTask { .. })))
-            {
-                outbox.extend(outbound(
-                    &me,
-                    &work.state.name,
-                    action,
-                    now,
-                    &self.options.ids,
-                ));
+            let mut calls = Vec::new();
+            for action in turn.actions.iter() {
+                match action {
+                    Action::ScheduleTask { .. } if run_inline => {}
+                    Action::ScheduleTask { .. } => calls.extend(outbound(
+                        &me,
+                        &work.state.name,
+                        action,
+                        now,
+                        &self.options.ids,
+                    )),
+                    _ => outbox.extend(outbound(
+                        &me,
+                        &work.state.name,
+                        action,
+                        now,
+                        &self.options.ids,
+                    )),
+                }
             }
+            outbox.extend(work_items(calls));
             stored.extend(
                 turn.history_delta
                     .into_iter()

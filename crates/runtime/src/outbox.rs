@@ -19,6 +19,30 @@ pub fn timer_hop(fire_at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
     fire_at.min(now + MAX_TIMER_HOP)
 }
 
+/// A fan-out is cut into at least this many work items (while it has that many calls), so it
+/// still spreads across workers...
+const SPREAD_ACROSS: usize = 64;
+/// ...and a work item carries at most this many calls, so a queue holds a fan-out of thousands
+/// in hundreds of messages: fewer puts, dequeues and deletes, and a shorter queue to scan.
+const MAX_CALLS_PER_WORK_ITEM: usize = 32;
+
+/// Merges activity calls (one work item each, as [`action_message`] makes them) into work items
+/// of several calls, each keeping the first call's message id.
+pub fn work_items(calls: Vec<Message>) -> Vec<Message> {
+    let per_item = calls
+        .len()
+        .div_ceil(SPREAD_ACROSS)
+        .clamp(1, MAX_CALLS_PER_WORK_ITEM);
+    let mut items: Vec<Message> = Vec::with_capacity(calls.len().div_ceil(per_item));
+    for (index, call) in calls.into_iter().enumerate() {
+        match items.last_mut() {
+            Some(item) if index % per_item != 0 => item.more_calls.push(call.event),
+            _ => items.push(call),
+        }
+    }
+    items
+}
+
 /// The message an action sends, on behalf of `me` (running orchestrator `name`).
 pub fn action_message(
     me: &OrchestrationInstance,
@@ -104,6 +128,7 @@ pub fn action_message(
         ),
     };
     Message {
+        more_calls: Vec::new(),
         id: ids.next_id(),
         destination,
         event,
@@ -175,6 +200,7 @@ fn to_parent(
     ids: &IdSource,
 ) -> Message {
     Message {
+        more_calls: Vec::new(),
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: parent.orchestration_instance.instance_id.clone(),
@@ -183,5 +209,48 @@ fn to_parent(
         event: HistoryEvent::message(now, kind),
         deliver_at: None,
         revision: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(count: i32) -> Vec<Message> {
+        let me = OrchestrationInstance {
+            instance_id: "i".to_string(),
+            execution_id: "e".to_string(),
+        };
+        let ids = IdSource::sequence();
+        (0..count)
+            .map(|id| {
+                let action = Action::ScheduleTask {
+                    id,
+                    name: "Echo".to_string(),
+                    input: Some(id.to_string()),
+                };
+                action_message(&me, "F", &action, Utc::now(), &ids)
+            })
+            .collect()
+    }
+
+    fn task_ids(item: &Message) -> Vec<i32> {
+        std::iter::once(&item.event)
+            .chain(&item.more_calls)
+            .map(|event| event.event_id)
+            .collect()
+    }
+
+    #[test]
+    fn a_fan_out_travels_in_work_items_of_several_calls_each_call_once_in_order() {
+        for (count, expected_items) in [(1, 1), (64, 64), (100, 50), (1000, 63), (10_000, 313)] {
+            let items = work_items(calls(count));
+            assert_eq!(items.len(), expected_items, "{count} calls");
+            let all: Vec<i32> = items.iter().flat_map(task_ids).collect();
+            assert_eq!(all, (0..count).collect::<Vec<_>>(), "{count} calls");
+            assert!(items
+                .iter()
+                .all(|item| task_ids(item).len() <= MAX_CALLS_PER_WORK_ITEM));
+        }
     }
 }

@@ -74,10 +74,6 @@ impl TaskIndex {
             None
         }
     }
-
-    pub fn is_completed(&self, task_id: i32) -> bool {
-        self.completed.contains(&task_id)
-    }
 }
 
 /// Where an instance's orchestration code stands.
@@ -209,16 +205,6 @@ impl ResidentCache {
         inner.events -= known.history_len;
         known.verified = false;
         Some(known)
-    }
-
-    /// Whether the cached instance's current execution `execution_id` already completed `task_id`.
-    pub fn completed(&self, instance_id: &str, execution_id: &str, task_id: i32) -> bool {
-        self.inner()
-            .instances
-            .peek(instance_id)
-            .is_some_and(|known| {
-                known.state.execution_id == execution_id && known.tasks.is_completed(task_id)
-            })
     }
 
     /// Keeps `known` as the most recently used; returns what no longer fits (it may be `known`

@@ -50,6 +50,10 @@ pub struct Message {
     /// execution's commits must exceed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// Further activity calls of the same execution that a work item carries after `event`, so
+    /// a large fan-out travels in fewer messages; empty for every other message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_calls: Vec<HistoryEvent>,
 }
 
 /// The state of an instance: the source of truth every write is guarded on.

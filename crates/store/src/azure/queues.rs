@@ -474,6 +474,7 @@ mod tests {
 
     fn message(input: Option<String>) -> Message {
         Message {
+            more_calls: Vec::new(),
             id: "m/1".to_string(),
             destination: Destination::Instance {
                 instance_id: "order^7 it's".to_string(),
