@@ -15,8 +15,14 @@ use super::{
 /// The largest `Count` the `FanOutFanIn` orchestrator accepts.
 pub const MAX_COUNT: usize = 10_000;
 
-/// How often the instance's status is asked for: the start→Completed time is this precise.
-const POLL: Duration = Duration::from_millis(20);
+/// The longest wait between two status queries, so the start→Completed time is at least this
+/// precise. A query costs Azurite a request while it is the bottleneck, so a long run is asked
+/// about at this pace; a short one is asked about more often, in proportion to its length.
+const MAX_POLL: Duration = Duration::from_millis(50);
+const MIN_POLL: Duration = Duration::from_millis(5);
+/// A query that takes longer (Azurite is saturated) is given up and asked again at the next poll,
+/// so the timeout is kept.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `FanOutFanIn` with `count` activities once. Returns its figures, named
 /// `fanin_<disk|memory>_n<count>_<figure>`; `None` for a figure the timeout left unmeasured.
@@ -66,7 +72,7 @@ pub async fn measure(
         if started.elapsed() > options.fan_in_timeout {
             break None;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep((started.elapsed() / 50).clamp(MIN_POLL, MAX_POLL)).await;
     };
     let after = counts.snapshot();
     let cpu: Vec<f64> = pids
@@ -133,7 +139,7 @@ async fn status(app: &App, http: &reqwest::Client, id: &str) -> Value {
     let url = format!("{}/api/instances?instanceIdPrefix={id}&top=1", app.base);
     let mut token: Option<String> = None;
     loop {
-        let mut request = http.get(&url);
+        let mut request = http.get(&url).timeout(QUERY_TIMEOUT);
         if let Some(token) = &token {
             request = request.header("x-ms-continuation-token", token);
         }
