@@ -196,6 +196,13 @@ impl Storage {
         }
     }
 
+    /// Azurite's process, from the pid file `scripts/azurite.sh` keeps.
+    fn pid(&self) -> Option<u32> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let file = root.join(format!(".azurite/azurite-{}.pid", self.ports()[0]));
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     fn connection_string(&self) -> String {
         match self {
             Storage::Memory(azurite) => azurite.connection_string(),

@@ -1,6 +1,6 @@
 //! The fan-in section: one `FanOutFanIn` instance of N activities per measurement, on a fresh
 //! Azurite and app, timed from its start to Completed, with storage requests per activity
-//! (through the counting proxy) and the worker's peak RSS.
+//! (through the counting proxy), the worker's peak RSS and each process's CPU time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,15 +8,21 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{
-    connection_string, load_average, page, peak_rss_mib, start_proxies, App, Counts, Options,
+    connection_string, load_average, peak_rss_mib, start_proxies, App, Counts, Options,
     Persistence, Storage,
 };
 
 /// The largest `Count` the `FanOutFanIn` orchestrator accepts.
 pub const MAX_COUNT: usize = 10_000;
 
-/// How often the instance's status is asked for: the start→Completed time is this precise.
-const POLL: Duration = Duration::from_millis(20);
+/// The longest wait between two status queries, so the start→Completed time is at least this
+/// precise. A query costs Azurite a request while it is the bottleneck, so a long run is asked
+/// about at this pace; a short one is asked about more often, in proportion to its length.
+const MAX_POLL: Duration = Duration::from_millis(50);
+const MIN_POLL: Duration = Duration::from_millis(5);
+/// A query that takes longer (Azurite is saturated) is given up and asked again at the next poll,
+/// so the timeout is kept.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `FanOutFanIn` with `count` activities once. Returns its figures, named
 /// `fanin_<disk|memory>_n<count>_<figure>`; `None` for a figure the timeout left unmeasured.
@@ -34,6 +40,9 @@ pub async fn measure(
     let app = App::start(options, &connection_string(proxied)).await;
     let http = reqwest::Client::new();
     let load = load_average();
+    // Which of the three is busy tells where the time goes.
+    let pids = [app.worker_pid(), Some(app.devhost.0.id()), storage.pid()];
+    let cpu_before = pids.map(|pid| pid.map_or(0.0, cpu_seconds));
 
     let before = counts.snapshot();
     let started = Instant::now();
@@ -63,14 +72,24 @@ pub async fn measure(
         if started.elapsed() > options.fan_in_timeout {
             break None;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep((started.elapsed() / 50).clamp(MIN_POLL, MAX_POLL)).await;
     };
     let after = counts.snapshot();
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(cpu_before)
+        .map(|(pid, before)| pid.map_or(0.0, cpu_seconds) - before)
+        .collect();
     let by_service: Vec<u64> = (0..3).map(|i| after[i] - before[i]).collect();
     let requests = by_service.iter().sum::<u64>();
     eprintln!(
-        "{name}: {} after {:.1} s, {requests} storage requests (blob, queue, table: {by_service:?})",
-        if seconds.is_some() { "Completed" } else { "timed out" },
+        "{name}: {} after {:.1} s, {requests} storage requests (blob, queue, table: \
+         {by_service:?}), CPU s (worker, dev host, Azurite): {cpu:.1?}",
+        if seconds.is_some() {
+            "Completed"
+        } else {
+            "timed out"
+        },
         started.elapsed().as_secs_f64()
     );
     let rss = app.worker_pid().map_or(0.0, peak_rss_mib);
@@ -85,20 +104,68 @@ pub async fn measure(
             seconds.map(|_| requests as f64 / count.max(1) as f64),
         ),
         (format!("{name}_worker_rss_mib"), Some(rss)),
+        (format!("{name}_worker_cpu_s"), Some(cpu[0])),
+        (format!("{name}_devhost_cpu_s"), Some(cpu[1])),
+        (format!("{name}_azurite_cpu_s"), Some(cpu[2])),
         (format!("{name}_load_average_1m_before"), Some(load)),
     ]
 }
 
+/// User and system CPU time a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    let ticks: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|field| field.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    ticks / CLOCK_TICKS_PER_S
+}
+
+/// `getconf CLK_TCK` on Linux, which has not changed from 100 on any mainstream platform.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
 /// The instance's status from the query API: the proxy leaves queries out of the counts, where
-/// a status read by id would look like the runtime's own reads. `Null` until it is listed.
+/// a status read by id would look like the runtime's own reads. `Null` until it is listed, and
+/// when the app does not answer the query (it may time out while the worker is busy), which is
+/// reported and asked again at the next poll.
 async fn status(app: &App, http: &reqwest::Client, id: &str) -> Value {
-    let query = format!("instanceIdPrefix={id}&top=1");
-    let mut token = None;
+    let url = format!("{}/api/instances?instanceIdPrefix={id}&top=1", app.base);
+    let mut token: Option<String> = None;
     loop {
-        let (mut items, next) = page(app, http, &query, token.as_deref()).await;
+        let mut request = http.get(&url).timeout(QUERY_TIMEOUT);
+        if let Some(token) = &token {
+            request = request.header("x-ms-continuation-token", token);
+        }
+        let answer = match request.send().await {
+            Ok(answer) if answer.status().is_success() => answer,
+            Ok(answer) => {
+                let status = answer.status();
+                let body = answer.text().await.unwrap_or_default();
+                eprintln!("the status query answered {status}: {body}");
+                return Value::Null;
+            }
+            Err(e) => {
+                eprintln!("the status query failed: {e}");
+                return Value::Null;
+            }
+        };
+        let next = answer
+            .headers()
+            .get("x-ms-continuation-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut items: Vec<Value> = answer.json().await.unwrap_or_default();
         if let Some(item) = items.pop() {
             return item;
         }
+        // A filtered scan may answer an empty page with a continuation token.
         match next {
             Some(next) => token = Some(next),
             None => return Value::Null,
