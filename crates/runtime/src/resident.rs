@@ -25,7 +25,7 @@ impl Default for InstanceCacheOptions {
     fn default() -> Self {
         Self {
             max_instances: 1_000,
-            max_history_events: 250_000,
+            max_history_events: 100_000,
         }
     }
 }
