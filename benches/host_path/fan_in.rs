@@ -53,8 +53,15 @@ pub async fn measure(
         .await
         .expect("start");
     assert_eq!(answer.status(), 202, "start answered {}", answer.status());
+    let mut unanswered = 0;
     let seconds = loop {
-        let status = status(&app, &http, &name).await;
+        let status = status(&app, &http, &name).await.unwrap_or_else(|error| {
+            if unanswered == 0 {
+                eprintln!("{name}: a status query went unanswered ({error}); asking again");
+            }
+            unanswered += 1;
+            Value::Null
+        });
         match status["runtimeStatus"].as_str() {
             Some("Completed") => {
                 let elapsed = started.elapsed().as_secs_f64();
@@ -84,7 +91,8 @@ pub async fn measure(
     let requests = by_service.iter().sum::<u64>();
     eprintln!(
         "{name}: {} after {:.1} s, {requests} storage requests (blob, queue, table: \
-         {by_service:?}), CPU s (worker, dev host, Azurite): {cpu:.1?}",
+         {by_service:?}), CPU s (worker, dev host, Azurite): {cpu:.1?}, {unanswered} status \
+         queries unanswered",
         if seconds.is_some() {
             "Completed"
         } else {
@@ -132,10 +140,10 @@ fn cpu_seconds(pid: u32) -> f64 {
 const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 /// The instance's status from the query API: the proxy leaves queries out of the counts, where
-/// a status read by id would look like the runtime's own reads. `Null` until it is listed, and
-/// when the app does not answer the query (it may time out while the worker is busy), which is
-/// reported and asked again at the next poll.
-async fn status(app: &App, http: &reqwest::Client, id: &str) -> Value {
+/// a status read by id would look like the runtime's own reads. `Null` until it is listed; an
+/// error when the app does not answer in time (its storage query times out while Azurite is
+/// saturated).
+async fn status(app: &App, http: &reqwest::Client, id: &str) -> Result<Value, String> {
     let url = format!("{}/api/instances?instanceIdPrefix={id}&top=1", app.base);
     let mut token: Option<String> = None;
     loop {
@@ -148,27 +156,26 @@ async fn status(app: &App, http: &reqwest::Client, id: &str) -> Value {
             Ok(answer) => {
                 let status = answer.status();
                 let body = answer.text().await.unwrap_or_default();
-                eprintln!("the status query answered {status}: {body}");
-                return Value::Null;
+                return Err(format!("{status}: {body}"));
             }
-            Err(e) => {
-                eprintln!("the status query failed: {e}");
-                return Value::Null;
+            Err(e) if e.is_timeout() => {
+                return Err(format!("no answer within {QUERY_TIMEOUT:?}"));
             }
+            Err(e) => return Err(e.to_string()),
         };
         let next = answer
             .headers()
             .get("x-ms-continuation-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut items: Vec<Value> = answer.json().await.unwrap_or_default();
+        let mut items: Vec<Value> = answer.json().await.map_err(|e| e.to_string())?;
         if let Some(item) = items.pop() {
-            return item;
+            return Ok(item);
         }
         // A filtered scan may answer an empty page with a continuation token.
         match next {
             Some(next) => token = Some(next),
-            None => return Value::Null,
+            None => return Ok(Value::Null),
         }
     }
 }
