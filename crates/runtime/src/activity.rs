@@ -2,7 +2,6 @@
 //! instance) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
 //! the worker.
 
-use futures::future::join_all;
 use tokio::task::JoinHandle;
 
 use super::{Disposition, Runtime, RuntimeError};
@@ -67,12 +66,7 @@ impl<B: Backend> Runtime<B> {
         // instance, rather than sent as messages of their own: the work item is deleted only
         // after that turn committed, so a crash before re-runs its activities and one after
         // makes their results recognised duplicates.
-        let applied = join_all(
-            results
-                .iter()
-                .map(|result| self.process_control(result, false)),
-        )
-        .await;
+        let applied = self.process_controls(&results).await;
         let mut disposition = None;
         for outcome in applied {
             let outcome = outcome?;

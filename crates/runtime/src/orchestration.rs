@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::future::join_all;
 
 use super::ids::IdSource;
-use super::mailbox::Claim;
+use super::mailbox::{Claim, Ticket};
 use super::outbox::{
     action_message, child_not_started, parent_notification, timer_hop, work_items,
 };
@@ -73,7 +74,30 @@ impl<B: Backend> Runtime<B> {
         message: &Message,
         known_absent: bool,
     ) -> Result<Disposition, RuntimeError> {
-        match self.mailboxes.post(message.clone()).claim().await {
+        let ticket = self.mailboxes.post(message.clone());
+        self.redeem(ticket, known_absent).await
+    }
+
+    /// Processes control messages for one instance together: all are posted before any claims
+    /// the instance's turn, so one turn takes them all.
+    pub(crate) async fn process_controls(
+        &self,
+        messages: &[Message],
+    ) -> Vec<Result<Disposition, RuntimeError>> {
+        let tickets: Vec<_> = messages
+            .iter()
+            .map(|message| self.mailboxes.post(message.clone()))
+            .collect();
+        join_all(tickets.into_iter().map(|ticket| self.redeem(ticket, false))).await
+    }
+
+    /// Waits for the posted message's outcome, or for the instance's turn to produce it.
+    async fn redeem(
+        &self,
+        ticket: Ticket<Shared>,
+        known_absent: bool,
+    ) -> Result<Disposition, RuntimeError> {
+        match ticket.claim().await {
             Claim::Settled(Some(outcome)) => unshare(outcome),
             Claim::Settled(None) => Err(RuntimeError::Abandoned),
             Claim::Turn { batch, guard, own } => {
