@@ -41,8 +41,12 @@ struct Setup {
     runtime: Arc<Runtime<Faulty<AzureBackend>>>,
 }
 
-/// A runtime on a task hub of its own, its resources created.
+/// A runtime on a task hub of its own, its resources created; the app settings of the
+/// environment apply over `options`, so `DURABLE_INSTANCE_CACHE_INSTANCES=0` turns the cache off.
 async fn setup(options: RuntimeOptions) -> Setup {
+    let options = options
+        .with_env()
+        .expect("the DURABLE_* app settings in the environment are numbers");
     static HUBS: AtomicUsize = AtomicUsize::new(0);
     let hub = format!("Runtime{}", HUBS.fetch_add(1, Ordering::SeqCst));
     let settings = [("AzureWebJobsStorage", azurite().connection_string())];

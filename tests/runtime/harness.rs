@@ -36,7 +36,12 @@ impl Harness {
         .await
     }
 
+    /// `options` with the app settings of the environment applied over them, as a worker applies
+    /// them: `DURABLE_INSTANCE_CACHE_INSTANCES=0` runs the suite with the instance cache off.
     pub async fn with_options(options: RuntimeOptions) -> Self {
+        let options = options
+            .with_env()
+            .expect("the DURABLE_* app settings in the environment are numbers");
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         ));
