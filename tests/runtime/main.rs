@@ -2,6 +2,7 @@
 //! duplicates absorbed, a fault before and after every storage call, several pumps or processes
 //! on one task hub, batched turns, the instance cache and the checkpoint interval.
 
+mod batching;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;
