@@ -3,6 +3,7 @@
 //! on one task hub, batched turns, the instance cache and the checkpoint interval.
 
 mod batching;
+mod cache;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;
