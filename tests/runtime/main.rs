@@ -10,6 +10,7 @@ mod harness;
 #[path = "../common/invariants.rs"]
 mod invariants;
 mod redelivery;
+mod two_processes;
 #[path = "../common/workflows.rs"]
 mod workflows;
 
