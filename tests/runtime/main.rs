@@ -4,6 +4,7 @@
 
 mod batching;
 mod cache;
+mod checkpoint;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;
