@@ -5,43 +5,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durable_engine::{ActivityContext, ActivityError, OrchestrationContext, Registry};
 use durable_runtime::RuntimeOptions;
-use durable_store::backend::ManualClock;
 
 use crate::harness::{FaultMode, Harness};
+use crate::slow_chain::{chain_registry, StepRuns, STEP_TIME};
 
 const STEPS: usize = 6;
-/// Each step takes this long on the manual clock.
-const STEP_TIME: Duration = Duration::from_secs(2);
+/// With steps of two seconds, those started at 0, 2 and 4 seconds run in the first turn; the
+/// fourth, at 6, goes to the work-item queue.
 const INTERVAL: Duration = Duration::from_secs(5);
-/// Steps started within the interval (at 0, 2 and 4 seconds) run in the first turn.
+/// The steps of the first turn, committed at its checkpoint.
 const BEFORE_CHECKPOINT: usize = 3;
-
-/// How many times each step ran.
-type Runs = Arc<Mutex<Vec<usize>>>;
-
-/// `Chain`: runs `Slow` for each step in sequence and returns the steps; `Slow` moves the clock.
-fn slow_registry(clock: Arc<ManualClock>, runs: Runs) -> Registry {
-    Registry::builder()
-        .orchestrator(
-            "Chain",
-            |ctx: OrchestrationContext, steps: usize| async move {
-                let mut done = Vec::new();
-                for step in 0..steps {
-                    done.push(ctx.call_activity::<usize>("Slow", &step).await?);
-                }
-                Ok(done)
-            },
-        )
-        .activity("Slow", move |_ctx: ActivityContext, step: usize| {
-            runs.lock().unwrap()[step] += 1;
-            clock.advance(STEP_TIME);
-            async move { Ok::<_, ActivityError>(step) }
-        })
-        .build()
-        .unwrap()
-}
 
 /// A run of `Chain`: how many times each step ran, the storage calls after the start (where a
 /// fault is counted from), and the turns committed.
@@ -69,9 +43,9 @@ async fn chain(fault: Option<(usize, FaultMode)>) -> Run {
         checkpoint_interval: INTERVAL,
         ..RuntimeOptions::default().with_env().unwrap()
     };
-    let runs: Runs = Arc::new(Mutex::new(vec![0; STEPS]));
+    let runs: StepRuns = Arc::new(Mutex::new(vec![0; STEPS]));
     let for_registry = runs.clone();
-    let h = Harness::build(options, move |clock| slow_registry(clock, for_registry)).await;
+    let h = Harness::build(options, move |clock| chain_registry(clock, for_registry)).await;
     h.runtime
         .start("Chain", Some("chain"), &STEPS)
         .await
@@ -98,6 +72,8 @@ async fn chain(fault: Option<(usize, FaultMode)>) -> Run {
 
 #[tokio::test]
 async fn a_long_turn_commits_at_the_checkpoint_and_queues_what_comes_next() {
+    let within = STEP_TIME * (BEFORE_CHECKPOINT as u32 - 1);
+    assert!(within < INTERVAL && INTERVAL <= STEP_TIME * BEFORE_CHECKPOINT as u32);
     let clean = chain(None).await;
     assert_eq!(clean.runs, [1; STEPS]);
     assert_eq!(

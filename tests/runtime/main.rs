@@ -11,6 +11,8 @@ mod harness;
 #[path = "../common/invariants.rs"]
 mod invariants;
 mod redelivery;
+#[path = "../common/slow_chain.rs"]
+mod slow_chain;
 mod two_processes;
 #[path = "../common/workflows.rs"]
 mod workflows;
