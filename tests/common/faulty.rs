@@ -83,6 +83,9 @@ impl<B: Backend> Faulty<B> {
             log.push(operation);
             self.calls.fetch_add(1, Ordering::SeqCst) + 1
         };
+        // Yields once, as a call over the network does, so whatever else the task runs (messages
+        // processed at once) gets to run meanwhile, even over the in-memory backend.
+        tokio::task::yield_now().await;
         let strike = number == self.fail_at.load(Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         if strike && mode == FaultMode::Before {
