@@ -1,5 +1,6 @@
-//! Test harness: a runtime over the in-memory backend (optionally behind a fault-injecting and
-//! call-counting decorator), a pump, a manual clock, and the workflows the tests run.
+//! Test harness: runtimes ("processes") over one in-memory task hub behind a fault-injecting,
+//! call-counting decorator, drives that process a message or a whole receive at a time, and a
+//! manual clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,7 +241,7 @@ impl Harness {
 
     /// How far the clock must move for the next hidden message to become visible.
     fn next_delivery(&self) -> Option<Duration> {
-        let now = durable_store::backend::Clock::now(self.clock.as_ref());
+        let now = Clock::now(self.clock.as_ref());
         self.backend
             .queues()
             .into_iter()
