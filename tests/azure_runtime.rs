@@ -1,6 +1,6 @@
-//! The runtime on the Azure backend against a real Azurite: orchestrations through the queues,
-//! a fault before and after every storage call followed by redelivery, and three concurrent
-//! pumps driving a few hundred orchestrations on one task hub.
+//! The runtime on the Azure backend against a real Azurite: orchestrations through the queues, a
+//! fault at every storage call (or every commit of batched turns) then redelivery, concurrent
+//! pumps and processes on one task hub, and a crash after a long turn's checkpoint.
 
 #[path = "common/azurite.rs"]
 mod azurite;
@@ -10,6 +10,8 @@ mod azurite;
 mod faulty;
 #[path = "common/invariants.rs"]
 mod invariants;
+#[path = "common/slow_chain.rs"]
+mod slow_chain;
 #[path = "common/workflows.rs"]
 mod workflows;
 
@@ -17,11 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use durable_engine::OrchestrationStatus;
+use durable_engine::{OrchestrationStatus, Registry};
 use durable_protocol::connection::StorageConnection;
 use durable_runtime::{Pump, Runtime, RuntimeOptions};
 use durable_store::azure::backend::AzureBackend;
-use durable_store::backend::{Backend, SystemClock};
+use durable_store::backend::{Backend, Clock, ManualClock, SystemClock};
 use durable_store::names::TaskHub;
 
 use faulty::{FaultMode, Faulty};
@@ -36,13 +38,39 @@ fn azurite() -> &'static azurite::Azurite {
     AZURITE.get_or_init(azurite::Azurite::start)
 }
 
+type AzureRuntime = Runtime<Faulty<AzureBackend>>;
+
 struct Setup {
     backend: Arc<Faulty<AzureBackend>>,
-    runtime: Arc<Runtime<Faulty<AzureBackend>>>,
+    runtime: Arc<AzureRuntime>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
 }
 
-/// A runtime on a task hub of its own, its resources created.
+impl Setup {
+    /// Another worker process on the task hub: same options, its own instance cache.
+    fn another_process(&self) -> Arc<AzureRuntime> {
+        Arc::new(Runtime::with_options(
+            self.backend.clone(),
+            self.registry.clone(),
+            self.clock.clone(),
+            self.runtime.options().clone(),
+        ))
+    }
+}
+
+/// A runtime on a task hub of its own, its resources created; the app settings of the
+/// environment apply over `options`, so `DURABLE_INSTANCE_CACHE_INSTANCES=0` turns the cache off.
 async fn setup(options: RuntimeOptions) -> Setup {
+    setup_with(options, registry(), Arc::new(SystemClock)).await
+}
+
+/// [`setup`] with `registry`, and `clock` as the runtime's (the backend keeps the system clock
+/// its queues run on).
+async fn setup_with(options: RuntimeOptions, registry: Registry, clock: Arc<dyn Clock>) -> Setup {
+    let options = options
+        .with_env()
+        .expect("the DURABLE_* app settings in the environment are numbers");
     static HUBS: AtomicUsize = AtomicUsize::new(0);
     let hub = format!("Runtime{}", HUBS.fetch_add(1, Ordering::SeqCst));
     let settings = [("AzureWebJobsStorage", azurite().connection_string())];
@@ -57,11 +85,16 @@ async fn setup(options: RuntimeOptions) -> Setup {
     backend.create_task_hub().await.unwrap();
     let runtime = Arc::new(Runtime::with_options(
         backend.clone(),
-        registry(),
-        Arc::new(SystemClock),
+        registry.clone(),
+        clock.clone(),
         options,
     ));
-    Setup { backend, runtime }
+    Setup {
+        backend,
+        runtime,
+        registry,
+        clock,
+    }
 }
 
 /// Fan-outs travel the work-item queue; single calls run in the turn: both activity paths.
@@ -86,23 +119,60 @@ async fn drive(setup: &Setup, instance_ids: &[String], limit: Duration) {
     let started = Instant::now();
     loop {
         pump.run_until_idle(100_000).await;
-        let mut statuses = Vec::new();
-        for id in instance_ids {
-            let summary = setup.backend.inner().read_summary(id).await.unwrap();
-            statuses.push(summary.map(|s| s.status));
-        }
-        if statuses
-            .iter()
-            .all(|s| s.is_some_and(OrchestrationStatus::is_terminal))
-        {
+        if ended(setup, instance_ids, started, limit).await {
             return;
         }
-        assert!(
-            started.elapsed() < limit,
-            "not finished after {limit:?}: {statuses:?}"
-        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// [`drive`] the way the Functions host runs a batch of queue triggers: every message of a
+/// receive processed at once, so those for one instance share turns.
+async fn drive_concurrently(setup: &Setup, instance_ids: &[String], limit: Duration) {
+    let started = Instant::now();
+    loop {
+        for queue in setup.backend.queues() {
+            let Ok(batch) = setup.backend.receive(queue, 32, VISIBILITY).await else {
+                continue;
+            };
+            let outcomes =
+                futures::future::join_all(batch.iter().map(|r| setup.runtime.process(&r.message)))
+                    .await;
+            for (received, outcome) in batch.iter().zip(outcomes) {
+                // A failed delete or abandon: the message reappears once its visibility lapses.
+                let _ = match outcome {
+                    Ok(_) => setup.backend.delete(&received.receipt).await,
+                    Err(_) => {
+                        setup
+                            .backend
+                            .abandon(&received.receipt, Duration::ZERO)
+                            .await
+                    }
+                };
+            }
+        }
+        if ended(setup, instance_ids, started, limit).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether every instance has ended; panics with their statuses once `limit` has passed.
+async fn ended(setup: &Setup, instance_ids: &[String], started: Instant, limit: Duration) -> bool {
+    let mut statuses = Vec::new();
+    for id in instance_ids {
+        let summary = setup.backend.inner().read_summary(id).await.unwrap();
+        statuses.push(summary.map(|s| s.status));
+    }
+    let ended = statuses
+        .iter()
+        .all(|s| s.is_some_and(OrchestrationStatus::is_terminal));
+    assert!(
+        ended || started.elapsed() < limit,
+        "not finished after {limit:?}: {statuses:?}"
+    );
+    ended
 }
 
 async fn output(setup: &Setup, instance_id: &str) -> (OrchestrationStatus, Option<String>) {
@@ -114,6 +184,23 @@ async fn output(setup: &Setup, instance_id: &str) -> (OrchestrationStatus, Optio
         .unwrap()
         .unwrap();
     (summary.status, summary.output)
+}
+
+/// The instance's history records nothing twice and its outbox was sent and cleared.
+async fn assert_settled(setup: &Setup, instance_id: &str, context: &str) {
+    let loaded = setup
+        .backend
+        .inner()
+        .load(instance_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_no_duplicates(&loaded.history);
+    assert!(
+        loaded.state.outbox.is_empty(),
+        "{context}: outbox left: {:?}",
+        loaded.state.outbox
+    );
 }
 
 #[tokio::test]
@@ -258,12 +345,7 @@ async fn run_with_fault(call: usize, mode: FaultMode) {
         ),
         "fault at call {call} ({mode:?})"
     );
-    let loaded = setup.backend.inner().load(&id).await.unwrap().unwrap();
-    assert_no_duplicates(&loaded.history);
-    assert!(
-        loaded.state.outbox.is_empty(),
-        "fault at call {call} ({mode:?}): outbox left"
-    );
+    assert_settled(&setup, &id, &format!("fault at call {call} ({mode:?})")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,4 +392,137 @@ async fn three_pumps_drive_a_few_hundred_orchestrations_on_one_task_hub() {
             .history;
         assert_no_duplicates(&history);
     }
+}
+
+const GATHERED: &str = "\"6 from 3 parts, 3 greetings\"";
+
+/// Starts `Gather` and raises its three parts at once, so they arrive together, and so do the
+/// results of its fan-out.
+async fn start_gather(setup: &Setup, instance_id: &str) -> String {
+    let id = setup
+        .runtime
+        .start("Gather", Some(instance_id), &3u32)
+        .await
+        .unwrap();
+    for part in 1..=3u32 {
+        setup.runtime.raise_event(&id, "Part", &part).await.unwrap();
+    }
+    id
+}
+
+/// The in-memory suite faults every call of batched turns; here, each call that was a commit in
+/// the clean run (with messages processed at once, a faulty run's call of that number may be a
+/// neighbour of it).
+#[tokio::test]
+async fn a_fault_at_a_commit_of_batched_turns_against_azurite_loses_nothing() {
+    let clean = setup(mixed_paths()).await;
+    let id = start_gather(&clean, "batched").await;
+    let from = clean.backend.calls();
+    drive_concurrently(&clean, std::slice::from_ref(&id), Duration::from_secs(30)).await;
+    assert_eq!(
+        output(&clean, &id).await,
+        (OrchestrationStatus::Completed, Some(GATHERED.to_string()))
+    );
+    let runs: Vec<(usize, FaultMode)> = clean
+        .backend
+        .operations_since(from)
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| **op == "commit")
+        .flat_map(|(i, _)| [(i + 1, FaultMode::Before), (i + 1, FaultMode::After)])
+        .collect();
+    for chunk in runs.chunks(8) {
+        futures::future::join_all(
+            chunk
+                .iter()
+                .map(|&(call, mode)| batched_with_fault(call, mode)),
+        )
+        .await;
+    }
+}
+
+async fn batched_with_fault(call: usize, mode: FaultMode) {
+    let setup = setup(mixed_paths()).await;
+    let id = start_gather(&setup, "batched").await;
+    setup.backend.fail_call(call, mode);
+    drive_concurrently(&setup, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    let context = format!("fault at call {call} ({mode:?})");
+    assert_eq!(
+        output(&setup, &id).await,
+        (OrchestrationStatus::Completed, Some(GATHERED.to_string())),
+        "{context}"
+    );
+    assert_settled(&setup, &id, &context).await;
+}
+
+/// Two processes, each with its own instance cache, pump one task hub: the messages of one
+/// instance land in both, so each often starts a turn from a copy the other has moved on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_with_their_own_caches_complete_every_instance() {
+    let setup = setup(mixed_paths()).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(start_gather(&setup, &format!("shared-{i}")).await);
+    }
+    let pumps: Vec<_> = [setup.runtime.clone(), setup.another_process()]
+        .into_iter()
+        .map(|runtime| {
+            let pump = Pump::new(runtime, Duration::from_secs(30), Duration::ZERO);
+            tokio::spawn(async move { pump.run_until_idle(1_000_000).await })
+        })
+        .collect();
+    for pump in pumps {
+        pump.await.unwrap();
+    }
+    drive(&setup, &ids, Duration::from_secs(120)).await;
+    for id in &ids {
+        assert_eq!(
+            output(&setup, id).await,
+            (OrchestrationStatus::Completed, Some(GATHERED.to_string())),
+            "{id}"
+        );
+        assert_settled(&setup, id, id).await;
+    }
+}
+
+/// `Chain` with the runtime on a manual clock its steps move (the queues keep real time), a
+/// fault at `fault` (counted from after the start); returns each step's runs and the calls.
+async fn chain(fault: Option<(usize, FaultMode)>) -> (Vec<usize>, Vec<&'static str>) {
+    const STEPS: usize = 6;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let runs: slow_chain::StepRuns = Arc::new(std::sync::Mutex::new(vec![0; STEPS]));
+    let options = RuntimeOptions {
+        // Steps at 0, 2 and 4 seconds run in the start's turn; the checkpoint commits them.
+        checkpoint_interval: slow_chain::STEP_TIME * 5 / 2,
+        ..RuntimeOptions::default()
+    };
+    let registry = slow_chain::chain_registry(clock.clone(), runs.clone());
+    let setup = setup_with(options, registry, clock).await;
+    let id = setup.runtime.start("Chain", None, &STEPS).await.unwrap();
+    let from = setup.backend.calls();
+    if let Some((call, mode)) = fault {
+        setup.backend.fail_call(call, mode);
+    }
+    drive(&setup, std::slice::from_ref(&id), Duration::from_secs(30)).await;
+    assert_eq!(
+        output(&setup, &id).await,
+        (
+            OrchestrationStatus::Completed,
+            Some("[0,1,2,3,4,5]".to_string())
+        ),
+        "{fault:?}"
+    );
+    assert_settled(&setup, &id, &format!("{fault:?}")).await;
+    let runs = runs.lock().unwrap().clone();
+    (runs, setup.backend.operations_since(from))
+}
+
+#[tokio::test]
+async fn a_crash_right_after_a_checkpoint_commit_against_azurite_reruns_only_later_steps() {
+    let (runs, operations) = chain(None).await;
+    assert_eq!(runs, [1; 6]);
+    let commit = operations.iter().position(|op| *op == "commit").unwrap() + 1;
+    let (runs, _) = chain(Some((commit + 1, FaultMode::Before))).await;
+    assert_eq!(runs[..3], [1; 3], "committed at the checkpoint: {runs:?}");
+    assert!(runs[3..].iter().all(|&n| n >= 1), "{runs:?}");
 }

@@ -29,6 +29,8 @@ pub struct Faulty<B> {
     fail_at: AtomicUsize,
     mode: Mutex<FaultMode>,
     counts: Mutex<std::collections::BTreeMap<&'static str, usize>>,
+    /// Every call's operation, in order: where a fault lands relative to a given call.
+    log: Mutex<Vec<&'static str>>,
 }
 
 impl<B: Backend> Faulty<B> {
@@ -39,6 +41,7 @@ impl<B: Backend> Faulty<B> {
             fail_at: AtomicUsize::new(0),
             mode: Mutex::new(FaultMode::Before),
             counts: Mutex::new(Default::default()),
+            log: Mutex::new(Vec::new()),
         }
     }
 
@@ -61,13 +64,28 @@ impl<B: Backend> Faulty<B> {
         self.counts.lock().unwrap().clone()
     }
 
+    /// The operations of the calls numbered `from + 1` onwards, in order (`from` as
+    /// [`Faulty::calls`] returned it): entry `i` is what [`Faulty::fail_call`] with `i + 1`
+    /// strikes.
+    pub fn operations_since(&self, from: usize) -> Vec<&'static str> {
+        self.log.lock().unwrap()[from..].to_vec()
+    }
+
     async fn call<T>(
         &self,
         operation: &'static str,
         run: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         *self.counts.lock().unwrap().entry(operation).or_default() += 1;
-        let number = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        // Numbered under the log's lock, so entry `number - 1` is this call's.
+        let number = {
+            let mut log = self.log.lock().unwrap();
+            log.push(operation);
+            self.calls.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        // Yields once, as a call over the network does, so whatever else the task runs (messages
+        // processed at once) gets to run meanwhile, even over the in-memory backend.
+        tokio::task::yield_now().await;
         let strike = number == self.fail_at.load(Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         if strike && mode == FaultMode::Before {

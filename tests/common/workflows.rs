@@ -54,6 +54,25 @@ async fn greet_all(ctx: &OrchestrationContext, n: u32) -> Result<u32, Orchestrat
     Ok(n)
 }
 
+/// Greets `n` people at once; with queued activities their results arrive together.
+async fn greet_many(ctx: OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
+    greet_all(&ctx, n).await
+}
+
+/// Adds up `n` "Part" events, greeting after each, then greets `n` people at once: events that
+/// arrive together, and a fan-out's results, are what a turn takes in one batch.
+async fn gather(ctx: OrchestrationContext, n: u32) -> Result<String, OrchestrationError> {
+    let mut sum = 0;
+    for _ in 0..n {
+        let part: u32 = ctx.wait_for_external_event("Part").await?;
+        ctx.call_activity::<String>("SayHello", &part.to_string())
+            .await?;
+        sum += part;
+    }
+    let count = greet_all(&ctx, n).await?;
+    Ok(format!("{sum} from {n} parts, {count} greetings"))
+}
+
 /// Counts to `n` with one execution per step.
 async fn counter(ctx: OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
     let doubled: String = ctx.call_activity("SayHello", &n.to_string()).await?;
@@ -149,6 +168,8 @@ pub fn registry() -> Registry {
         .orchestrator("LongNap", long_nap)
         .orchestrator("HelloSequence", hello_sequence)
         .orchestrator("Mixed", mixed)
+        .orchestrator("GreetMany", greet_many)
+        .orchestrator("Gather", gather)
         .orchestrator("Counter", counter)
         .activity("SayHello", say_hello)
         .build()

@@ -9,6 +9,7 @@ mod continue_as_new;
 mod events;
 #[path = "../common/failure_details.rs"]
 mod failure_details;
+mod history_cap;
 mod lifecycle;
 mod retry;
 mod same_turn_races;

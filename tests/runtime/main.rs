@@ -1,13 +1,19 @@
-//! Runtime tests over the in-memory backend: orchestrations driven through queues by a pump,
-//! duplicates absorbed, a fault injected before and after every storage call, and several
-//! pumps working one task hub at once.
+//! Runtime tests over the in-memory backend: orchestrations driven through queues by pumps,
+//! duplicates absorbed, a fault before and after every storage call, several pumps or processes
+//! on one task hub, batched turns, the instance cache and the checkpoint interval.
 
+mod batching;
+mod cache;
+mod checkpoint;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;
 #[path = "../common/invariants.rs"]
 mod invariants;
 mod redelivery;
+#[path = "../common/slow_chain.rs"]
+mod slow_chain;
+mod two_processes;
 #[path = "../common/workflows.rs"]
 mod workflows;
 
@@ -264,13 +270,8 @@ async fn run_with_fault(queued: bool, call: usize, mode: FaultMode) {
         Some("\"3 greetings, go, child said 5\""),
         "fault at call {call} ({mode:?})"
     );
-    assert_no_duplicates(&h.history(&id).await);
-    for queue in h.backend.queues() {
-        assert!(
-            h.backend.inner().queued(queue).is_empty(),
-            "fault at call {call} ({mode:?}): messages left on {queue:?}"
-        );
-    }
+    h.assert_settled(&id, &format!("fault at call {call} ({mode:?})"))
+        .await;
 }
 
 /// A client operation that fails at any of its storage calls and is retried, as a caller
@@ -442,6 +443,9 @@ async fn fault_at_every_call(queued: bool) {
         total > 20,
         "the scenario exercises many storage calls ({total})"
     );
+    // The cache mode comes from the environment; the suite exercises whichever it is.
+    let cache_on = clean.runtime.options().instance_cache.max_instances > 0;
+    assert_eq!(clean.runtime.cached_instances() > 0, cache_on);
     for call in 1..=total {
         for mode in [FaultMode::Before, FaultMode::After] {
             run_with_fault(queued, call, mode).await;
