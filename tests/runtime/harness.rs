@@ -197,6 +197,7 @@ impl Harness {
         data: &(impl Serialize + ?Sized),
     ) {
         let message = Message {
+            more_calls: Vec::new(),
             id: IdSource::random().next_id(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),

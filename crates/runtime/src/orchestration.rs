@@ -51,6 +51,9 @@ enum Plan {
     Apply,
     /// Nothing to apply; `notice` (if any) tells a parent that its child was not started.
     Drop(&'static str, Option<Box<Message>>),
+    /// A copy of a message, or a completion of a task, that an earlier message of the same
+    /// batch brings: dropped whatever the instance's state.
+    Repeat(&'static str),
     /// Re-send it later: the instance's start has not been processed yet.
     Defer,
     /// A hop of a timer longer than the queue's delay limit, still awaited: send the next hop.
@@ -265,6 +268,7 @@ impl<B: Backend> Runtime<B> {
                     dropped = true;
                     Disposition::Dropped(reason)
                 }
+                Plan::Repeat(reason) => Disposition::Dropped(reason),
                 Plan::Defer => {
                     // Back off as the wait grows: a start usually follows within a second.
                     let waited = (now - message.event.timestamp).max(DEFER_DELAY);
@@ -310,10 +314,10 @@ impl<B: Backend> Runtime<B> {
             let mut plan = self.plan(message, known, now).await?;
             if matches!(plan, Plan::Apply) {
                 if !ids.insert(message.id.as_str()) {
-                    plan = Plan::Drop("duplicate message", None);
+                    plan = Plan::Repeat("duplicate message");
                 } else if let Some(task_id) = message.event.kind.completed_task_id() {
                     if !tasks.insert(task_id) {
-                        plan = Plan::Drop("task already completed", None);
+                        plan = Plan::Repeat("task already completed");
                     }
                 }
             }
