@@ -143,7 +143,7 @@ async fn an_instance_whose_history_passes_the_cache_event_budget_is_not_kept() {
     let counters = Arc::new(Counters::default());
     let cache = InstanceCacheOptions {
         max_instances: 100,
-        max_history_events: BUDGET,
+        max_events: BUDGET,
     };
     let h = harness(cache, &counters).await;
     h.runtime

@@ -91,6 +91,9 @@ pub enum RuntimeError {
     SessionLost,
     #[error("{0}")]
     Engine(String),
+    /// A turn was asked of an execution that has ended (a cached copy said it still ran).
+    #[error("instance '{0}' has ended; no turn of it can run")]
+    NoTurn(String),
 }
 
 /// How the runtime trades storage round-trips against spreading work, and where its ids come from.
@@ -177,7 +180,7 @@ impl<B: Backend> Runtime<B> {
         &self.backend
     }
 
-    /// Orchestration turns this runtime has committed: one per control message the engine ran
+    /// Orchestration turns this runtime has committed: one per batch of messages the engine ran
     /// for (a continue-as-new's next execution and in-process activities stay in that turn).
     /// Tests and benchmarks count them; a retried conflict is not counted twice.
     pub fn turns_executed(&self) -> u64 {

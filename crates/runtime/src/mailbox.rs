@@ -46,6 +46,7 @@ impl<T> Default for Mailboxes<T> {
 /// A posted message's claim: either its outcome arrives (another caller processed it), or its
 /// holder gets the instance's turn and processes everything waiting, its own message included.
 pub(crate) struct Ticket<T> {
+    message_id: String,
     inbox: Arc<Inbox<T>>,
     outcome: oneshot::Receiver<T>,
 }
@@ -76,6 +77,7 @@ impl<T> Mailboxes<T> {
     /// Queues `message` for its instance; the ticket waits for its turn or its outcome.
     pub fn post(&self, message: Message) -> Ticket<T> {
         let (reply, outcome) = oneshot::channel();
+        let message_id = message.id.clone();
         let inbox = {
             let mut inboxes = self.inboxes.lock().unwrap_or_else(|p| p.into_inner());
             if inboxes.len() >= SWEEP_AT {
@@ -99,11 +101,19 @@ impl<T> Mailboxes<T> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Posted { message, reply });
-        Ticket { inbox, outcome }
+        Ticket {
+            message_id,
+            inbox,
+            outcome,
+        }
     }
 }
 
 impl<T> Ticket<T> {
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
     /// Waits for the instance's turn. A caller cancelled while holding it drops its batch, whose
     /// posters then see `Settled(None)`; messages it had not taken stay queued for the next
     /// holder.

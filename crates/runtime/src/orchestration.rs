@@ -1,6 +1,7 @@
-//! Processing one control message: load, recover an unsent outbox, de-duplicate, run the engine
-//! turn, commit under the instance's version, then send and clear the outbox and update the
-//! summary (ARCHITECTURE.md, "A turn, crash by crash").
+//! Processing control messages: the messages waiting for one instance as one batch, the
+//! instance from the cache or the store (with an unsent outbox recovered), de-duplication, the
+//! turn in an engine thread, the commit under the instance's version, then outbox and summary.
+//! ARCHITECTURE.md, "A turn, crash by crash" and "The instance cache and batched turns".
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -81,8 +82,8 @@ impl<B: Backend> Runtime<B> {
         self.redeem(ticket, known_absent).await
     }
 
-    /// Processes control messages for one instance together: all are posted before any claims
-    /// the instance's turn, so one turn takes them all.
+    /// Processes control messages for one instance together: all are posted before any is
+    /// claimed, so one turn usually takes them all (another caller's turn may take some).
     pub(crate) async fn process_controls(
         &self,
         messages: &[Message],
@@ -100,6 +101,7 @@ impl<B: Backend> Runtime<B> {
         ticket: Ticket<Shared>,
         known_absent: bool,
     ) -> Result<Disposition, RuntimeError> {
+        let own_id = ticket.message_id().to_string();
         match ticket.claim().await {
             Claim::Settled(Some(outcome)) => unshare(outcome),
             Claim::Settled(None) => Err(RuntimeError::Abandoned),
@@ -107,7 +109,9 @@ impl<B: Backend> Runtime<B> {
                 let outcomes = {
                     let messages: Vec<&Message> =
                         batch.iter().map(|posted| &posted.message).collect();
-                    let assume_absent = known_absent && messages.len() == 1;
+                    // Only the caller's own start is known to be of a new id.
+                    let assume_absent =
+                        known_absent && matches!(messages.as_slice(), [only] if only.id == own_id);
                     self.process_batch(&messages, assume_absent).await
                 };
                 for (posted, outcome) in batch.into_iter().zip(outcomes) {
@@ -454,6 +458,7 @@ impl<B: Backend> Runtime<B> {
             }
         };
         let summary_before = work.state.summary();
+        let taken = (work.state.revision, work.state.execution_id.clone());
         let mut new_events: Vec<HistoryEvent> =
             std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
                 .chain(messages.iter().map(|message| message.event.clone()))
@@ -472,7 +477,10 @@ impl<B: Backend> Runtime<B> {
                 .step(&mut work.code, std::mem::take(&mut new_events))
                 .await?;
             let cap = self.options.max_history_events;
-            if work.history_len + stored.len() + turn.history_delta.len() > cap {
+            let still_running =
+                matches!(turn.outcome, TurnOutcome::Running | TurnOutcome::Suspended);
+            // An execution that is ending (completing, continuing as new) is let through.
+            if still_running && work.history_len + stored.len() + turn.history_delta.len() > cap {
                 session.close();
                 work.code = Code::Ended;
                 turn = history_too_large(turn, new_count, cap, now);
@@ -531,6 +539,12 @@ impl<B: Backend> Runtime<B> {
             work.state.custom_status = turn.custom_status;
             work.state.status = turn.outcome.status();
             work.state.updated_at = now;
+            if run_inline && !work.verified {
+                // A cached copy may be stale, and its commit would fail only after the
+                // activities ran: make sure it is current before running them.
+                self.confirm_current(&instance_id, &taken).await?;
+                work.verified = true;
+            }
             if run_inline {
                 // Run the turn's activities here and feed their results straight back: no
                 // queue round-trip, one commit. A crash before the commit re-runs them, which
@@ -633,6 +647,22 @@ impl<B: Backend> Runtime<B> {
         session.keep();
         *known = Some(work);
         Ok(())
+    }
+
+    /// Fails with a conflict unless the stored instance is still at `taken` (revision, execution
+    /// id): every commit raises the revision, and a recreated instance has a new execution id.
+    async fn confirm_current(
+        &self,
+        instance_id: &str,
+        taken: &(u64, String),
+    ) -> Result<(), RuntimeError> {
+        let stored = self.backend.read_state(instance_id).await?;
+        match stored {
+            Some(state) if (state.revision, &state.execution_id) == (taken.0, &taken.1) => Ok(()),
+            _ => Err(RuntimeError::Store(StoreError::Conflict(format!(
+                "instance '{instance_id}' changed since this process cached it"
+            )))),
+        }
     }
 
     /// Commits the turn's events and state (with its outbox) under `expected`, then sends and
@@ -740,12 +770,7 @@ impl LiveSession<'_> {
                 self.token = Some(token);
                 (token, turn)
             }
-            Code::Ended => {
-                return Err(RuntimeError::Engine(format!(
-                    "instance '{}' has ended; no turn of it can run",
-                    self.instance_id
-                )))
-            }
+            Code::Ended => return Err(RuntimeError::NoTurn(self.instance_id.to_string())),
         };
         if matches!(turn.outcome, TurnOutcome::Running | TurnOutcome::Suspended) {
             *code = Code::Live(token);

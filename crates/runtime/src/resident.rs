@@ -17,15 +17,15 @@ pub struct InstanceCacheOptions {
     /// At most this many instances; 0 turns the cache off (every message loads and replays).
     pub max_instances: usize,
     /// At most this many history events across the instances held, the measure of their
-    /// memory (ARCHITECTURE.md, "The instance cache").
-    pub max_history_events: usize,
+    /// memory (ARCHITECTURE.md, "The instance cache and batched turns").
+    pub max_events: usize,
 }
 
 impl Default for InstanceCacheOptions {
     fn default() -> Self {
         Self {
             max_instances: 1_000,
-            max_history_events: 100_000,
+            max_events: 100_000,
         }
     }
 }
@@ -33,7 +33,7 @@ impl Default for InstanceCacheOptions {
 impl InstanceCacheOptions {
     pub const OFF: Self = Self {
         max_instances: 0,
-        max_history_events: 0,
+        max_events: 0,
     };
 }
 
@@ -210,8 +210,7 @@ impl ResidentCache {
     /// Keeps `known` as the most recently used; returns what no longer fits (it may be `known`
     /// itself), whose sessions the caller closes.
     pub fn put(&self, known: Known) -> Vec<(String, Known)> {
-        let fits =
-            self.options.max_instances > 0 && known.history_len <= self.options.max_history_events;
+        let fits = self.options.max_instances > 0 && known.history_len <= self.options.max_events;
         if !fits {
             return vec![(known.state.instance_id.clone(), known)];
         }
@@ -223,7 +222,7 @@ impl ResidentCache {
             evicted.push((replaced.state.instance_id.clone(), replaced));
         }
         while inner.instances.len() > self.options.max_instances
-            || inner.events > self.options.max_history_events
+            || inner.events > self.options.max_events
         {
             let Some((id, old)) = inner.instances.pop_lru() else {
                 break;

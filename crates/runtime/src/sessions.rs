@@ -3,6 +3,7 @@
 //! thread, chosen by its instance id, and the async runtime talks to it over channels.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
@@ -41,6 +42,16 @@ enum Work {
         instance_id: String,
         token: Token,
     },
+}
+
+impl Work {
+    fn instance_id(&self) -> &str {
+        match self {
+            Self::Open { instance_id, .. }
+            | Self::Next { instance_id, .. }
+            | Self::Close { instance_id, .. } => instance_id,
+        }
+    }
 }
 
 pub(crate) struct Sessions {
@@ -124,11 +135,7 @@ impl Sessions {
     }
 
     fn send(&self, work: Work) -> Result<(), RuntimeError> {
-        let instance_id = match &work {
-            Work::Open { instance_id, .. }
-            | Work::Next { instance_id, .. }
-            | Work::Close { instance_id, .. } => instance_id,
-        };
+        let instance_id = work.instance_id();
         if self.shards.is_empty() {
             let reason = self.not_started.as_deref().unwrap_or("no engine thread");
             return Err(RuntimeError::Engine(reason.to_string()));
@@ -143,7 +150,7 @@ impl Sessions {
 }
 
 fn stopped() -> RuntimeError {
-    RuntimeError::Engine("an engine thread stopped".to_string())
+    RuntimeError::Engine("the engine failed on this turn, or its thread stopped".to_string())
 }
 
 /// FNV-1a: stable and cheap; the distribution only needs to spread instances over threads.
@@ -160,49 +167,60 @@ fn serve(registry: &Registry, jobs: &mpsc::Receiver<Job>) {
     let mut live: HashMap<String, (Token, Session)> = HashMap::new();
     while let Ok(Job { context, work }) = jobs.recv() {
         let _context = context.as_ref().map(tokio::runtime::Handle::enter);
-        match work {
-            Work::Open {
-                instance_id,
-                token,
-                past,
-                new,
-                reply,
-            } => {
-                live.remove(&instance_id);
-                let opened = Session::open(registry, &instance_id, &past, &new);
-                let turn = opened.map(|(session, turn)| {
-                    if session.is_open() {
-                        live.insert(instance_id, (token, session));
-                    }
-                    turn
-                });
-                let _ = reply.send(turn);
-            }
-            Work::Next {
-                instance_id,
-                token,
-                new,
-                reply,
-            } => {
-                let turn = match live.get_mut(&instance_id) {
-                    Some((live_token, session)) if *live_token == token => {
-                        let turn = session.next_turn(&new);
-                        if turn.is_err() || !session.is_open() {
-                            live.remove(&instance_id);
-                        }
-                        Some(turn)
-                    }
-                    _ => None,
-                };
-                let _ = reply.send(turn);
-            }
-            Work::Close { instance_id, token } => {
-                if live
-                    .get(&instance_id)
-                    .is_some_and(|(live, _)| *live == token)
-                {
-                    live.remove(&instance_id);
+        let instance_id = work.instance_id().to_string();
+        // The executor turns a panic of orchestration code into a failed instance; one that
+        // still escapes is the engine's own. The job's reply is dropped (its caller reports the
+        // failure and retries), the instance's session may be half-way through a turn and is
+        // dropped, and the thread goes on serving every other instance.
+        if catch_unwind(AssertUnwindSafe(|| run(registry, &mut live, work))).is_err() {
+            live.remove(&instance_id);
+        }
+    }
+}
+
+fn run(registry: &Registry, live: &mut HashMap<String, (Token, Session)>, work: Work) {
+    match work {
+        Work::Open {
+            instance_id,
+            token,
+            past,
+            new,
+            reply,
+        } => {
+            live.remove(&instance_id);
+            let opened = Session::open(registry, &instance_id, &past, &new);
+            let turn = opened.map(|(session, turn)| {
+                if session.is_open() {
+                    live.insert(instance_id, (token, session));
                 }
+                turn
+            });
+            let _ = reply.send(turn);
+        }
+        Work::Next {
+            instance_id,
+            token,
+            new,
+            reply,
+        } => {
+            let turn = match live.get_mut(&instance_id) {
+                Some((live_token, session)) if *live_token == token => {
+                    let turn = session.next_turn(&new);
+                    if turn.is_err() || !session.is_open() {
+                        live.remove(&instance_id);
+                    }
+                    Some(turn)
+                }
+                _ => None,
+            };
+            let _ = reply.send(turn);
+        }
+        Work::Close { instance_id, token } => {
+            if live
+                .get(&instance_id)
+                .is_some_and(|(live, _)| *live == token)
+            {
+                live.remove(&instance_id);
             }
         }
     }

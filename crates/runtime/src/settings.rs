@@ -16,7 +16,7 @@ pub const CHECKPOINT_INTERVAL_MS: &str = "DURABLE_CHECKPOINT_INTERVAL_MS";
 pub const MAX_HISTORY_EVENTS: &str = "DURABLE_MAX_HISTORY_EVENTS";
 
 #[derive(Debug, thiserror::Error)]
-#[error("app setting {name} is '{value}'; it must be a whole number (0 or more)")]
+#[error("app setting {name} is '{value}'; it must be a whole number (0 or more; at least 1 for {MAX_HISTORY_EVENTS})")]
 pub struct SettingsError {
     pub name: &'static str,
     pub value: String,
@@ -42,13 +42,21 @@ impl RuntimeOptions {
             self.instance_cache.max_instances = instances;
         }
         if let Some(events) = number(INSTANCE_CACHE_EVENTS)? {
-            self.instance_cache.max_history_events = events;
+            self.instance_cache.max_events = events;
         }
         if let Some(ms) = number(CHECKPOINT_INTERVAL_MS)? {
             self.checkpoint_interval = Duration::from_millis(ms as u64);
         }
-        if let Some(events) = number(MAX_HISTORY_EVENTS)? {
-            self.max_history_events = events;
+        match number(MAX_HISTORY_EVENTS)? {
+            // No execution can hold zero events: the setting is a mistake, not "no history".
+            Some(0) => {
+                return Err(SettingsError {
+                    name: MAX_HISTORY_EVENTS,
+                    value: "0".to_string(),
+                })
+            }
+            Some(events) => self.max_history_events = events,
+            None => {}
         }
         Ok(self)
     }
@@ -76,8 +84,8 @@ mod tests {
             .unwrap();
         assert_eq!(options.instance_cache.max_instances, 0);
         assert_eq!(
-            options.instance_cache.max_history_events,
-            RuntimeOptions::default().instance_cache.max_history_events
+            options.instance_cache.max_events,
+            RuntimeOptions::default().instance_cache.max_events
         );
         assert_eq!(options.checkpoint_interval, Duration::from_millis(1500));
         assert_eq!(options.max_history_events, 500);
@@ -87,5 +95,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.name, INSTANCE_CACHE_EVENTS);
         assert!(error.to_string().contains("'lots'"), "{error}");
+
+        let error = RuntimeOptions::default()
+            .with_settings(|name| (name == MAX_HISTORY_EVENTS).then(|| "0".to_string()))
+            .unwrap_err();
+        assert_eq!(error.name, MAX_HISTORY_EVENTS);
     }
 }

@@ -114,7 +114,8 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::Abandoned
             | RuntimeError::Batch(_)
             | RuntimeError::SessionLost
-            | RuntimeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | RuntimeError::Engine(_)
+            | RuntimeError::NoTurn(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!("API request failed: {error}");
