@@ -204,3 +204,42 @@ async fn a_work_item_a_rewind_sent_again_is_not_dropped_by_a_copy_from_before_th
     );
     h.assert_settled("f", "rewound").await;
 }
+
+/// Each "Part" event is followed by a greeting run in-process; the registry counts greetings.
+fn counting_registry(greetings: Arc<AtomicUsize>) -> Registry {
+    Registry::builder()
+        .orchestrator("Parts", |ctx: OrchestrationContext, n: u32| async move {
+            for _ in 0..n {
+                ctx.wait_for_external_event::<u32>("Part").await?;
+                ctx.call_activity::<()>("Greet", &()).await?;
+            }
+            Ok(())
+        })
+        .activity("Greet", move |_ctx: ActivityContext, (): ()| {
+            greetings.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, ActivityError>(()) }
+        })
+        .build()
+        .unwrap()
+}
+
+/// A's cached copy is stale once B has applied a part; A's next part schedules a greeting to
+/// run in-process. Run from the stale copy, the greeting would run before A's commit failed,
+/// and again after the reload: A confirms its copy first, so each part greets once.
+#[tokio::test]
+async fn a_stale_copy_does_not_run_activities_in_process_before_its_commit_fails() {
+    let greetings = Arc::new(AtomicUsize::new(0));
+    let options = RuntimeOptions::default().with_env().unwrap();
+    let registry = counting_registry(greetings.clone());
+    let h = Harness::build(options, move |_| registry.clone()).await;
+    let (a, b) = (h.runtime.clone(), h.another_process());
+    a.start("Parts", Some("p"), &3u32).await.unwrap();
+    h.drive_on(&a, 10).await;
+    for (part, process) in [(1u32, &a), (2, &b), (3, &a)] {
+        h.raise_unfaulted("p", "Part", &part).await;
+        h.drive_on(process, 10).await;
+    }
+    assert_eq!(h.summary("p").await.status, OrchestrationStatus::Completed);
+    assert_eq!(greetings.load(Ordering::SeqCst), 3, "one greeting per part");
+    h.assert_settled("p", "parts").await;
+}
