@@ -698,18 +698,13 @@ impl<B: Backend> Runtime<B> {
 
     /// Sends an outbox left by a turn that committed but may have crashed before sending.
     async fn flush_outbox(&self, instance: LoadedInstance) -> Result<LoadedInstance, RuntimeError> {
-        let LoadedInstance {
-            state,
-            history,
-            message_ids,
-            version,
-        } = instance;
-        let (state, version) = self.send_and_clear(state, version).await?;
+        let (state, version) = self
+            .send_and_clear(instance.state, instance.version)
+            .await?;
         Ok(LoadedInstance {
             state,
-            history,
-            message_ids,
             version,
+            ..instance
         })
     }
 

@@ -7,9 +7,35 @@ mod foreign_await;
 mod session;
 mod states;
 
+use std::cell::Cell;
+
 use crate::{execute, FailureDetails, HistoryBuilder, HistoryEvent, Registry, Turn, TurnOutcome};
 
 const ID: &str = "instance-1";
+
+thread_local! {
+    /// How many `CountsDrop` guards this test thread dropped; the engine runs on the test's
+    /// thread.
+    static DROPS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts its drops in [`DROPS`]: tells whether the engine dropped the code.
+struct CountsDrop;
+
+impl Drop for CountsDrop {
+    fn drop(&mut self) {
+        DROPS.with(|drops| drops.set(drops.get() + 1));
+    }
+}
+
+/// User drop code that panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("guard dropped");
+    }
+}
 
 /// The opening of every history: the turn's clock, then the start of `name`.
 fn started(name: &str) -> HistoryBuilder {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{failure, json, started, ID};
+use super::{failure, json, started, CountsDrop, PanicsOnDrop, DROPS, ID};
 use crate::{
     completions, execute, join_all, ExecuteError, HistoryBuilder, HistoryEvent,
     OrchestrationContext, OrchestrationError, Registry, Session, Turn, TurnOutcome,
@@ -18,24 +18,6 @@ const MINUTE: Duration = Duration::from_secs(60);
 thread_local! {
     /// How many times this test thread started an orchestrator that counts its starts.
     static STARTS: Cell<u32> = const { Cell::new(0) };
-    /// How many `CountsDrop` guards this test thread dropped.
-    static DROPS: Cell<u32> = const { Cell::new(0) };
-}
-
-struct CountsDrop;
-
-impl Drop for CountsDrop {
-    fn drop(&mut self) {
-        DROPS.with(|drops| drops.set(drops.get() + 1));
-    }
-}
-
-struct PanicsOnDrop;
-
-impl Drop for PanicsOnDrop {
-    fn drop(&mut self) {
-        panic!("guard dropped");
-    }
 }
 
 fn registry() -> Registry {

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use super::{failure, json, started, turn, ID};
+use super::{failure, json, started, turn, CountsDrop, PanicsOnDrop, DROPS, ID};
 use crate::{
     execute, select2, Action, Either, EventKind, ExecuteError, FailureDetails, HistoryBuilder,
     HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
@@ -13,27 +13,6 @@ use crate::{
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-thread_local! {
-    /// How many `CountsDrop` guards this test thread dropped; `execute` runs on the test's thread.
-    static DROPS: Cell<u32> = const { Cell::new(0) };
-}
-
-struct CountsDrop;
-
-impl Drop for CountsDrop {
-    fn drop(&mut self) {
-        DROPS.with(|drops| drops.set(drops.get() + 1));
-    }
-}
-
-struct PanicsOnDrop;
-
-impl Drop for PanicsOnDrop {
-    fn drop(&mut self) {
-        panic!("guard dropped");
-    }
-}
 
 fn registry() -> Registry {
     Registry::builder()
