@@ -434,6 +434,10 @@ impl<B: Backend> Runtime<B> {
         let instance_id = messages[0].destination.instance_id().to_string();
         let previous = known.take();
         let mut expected = previous.as_ref().map(|p| p.version.clone());
+        // What a copy from the cache must still match in storage before activities run here.
+        let taken = previous
+            .as_ref()
+            .map(|p| (p.state.revision, p.state.execution_id.clone()));
         let mut session = LiveSession {
             sessions: &self.sessions,
             instance_id: &instance_id,
@@ -454,11 +458,13 @@ impl<B: Backend> Runtime<B> {
                     remember_execution(&mut state, &previous.state, ids);
                 }
                 session.close();
-                Known::new_execution(state, previous.map(|p| p.version))
+                let verified = previous.as_ref().is_none_or(|p| p.verified);
+                let mut fresh = Known::new_execution(state, previous.map(|p| p.version));
+                fresh.verified = verified;
+                fresh
             }
         };
         let summary_before = work.state.summary();
-        let taken = (work.state.revision, work.state.execution_id.clone());
         let mut new_events: Vec<HistoryEvent> =
             std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
                 .chain(messages.iter().map(|message| message.event.clone()))
@@ -542,7 +548,7 @@ impl<B: Backend> Runtime<B> {
             if run_inline && !work.verified {
                 // A cached copy may be stale, and its commit would fail only after the
                 // activities ran: make sure it is current before running them.
-                self.confirm_current(&instance_id, &taken).await?;
+                self.confirm_current(&instance_id, taken.as_ref()).await?;
                 work.verified = true;
             }
             if run_inline {
@@ -650,15 +656,20 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Fails with a conflict unless the stored instance is still at `taken` (revision, execution
-    /// id): every commit raises the revision, and a recreated instance has a new execution id.
+    /// id) of the cached copy: every commit raises the revision, and a recreated instance has a
+    /// new execution id.
     async fn confirm_current(
         &self,
         instance_id: &str,
-        taken: &(u64, String),
+        taken: Option<&(u64, String)>,
     ) -> Result<(), RuntimeError> {
         let stored = self.backend.read_state(instance_id).await?;
-        match stored {
-            Some(state) if (state.revision, &state.execution_id) == (taken.0, &taken.1) => Ok(()),
+        match (stored, taken) {
+            (Some(state), Some((revision, execution_id)))
+                if state.revision == *revision && state.execution_id == *execution_id =>
+            {
+                Ok(())
+            }
             _ => Err(RuntimeError::Store(StoreError::Conflict(format!(
                 "instance '{instance_id}' changed since this process cached it"
             )))),
