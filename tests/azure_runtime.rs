@@ -498,7 +498,13 @@ async fn chain(fault: Option<(usize, FaultMode)>) -> (Vec<usize>, Vec<&'static s
     };
     let registry = slow_chain::chain_registry(clock.clone(), runs.clone());
     let setup = setup_with(options, registry, clock).await;
-    let id = setup.runtime.start("Chain", None, &STEPS).await.unwrap();
+    // A fixed id (each setup has a hub of its own): its control queue, and so the pump's calls
+    // before the turn, are the same in the clean run and the faulted ones.
+    let id = setup
+        .runtime
+        .start("Chain", Some("chain"), &STEPS)
+        .await
+        .unwrap();
     let from = setup.backend.calls();
     if let Some((call, mode)) = fault {
         setup.backend.fail_call(call, mode);
