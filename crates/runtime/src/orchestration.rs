@@ -1,7 +1,6 @@
-//! Processing control messages: the messages waiting for one instance as one batch, the
-//! instance from the cache or the store (with an unsent outbox recovered), de-duplication, the
-//! turn in an engine thread, the commit under the instance's version, then outbox and summary.
-//! ARCHITECTURE.md, "A turn, crash by crash" and "The instance cache and batched turns".
+//! Processing control messages: one instance's waiting messages as a batch, the instance from
+//! the cache or the store, de-duplication, the turn on an engine thread, the commit under the
+//! instance's version, then outbox and summary (ARCHITECTURE.md, "A turn, crash by crash").
 
 use std::collections::HashSet;
 use std::sync::Arc;
