@@ -1,33 +1,10 @@
 //! Sessions against recorded histories: opened at any turn and driven to the end, a session returns
 //! what `execute` returns over the history so far, and its deltas rebuild the recorded history.
 
-use durable_engine::{execute, EventKind, HistoryEvent, Registry, Session, TurnOutcome};
+use durable_engine::verify::{recorded_turns, RecordedTurn};
+use durable_engine::{execute, HistoryEvent, Registry, Session, TurnOutcome};
 
 use crate::fixtures;
-
-/// The turns of a recorded history, as `verify_history` splits them: where each starts, and the
-/// events it consumed (what the runtime handed it).
-fn turns(history: &[HistoryEvent]) -> Vec<(usize, Vec<HistoryEvent>)> {
-    let starts: Vec<usize> = history
-        .iter()
-        .enumerate()
-        .filter(|(_, event)| matches!(event.kind, EventKind::OrchestratorStarted))
-        .map(|(index, _)| index)
-        .collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(turn, &start)| {
-            let end = starts.get(turn + 1).copied().unwrap_or(history.len());
-            let consumed = history[start..end]
-                .iter()
-                .filter(|event| !event.kind.is_turn_output())
-                .cloned()
-                .collect();
-            (start, consumed)
-        })
-        .collect()
-}
 
 /// Opens a session at every turn of `history` and drives it through the rest: each turn must
 /// equal `execute` over the history so far, the session must stay open exactly while the
@@ -37,11 +14,17 @@ pub(crate) fn check_session(
     instance_id: &str,
     history: &[HistoryEvent],
 ) -> Result<(), String> {
-    let turns = turns(history);
+    let turns = recorded_turns(history);
     for opened in 0..turns.len() {
-        let mut rebuilt = history[..turns[opened].0].to_vec();
+        let mut rebuilt = history[..turns[opened].start].to_vec();
         let mut session: Option<Session> = None;
-        for (index, (_, consumed)) in turns.iter().enumerate().skip(opened) {
+        for (
+            index,
+            RecordedTurn {
+                messages: consumed, ..
+            },
+        ) in turns.iter().enumerate().skip(opened)
+        {
             let at = format!("{instance_id}, opened at turn {opened}, turn {index}");
             let expected = execute(registry, instance_id, &rebuilt, consumed);
             let actual = match session.as_mut() {

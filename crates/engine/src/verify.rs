@@ -26,23 +26,16 @@ pub fn verify_history(
     instance_id: &str,
     history: &[HistoryEvent],
 ) -> Result<usize, VerifyError> {
-    let starts: Vec<usize> = history
-        .iter()
-        .enumerate()
-        .filter(|(_, event)| matches!(event.kind, EventKind::OrchestratorStarted))
-        .map(|(index, _)| index)
-        .collect();
-    for (turn, &start) in starts.iter().enumerate() {
-        let end = starts.get(turn + 1).copied().unwrap_or(history.len());
-        let events = &history[start..end];
-        let messages: Vec<HistoryEvent> = events
-            .iter()
-            .filter(|event| !event.kind.is_turn_output())
-            .cloned()
-            .collect();
-        let replayed = execute(registry, instance_id, &history[..start], &messages)
-            .map_err(|source| VerifyError::Execute { turn, source })?;
-        let recorded = decisions(events);
+    let turns = recorded_turns(history);
+    for (turn, recorded) in turns.iter().enumerate() {
+        let replayed = execute(
+            registry,
+            instance_id,
+            &history[..recorded.start],
+            &recorded.messages,
+        )
+        .map_err(|source| VerifyError::Execute { turn, source })?;
+        let recorded = decisions(recorded.events);
         let replayed = decisions(&replayed.history_delta);
         if recorded != replayed {
             return Err(VerifyError::Mismatch {
@@ -52,7 +45,46 @@ pub fn verify_history(
             });
         }
     }
-    Ok(starts.len())
+    Ok(turns.len())
+}
+
+/// One turn of a recorded history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedTurn<'a> {
+    /// Where the turn starts in the history (its OrchestratorStarted).
+    pub start: usize,
+    /// Every event the turn appended.
+    pub events: &'a [HistoryEvent],
+    /// The events the turn received rather than produced: what the runtime handed it.
+    pub messages: Vec<HistoryEvent>,
+}
+
+/// Splits a recorded history into its turns, each opened by an OrchestratorStarted.
+pub fn recorded_turns(history: &[HistoryEvent]) -> Vec<RecordedTurn<'_>> {
+    let starts: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| matches!(event.kind, EventKind::OrchestratorStarted))
+        .map(|(index, _)| index)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(turn, &start)| {
+            let end = starts.get(turn + 1).copied().unwrap_or(history.len());
+            let events = &history[start..end];
+            let messages = events
+                .iter()
+                .filter(|event| !event.kind.is_turn_output())
+                .cloned()
+                .collect();
+            RecordedTurn {
+                start,
+                events,
+                messages,
+            }
+        })
+        .collect()
 }
 
 fn decisions(events: &[HistoryEvent]) -> Vec<(i32, &EventKind)> {

@@ -9,7 +9,10 @@ mod states;
 
 use std::cell::Cell;
 
-use crate::{execute, FailureDetails, HistoryBuilder, HistoryEvent, Registry, Turn, TurnOutcome};
+use crate::{
+    execute, FailureDetails, HistoryBuilder, HistoryEvent, OrchestrationContext,
+    OrchestrationError, Registry, RegistryBuilder, Turn, TurnOutcome,
+};
 
 const ID: &str = "instance-1";
 
@@ -42,6 +45,26 @@ fn started(name: &str) -> HistoryBuilder {
     HistoryBuilder::new(ID)
         .orchestrator_started()
         .execution_started(name, &())
+}
+
+/// Registers `GuardedCallA` and `PanickyCallA`: code that holds a drop guard ([`CountsDrop`],
+/// [`PanicsOnDrop`]) while it waits for activity `A`.
+fn with_drop_guards(builder: RegistryBuilder) -> RegistryBuilder {
+    builder
+        .orchestrator(
+            "GuardedCallA",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let _guard = CountsDrop;
+                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
+            },
+        )
+        .orchestrator(
+            "PanickyCallA",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let _guard = PanicsOnDrop;
+                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
+            },
+        )
 }
 
 fn turn(registry: &Registry, past: &[HistoryEvent], new: &[HistoryEvent]) -> Turn {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{failure, json, started, CountsDrop, PanicsOnDrop, DROPS, ID};
+use super::{failure, json, started, with_drop_guards, DROPS, ID};
 use crate::{
     completions, execute, join_all, ExecuteError, HistoryBuilder, HistoryEvent,
     OrchestrationContext, OrchestrationError, Registry, Session, Turn, TurnOutcome,
@@ -21,7 +21,7 @@ thread_local! {
 }
 
 fn registry() -> Registry {
-    Registry::builder()
+    with_drop_guards(Registry::builder())
         .orchestrator(
             "FanOut",
             |ctx: OrchestrationContext, count: i32| async move {
@@ -100,20 +100,6 @@ fn registry() -> Registry {
             };
             Ok::<String, OrchestrationError>(ctx.call_activity(name, "x").await?)
         })
-        .orchestrator(
-            "GuardedCallA",
-            |ctx: OrchestrationContext, (): ()| async move {
-                let _guard = CountsDrop;
-                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
-            },
-        )
-        .orchestrator(
-            "PanickyCallA",
-            |ctx: OrchestrationContext, (): ()| async move {
-                let _guard = PanicsOnDrop;
-                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
-            },
-        )
         .build()
         .expect("valid registry")
 }

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use super::{failure, json, started, turn, CountsDrop, PanicsOnDrop, DROPS, ID};
+use super::{failure, json, started, turn, with_drop_guards, DROPS, ID};
 use crate::{
     execute, select2, Action, Either, EventKind, ExecuteError, FailureDetails, HistoryBuilder,
     HistoryEvent, OrchestrationContext, OrchestrationError, OrchestrationStatus, Registry,
@@ -15,7 +15,7 @@ use crate::{
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn registry() -> Registry {
-    Registry::builder()
+    with_drop_guards(Registry::builder())
         .orchestrator("Clock", |ctx: OrchestrationContext, (): ()| async move {
             Ok::<_, OrchestrationError>(ctx.current_utc_datetime().to_rfc3339())
         })
@@ -31,20 +31,6 @@ fn registry() -> Registry {
                 let a: String = ctx.call_activity("A", "x").await?;
                 let b: String = ctx.call_activity("B", "y").await?;
                 Ok::<_, OrchestrationError>(vec![a, b])
-            },
-        )
-        .orchestrator(
-            "GuardedCallA",
-            |ctx: OrchestrationContext, (): ()| async move {
-                let _guard = CountsDrop;
-                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
-            },
-        )
-        .orchestrator(
-            "PanickyCallA",
-            |ctx: OrchestrationContext, (): ()| async move {
-                let _guard = PanicsOnDrop;
-                Ok::<String, OrchestrationError>(ctx.call_activity("A", "x").await?)
             },
         )
         .orchestrator(
