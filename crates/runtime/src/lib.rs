@@ -3,6 +3,7 @@
 
 mod activity;
 mod client;
+mod counters;
 mod ids;
 mod mailbox;
 pub mod management;
@@ -16,10 +17,10 @@ pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use counters::Counters;
 use mailbox::Mailboxes;
 use orchestration::Shared;
 use resident::ResidentCache;
@@ -31,6 +32,7 @@ use durable_store::model::{Destination, Message};
 use durable_store::names::InstanceIdError;
 
 pub use client::Queued;
+pub use counters::CounterSnapshot;
 pub use ids::IdSource;
 pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
 pub use pump::Pump;
@@ -146,7 +148,7 @@ pub struct Runtime<B> {
     mailboxes: Mailboxes<Shared>,
     resident: ResidentCache,
     sessions: Sessions,
-    turns: AtomicU64,
+    counters: Counters,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -172,7 +174,7 @@ impl<B: Backend> Runtime<B> {
             registry,
             clock,
             options,
-            turns: AtomicU64::new(0),
+            counters: Counters::default(),
         }
     }
 
@@ -184,7 +186,12 @@ impl<B: Backend> Runtime<B> {
     /// for (a continue-as-new's next execution and in-process activities stay in that turn).
     /// Tests and benchmarks count them; a retried conflict is not counted twice.
     pub fn turns_executed(&self) -> u64 {
-        self.turns.load(Ordering::Relaxed)
+        self.counters.snapshot().turns
+    }
+
+    /// Turns committed and the work contention made this runtime redo, since it started.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
     }
 
     pub fn options(&self) -> &RuntimeOptions {

@@ -138,7 +138,9 @@ impl<B: Backend> Runtime<B> {
                 .await
             {
                 Ok(dispositions) => return dispositions.into_iter().map(Ok).collect(),
-                Err(RuntimeError::Store(StoreError::Conflict(_)) | RuntimeError::SessionLost) => {}
+                Err(RuntimeError::Store(StoreError::Conflict(_)) | RuntimeError::SessionLost) => {
+                    self.counters.conflict();
+                }
                 Err(error) => {
                     failure = error;
                     break;
@@ -641,10 +643,14 @@ impl<B: Backend> Runtime<B> {
             new_events.extend(carryover_events);
             new_event_ids = vec![None; new_events.len()];
         }
-        self.commit_turn(&mut work, expected.take(), stored, outbox, fresh_history)
-            .await?;
-        self.turns
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let committed = self
+            .commit_turn(&mut work, expected.take(), stored, outbox, fresh_history)
+            .await;
+        if let Err(RuntimeError::Store(StoreError::Conflict(_))) = &committed {
+            self.counters.turn_refused();
+        }
+        committed?;
+        self.counters.turn_committed();
         if new_execution || summary_fields_differ(&summary_before, &work.state) {
             self.backend.write_summary(&work.state.summary()).await?;
             work.summary_current = true;

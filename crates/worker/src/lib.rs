@@ -61,6 +61,7 @@ pub fn app<B: Backend>(
     });
     Router::new()
         .route("/", get(ready))
+        .route("/admin/counters", get(counters::<B>))
         .route("/{function}", post(invoke::<B>))
         .with_state(worker)
         .merge(api)
@@ -68,6 +69,12 @@ pub fn app<B: Backend>(
 
 async fn ready() -> &'static str {
     "ready"
+}
+
+/// The runtime's counters, on the worker's own port only: no function routes the host's HTTP
+/// front here, so they are for benchmarks and local diagnostics.
+async fn counters<B: Backend>(State(worker): State<Arc<Worker<B>>>) -> Response {
+    Json(worker.runtime.counters()).into_response()
 }
 
 pub(crate) fn is_engine_function(name: &str) -> bool {
