@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus, Registry};
-use durable_runtime::{IdSource, Pump, Runtime, RuntimeOptions};
+use durable_runtime::{IdSource, Pump, Runtime, RuntimeOptions, UNSTARTED_GRACE};
 use durable_store::backend::{Backend, Clock, ManualClock};
 use durable_store::memory::MemoryBackend;
 use durable_store::model::{Destination, InstanceSummary, Message, QueueKind};
@@ -106,6 +106,21 @@ impl Harness {
             pump.run_until_idle(10_000).await;
             if !self.advance_to_next_delivery() {
                 return;
+            }
+        }
+    }
+
+    /// [`Harness::drive`], then, while client starts wait unstarted, moves the clock past the
+    /// grace a worker's sweep gives them, sweeps and drives again: what a task hub with a
+    /// sweeping worker does after a start was lost.
+    pub async fn drive_with_sweeps(&self, max_rounds: usize) {
+        self.drive(max_rounds).await;
+        for _ in 0..max_rounds {
+            self.clock.advance(UNSTARTED_GRACE);
+            match self.runtime.sweep_unstarted(UNSTARTED_GRACE).await {
+                Ok(0) => return,
+                // A failed sweep (an injected fault) is tried again, as a worker's next one is.
+                Ok(_) | Err(_) => self.drive(max_rounds).await,
             }
         }
     }

@@ -18,7 +18,7 @@ mod two_processes;
 mod workflows;
 
 use durable_engine::{EventKind, OrchestrationStatus};
-use durable_runtime::RuntimeError;
+use durable_runtime::{RuntimeError, StartDelivery, UNSTARTED_GRACE};
 use durable_store::backend::Backend;
 use durable_store::model::{Destination, QueueKind};
 use std::time::Duration;
@@ -274,19 +274,30 @@ async fn run_with_fault(queued: bool, call: usize, mode: FaultMode) {
         .await;
 }
 
-/// A client operation that fails at any of its storage calls and is retried, as a caller
-/// retries a failed HTTP request, leaves one instance that completes and no duplicate history;
-/// both for a plain start and for a held one (the eager path), whose processing here is left to
-/// the queue once the hold ends.
+/// A client start that fails at any storage call of its own or of its processing, and is
+/// retried when the caller saw the failure, as a caller retries a failed HTTP request, leaves
+/// one instance that completes and no duplicate history: a queued start, and a start processed
+/// here at once (the eager path), which is queued only if its processing fails and otherwise
+/// re-sent by the sweep.
 #[tokio::test]
 async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instance() {
-    for hold in [None, Some(Duration::from_secs(30))] {
+    for delivery in [StartDelivery::Queue, StartDelivery::Here] {
         let start = |h: &Harness| {
             let runtime = h.runtime.clone();
             async move {
-                runtime
-                    .start_message("HelloSequence", Some("started"), "null".to_string(), hold)
-                    .await
+                let started = runtime
+                    .start_message(
+                        "HelloSequence",
+                        Some("started"),
+                        "null".to_string(),
+                        delivery,
+                    )
+                    .await?;
+                if delivery == StartDelivery::Here {
+                    // The worker processes it in the background: its caller sees no failure.
+                    let _ = runtime.process_started(&started).await;
+                }
+                Ok::<_, RuntimeError>(())
             }
         };
         let clean = Harness::new().await;
@@ -295,25 +306,25 @@ async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instanc
         let start_calls = clean.backend.calls() - before;
         for call in 1..=start_calls {
             for mode in [FaultMode::Before, FaultMode::After] {
+                let context = format!("{delivery:?}: fault at call {call} ({mode:?})");
                 let h = Harness::new().await;
                 h.backend.fail_call(call, mode);
                 if start(&h).await.is_err() {
                     match start(&h).await {
                         // The failed attempt may have got far enough to create it.
                         Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => {}
-                        Err(error) => panic!(
-                            "{hold:?}: fault at call {call} ({mode:?}): retry failed: {error}"
-                        ),
+                        Err(error) => panic!("{context}: retry failed: {error}"),
                     }
                 }
-                h.drive(10).await;
+                h.drive_with_sweeps(10).await;
                 let summary = h.summary("started").await;
                 assert_eq!(
                     summary.status,
                     OrchestrationStatus::Completed,
-                    "{hold:?}: fault at call {call} ({mode:?}): {summary:?}"
+                    "{context}: {summary:?}"
                 );
-                assert_no_duplicates(&h.history("started").await);
+                assert_eq!(starts(&h, "started").await, 1, "{context}");
+                h.assert_settled("started", &context).await;
             }
         }
     }
@@ -328,49 +339,108 @@ async fn starts(h: &Harness, instance_id: &str) -> usize {
         .count()
 }
 
-/// A held start that finds the id taken but cannot take its message back: the message turns
-/// up after the hold, numbered 1 (its client saw nothing of the id), and is dropped rather than
-/// starting the ended instance again.
+/// A start processed here whose worker dies before its first commit: nothing was queued, and
+/// the sweep re-sends it from its Pending summary once the grace has passed, not before.
 #[tokio::test]
-async fn a_stray_start_never_runs_over_an_instance_that_exists() {
+async fn a_start_lost_with_its_worker_is_re_sent_by_the_sweep_after_the_grace() {
     let h = Harness::new().await;
-    let hold = Some(Duration::from_secs(30));
-    h.runtime
-        .start("HelloSequence", Some("taken"), &())
+    let started = h
+        .runtime
+        .start_message(
+            "HelloSequence",
+            Some("lost"),
+            "null".to_string(),
+            StartDelivery::Here,
+        )
         .await
         .unwrap();
     h.drive(10).await;
-    let first = h.summary("taken").await;
-    assert_eq!(first.status, OrchestrationStatus::Completed);
+    assert_eq!(h.summary("lost").await.status, OrchestrationStatus::Pending);
+    let early = h.runtime.sweep_unstarted(UNSTARTED_GRACE).await.unwrap();
+    assert_eq!(
+        early, 0,
+        "a start younger than the grace is left to its worker"
+    );
 
-    // The held start's calls: send_held, create_summary (finds the summary), delete.
-    h.backend.fail_call(3, FaultMode::Before);
-    let refused = h
-        .runtime
-        .start_message("HelloSequence", Some("taken"), "null".to_string(), hold)
-        .await;
-    assert!(refused.is_err(), "{refused:?}");
-    h.drive(10).await;
-    let after = h.summary("taken").await;
-    assert_eq!(after.execution_id, first.execution_id, "not started again");
-    assert_eq!(after.status, OrchestrationStatus::Completed);
-    assert_eq!(starts(&h, "taken").await, 1);
+    h.drive_with_sweeps(10).await;
+    let summary = h.completed("lost").await;
+    let EventKind::ExecutionStarted {
+        orchestration_instance,
+        ..
+    } = &started.message.event.kind
+    else {
+        panic!("not a start: {:?}", started.message);
+    };
+    assert_eq!(summary.execution_id, orchestration_instance.execution_id);
+    assert_eq!(starts(&h, "lost").await, 1);
+    h.assert_settled("lost", "swept start").await;
 }
 
-/// Two held starts of one new id before either is processed: the second is refused and takes
-/// its message back, so the instance runs once, as the first start's execution.
+/// A start whose turn committed but whose summary write failed leaves the summary Pending: the
+/// start it then queues (or the sweep's) is a duplicate, never a second run, and its
+/// processing repairs the summary.
 #[tokio::test]
-async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
+async fn a_start_re_sent_after_its_commit_repairs_the_summary_and_runs_nothing_again() {
+    async fn start(h: &Harness) -> Result<durable_runtime::Queued, RuntimeError> {
+        let id = Some("ran");
+        let delivery = StartDelivery::Here;
+        (h.runtime)
+            .start_message("HelloSequence", id, "null".to_string(), delivery)
+            .await
+    }
+    let clean = Harness::new().await;
+    let started = start(&clean).await.unwrap();
+    let before = clean.backend.calls();
+    clean.runtime.process_started(&started).await.unwrap();
+    // The last call of the turn is its summary write.
+    let summary_write = clean.backend.calls() - before;
+
     let h = Harness::new().await;
-    let hold = Some(Duration::from_secs(30));
+    let started = start(&h).await.unwrap();
+    h.backend.fail_call(summary_write, FaultMode::Before);
+    assert!(h.runtime.process_started(&started).await.is_err());
+    let pending = h.summary("ran").await;
+    assert_eq!(pending.status, OrchestrationStatus::Pending);
+    assert!(pending.client_start_id.is_some());
+    assert_eq!(
+        h.history("ran").await.len(),
+        clean.history("ran").await.len()
+    );
+
+    h.drive_with_sweeps(10).await;
+    let summary = h.completed("ran").await;
+    assert_eq!(summary.client_start_id, None);
+    assert_eq!(starts(&h, "ran").await, 1);
+    assert_eq!(
+        h.history("ran").await.len(),
+        clean.history("ran").await.len()
+    );
+    h.assert_settled("ran", "repaired summary").await;
+}
+
+/// Two starts of one new id before either is processed: the second is refused and queues
+/// nothing, so the instance runs once, as the first start's execution.
+#[tokio::test]
+async fn a_second_start_of_a_new_id_is_refused_and_queues_nothing() {
+    let h = Harness::new().await;
     let first = h
         .runtime
-        .start_message("HelloSequence", Some("twice"), "null".to_string(), hold)
+        .start_message(
+            "HelloSequence",
+            Some("twice"),
+            "null".to_string(),
+            StartDelivery::Here,
+        )
         .await
         .unwrap();
     let second = h
         .runtime
-        .start_message("HelloSequence", Some("twice"), "null".to_string(), hold)
+        .start_message(
+            "HelloSequence",
+            Some("twice"),
+            "null".to_string(),
+            StartDelivery::Here,
+        )
         .await;
     assert!(
         matches!(
@@ -382,6 +452,10 @@ async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
         ),
         "{second:?}"
     );
+    for queue in h.backend.queues() {
+        assert!(h.backend.inner().queued(queue).is_empty(), "{queue:?}");
+    }
+    h.runtime.process_started(&first).await.unwrap();
     h.drive(10).await;
     let summary = h.completed("twice").await;
     let EventKind::ExecutionStarted {
@@ -393,14 +467,7 @@ async fn a_second_held_start_of_a_new_id_is_refused_and_queues_nothing() {
     };
     assert_eq!(summary.execution_id, orchestration_instance.execution_id);
     assert_eq!(starts(&h, "twice").await, 1);
-    for queue in h.backend.queues() {
-        let pending = h
-            .backend
-            .receive(queue, 32, Duration::from_secs(1))
-            .await
-            .unwrap();
-        assert!(pending.is_empty(), "{queue:?} still holds {pending:?}");
-    }
+    h.assert_settled("twice", "second start refused").await;
 }
 
 #[tokio::test]

@@ -12,6 +12,15 @@ use durable_store::backend::Backend;
 use durable_store::model::{Destination, InstanceSummary, Message, Receipt};
 use durable_store::names::InstanceId;
 
+/// Where a client's start message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDelivery {
+    /// To the instance's control queue, for whichever worker receives it.
+    Queue,
+    /// Nowhere yet: the caller processes it at once with [`Runtime::process_started`].
+    Here,
+}
+
 /// A message a client operation queued, for a caller that also processes it at once (see
 /// [`Runtime::process_queued`]).
 #[derive(Debug, Clone)]
@@ -38,12 +47,13 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Starts a new instance with the input of `instance_id`'s current execution, under a new id
-    /// or (`new_id == false`) the same one, which must have ended. Returns the started id.
-    pub async fn restart(&self, instance_id: &str, new_id: bool) -> Result<String, RuntimeError> {
+    /// or (`new_id == false`) the same one, which must have ended. Returns the queued start.
+    pub async fn restart(&self, instance_id: &str, new_id: bool) -> Result<Queued, RuntimeError> {
         let (instance_id, summary) = self.existing_summary(instance_id).await?;
         let input = summary.input.unwrap_or_else(|| "null".to_string());
         let id = (!new_id).then_some(instance_id.as_str());
-        self.start_json(&summary.name, id, input).await
+        self.start_message(&summary.name, id, input, StartDelivery::Queue)
+            .await
     }
 
     /// `start` with the input already JSON text, kept byte for byte.
@@ -53,20 +63,23 @@ impl<B: Backend> Runtime<B> {
         instance_id: Option<&str>,
         input: String,
     ) -> Result<String, RuntimeError> {
-        let started = self.start_message(name, instance_id, input, None).await?;
+        let started = self
+            .start_message(name, instance_id, input, StartDelivery::Queue)
+            .await?;
         Ok(started.message.destination.instance_id().to_string())
     }
 
-    /// `start_json`, returning the start message it queued, so the caller may also process it
-    /// at once (see [`Runtime::process_queued`]). With `hold`, the queued copy stays hidden that
-    /// long and its receipt comes back, so the caller can delete it once processed instead of
-    /// receiving it later as a duplicate.
+    /// `start_json`, returning the start message, so the caller may process it at once. With
+    /// [`StartDelivery::Here`] the message is not queued: the caller hands it to
+    /// [`Runtime::process_started`], which queues it only if processing fails. Either way the
+    /// Pending summary is written first and names the start message, so a start lost with its
+    /// worker, or whose queueing failed, is re-sent by [`Runtime::sweep_unstarted`].
     pub async fn start_message(
         &self,
         name: &str,
         instance_id: Option<&str>,
         input: String,
-        hold: Option<Duration>,
+        delivery: StartDelivery,
     ) -> Result<Queued, RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
@@ -75,84 +88,61 @@ impl<B: Backend> Runtime<B> {
             Some(id) => InstanceId::parse(id)?.into_string(),
             None => self.options.ids.next_id(),
         };
-        if let Some(hold) = hold {
-            if let Some(started) = self.start_unseen(name, &instance_id, &input, hold).await? {
-                return Ok(started);
+        // An id without a summary has no instance: every start creates the summary before its
+        // instance's first commit (a client's start here; any other start, a
+        // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
+        // create is the check.
+        let (message, summary) = self.start_records(name, &instance_id, input.clone(), 1);
+        let new_instance = self.backend.create_summary(&summary).await?;
+        let (message, summary) = if new_instance {
+            (message, None)
+        } else {
+            let revision = self.start_revision(&instance_id).await?;
+            let (message, summary) = self.start_records(name, &instance_id, input, revision);
+            (message, Some(summary))
+        };
+        if let Some(summary) = &summary {
+            self.backend.write_summary(summary).await?;
+        }
+        if delivery == StartDelivery::Queue {
+            if let Err(error) = self.backend.send(std::slice::from_ref(&message)).await {
+                // Take the new id's Pending summary back, so the caller's retry starts it now
+                // rather than finding it taken and waiting for the sweep; should that fail
+                // too, the sweep starts it.
+                if new_instance {
+                    if let Err(undo) = self.backend.purge(&instance_id).await {
+                        tracing::warn!("the start of '{instance_id}' waits for the sweep: {undo}");
+                    }
+                }
+                return Err(error.into());
             }
         }
-        // The state alone (a point read) says whether the id is taken; its history is not needed.
-        let state = self.backend.read_state(&instance_id).await?;
-        // The start's revision, and whether nothing of this id exists yet.
-        let (revision, new_instance) = match state {
-            Some(existing) if !existing.status.is_terminal() => {
-                return Err(RuntimeError::AlreadyExists {
-                    instance_id,
-                    status: existing.status,
-                })
-            }
-            Some(existing) => (existing.revision + 1, false),
-            // Started but not processed yet: only the Pending summary exists.
-            None => match self.backend.read_summary(&instance_id).await? {
-                Some(summary) if !summary.status.is_terminal() => {
-                    return Err(RuntimeError::AlreadyExists {
-                        instance_id,
-                        status: summary.status,
-                    })
-                }
-                Some(summary) => (summary.revision + 1, false),
-                None => (1, true),
-            },
-        };
-        let (message, summary) = self.start_records(name, &instance_id, input, revision);
-        // The message goes first: a crash before the summary leaves a start that writes it when
-        // processed, never a Pending summary with nothing to process.
-        let receipt = self.queue(&message, hold).await?;
-        self.backend.write_summary(&summary).await?;
         Ok(Queued {
             message,
-            receipt,
+            receipt: None,
             new_instance,
         })
     }
 
-    /// Starts an id without reading anything first: the held start goes out, then the Pending
-    /// summary is created only if the id has none. If it has one (a start not processed yet, an
-    /// instance running or ended), the start is taken back and `None` returned, so the caller
-    /// decides from the state and summary. An id without a summary has no instance: every start
-    /// creates one before its instance's first commit, a client's start here, any other (a
-    /// sub-orchestration's, a queued client start whose summary write failed) in that turn.
-    async fn start_unseen(
-        &self,
-        name: &str,
-        instance_id: &str,
-        input: &str,
-        hold: Duration,
-    ) -> Result<Option<Queued>, RuntimeError> {
-        let (message, summary) = self.start_records(name, instance_id, input.to_string(), 1);
-        let receipt = self.backend.send_held(&message, hold).await?;
-        let created = match self.backend.create_summary(&summary).await {
-            Ok(created) => created,
-            Err(error) => {
-                // The summary may have been written before the failure, and a Pending summary
-                // must always have its start on the way: release the start to be processed now,
-                // as a start whose summary write failed on the other path is.
-                if let Err(release) = self.backend.abandon(&receipt, Duration::ZERO).await {
-                    tracing::warn!("the start of '{instance_id}' stays held: {release}");
-                }
-                return Err(error.into());
-            }
+    /// The revision a start of an id that has a summary takes: above the ended instance's, or
+    /// an error if the instance (or a start of it) is still open.
+    async fn start_revision(&self, instance_id: &str) -> Result<u64, RuntimeError> {
+        // The state alone (a point read) says whether the id is taken; its history is not needed.
+        let open = |status: OrchestrationStatus| RuntimeError::AlreadyExists {
+            instance_id: instance_id.to_string(),
+            status,
         };
-        if !created {
-            // Should the delete fail, the start turns up after the hold and, numbered 1, is
-            // dropped because the id exists.
-            self.backend.delete(&receipt).await?;
-            return Ok(None);
+        match self.backend.read_state(instance_id).await? {
+            Some(existing) if !existing.status.is_terminal() => Err(open(existing.status)),
+            Some(existing) => Ok(existing.revision + 1),
+            // Started but not processed yet: only the Pending summary exists.
+            None => match self.backend.read_summary(instance_id).await? {
+                Some(summary) if !summary.status.is_terminal() => Err(open(summary.status)),
+                Some(summary) => Ok(summary.revision + 1),
+                // Purged between the create and this read: a start of a new id.
+                None => Ok(1),
+            },
         }
-        Ok(Some(Queued {
-            message,
-            receipt: Some(receipt),
-            new_instance: true,
-        }))
     }
 
     /// The start message of a new execution of `name` as `instance_id`, and its Pending summary.
@@ -164,35 +154,10 @@ impl<B: Backend> Runtime<B> {
         revision: u64,
     ) -> (Message, InstanceSummary) {
         let now = self.clock.now();
-        let execution_id = self.options.ids.next_id();
-        let message = Message {
-            more_calls: Vec::new(),
-            id: self.options.ids.next_id(),
-            destination: Destination::Instance {
-                instance_id: instance_id.to_string(),
-                execution_id: None,
-            },
-            event: HistoryEvent::message(
-                now,
-                EventKind::ExecutionStarted {
-                    name: name.to_string(),
-                    version: None,
-                    input: Some(input.clone()),
-                    orchestration_instance: OrchestrationInstance {
-                        instance_id: instance_id.to_string(),
-                        execution_id: execution_id.clone(),
-                    },
-                    parent_instance: None,
-                    scheduled_start_time: None,
-                },
-            ),
-            deliver_at: None,
-            revision: Some(revision),
-        };
         let summary = InstanceSummary {
             instance_id: instance_id.to_string(),
             name: name.to_string(),
-            execution_id,
+            execution_id: self.options.ids.next_id(),
             status: OrchestrationStatus::Pending,
             input: Some(input),
             output: None,
@@ -202,6 +167,12 @@ impl<B: Backend> Runtime<B> {
             updated_at: now,
             completed_at: None,
             revision,
+            client_start_id: None,
+        };
+        let message = client_start(&summary, self.options.ids.next_id());
+        let summary = InstanceSummary {
+            client_start_id: Some(message.id.clone()),
+            ..summary
         };
         (message, summary)
     }
@@ -333,5 +304,34 @@ impl<B: Backend> Runtime<B> {
             receipt,
             new_instance: false,
         })
+    }
+}
+
+/// The start message `id` of a client's Pending summary: the same message whether built for the
+/// start or rebuilt by the sweep, so a re-sent start is a recognised duplicate of the original.
+pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
+    Message {
+        more_calls: Vec::new(),
+        id,
+        destination: Destination::Instance {
+            instance_id: summary.instance_id.clone(),
+            execution_id: None,
+        },
+        event: HistoryEvent::message(
+            summary.created_at,
+            EventKind::ExecutionStarted {
+                name: summary.name.clone(),
+                version: None,
+                input: summary.input.clone(),
+                orchestration_instance: OrchestrationInstance {
+                    instance_id: summary.instance_id.clone(),
+                    execution_id: summary.execution_id.clone(),
+                },
+                parent_instance: None,
+                scheduled_start_time: None,
+            },
+        ),
+        deliver_at: None,
+        revision: Some(summary.revision),
     }
 }

@@ -4,6 +4,7 @@
 mod activity;
 mod client;
 mod counters;
+mod ends;
 mod ids;
 mod mailbox;
 pub mod management;
@@ -14,6 +15,7 @@ mod resident;
 mod rewind;
 mod sessions;
 pub mod settings;
+mod sweep;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use counters::Counters;
+use ends::EndWatchers;
 use mailbox::Mailboxes;
 use orchestration::Shared;
 use resident::ResidentCache;
@@ -28,15 +31,17 @@ use sessions::Sessions;
 
 use durable_engine::{ExecuteError, OrchestrationStatus, Registry};
 use durable_store::backend::{Backend, Clock, StoreError};
-use durable_store::model::{Destination, Message};
+use durable_store::model::{Destination, InstanceSummary, Message};
 use durable_store::names::InstanceIdError;
 
-pub use client::Queued;
+pub use client::{Queued, StartDelivery};
 pub use counters::CounterSnapshot;
+pub use ends::EndWatch;
 pub use ids::IdSource;
 pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
 pub use pump::Pump;
 pub use resident::InstanceCacheOptions;
+pub use sweep::UNSTARTED_GRACE;
 
 /// What processing did with a message. Every variant means "done: delete it".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +154,7 @@ pub struct Runtime<B> {
     resident: ResidentCache,
     sessions: Sessions,
     counters: Counters,
+    ends: EndWatchers,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -175,6 +181,7 @@ impl<B: Backend> Runtime<B> {
             clock,
             options,
             counters: Counters::default(),
+            ends: EndWatchers::default(),
         }
     }
 
@@ -196,6 +203,20 @@ impl<B: Backend> Runtime<B> {
 
     pub fn options(&self) -> &RuntimeOptions {
         &self.options
+    }
+
+    /// A wait for `instance_id` to end, woken when this process writes its terminal summary
+    /// above `after_revision`. Take it before whatever may end the instance, so that end is
+    /// not missed; an end written by another process is not seen (read the status for that).
+    pub fn watch_end(&self, instance_id: &str, after_revision: u64) -> EndWatch<'_> {
+        self.ends.watch(instance_id, after_revision)
+    }
+
+    /// Writes the summary (when newer than the stored one) and wakes whoever waits for it.
+    pub(crate) async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
+        self.backend.write_summary(summary).await?;
+        self.ends.written(summary);
+        Ok(())
     }
 
     /// Instances the cache holds now.
@@ -221,5 +242,23 @@ impl<B: Backend> Runtime<B> {
         } else {
             self.process(&queued.message).await
         }
+    }
+
+    /// Processes a start taken with [`StartDelivery::Here`]. If that fails, the start goes to
+    /// its control queue so a worker retries it; should that fail too, [`Runtime::sweep_unstarted`]
+    /// re-sends it from its Pending summary.
+    pub async fn process_started(&self, started: &Queued) -> Result<Disposition, RuntimeError> {
+        let processed = self.process_queued(started).await;
+        if processed.is_err() {
+            let queued = self
+                .backend
+                .send(std::slice::from_ref(&started.message))
+                .await;
+            if let Err(error) = queued {
+                let instance_id = started.message.destination.instance_id();
+                tracing::warn!("the start of '{instance_id}' waits for the sweep: {error}");
+            }
+        }
+        processed
     }
 }

@@ -226,9 +226,7 @@ impl<B: Backend> Runtime<B> {
             self.backend
                 .send(&[wake_up(&instance.state, reason, now, &self.options.ids)])
                 .await?;
-            self.backend
-                .write_summary(&instance.state.summary())
-                .await?;
+            self.write_summary(&instance.state.summary()).await?;
             return Ok(children);
         }
         let LoadedInstance {
@@ -259,7 +257,7 @@ impl<B: Backend> Runtime<B> {
         self.backend
             .send(&[wake_up(&commit.state, reason, now, &self.options.ids)])
             .await?;
-        self.backend.write_summary(&commit.state.summary()).await?;
+        self.write_summary(&commit.state.summary()).await?;
         Ok(children)
     }
 

@@ -298,7 +298,7 @@ impl<B: Backend> Runtime<B> {
             .as_mut()
             .filter(|known| dropped && !known.summary_current)
         {
-            self.backend.write_summary(&known.state.summary()).await?;
+            self.write_summary(&known.state.summary()).await?;
             known.summary_current = true;
         }
         Ok(dispositions)
@@ -652,7 +652,7 @@ impl<B: Backend> Runtime<B> {
         committed?;
         self.counters.turn_committed();
         if new_execution || summary_fields_differ(&summary_before, &work.state) {
-            self.backend.write_summary(&work.state.summary()).await?;
+            self.write_summary(&work.state.summary()).await?;
             work.summary_current = true;
         }
         session.keep();

@@ -109,6 +109,7 @@ impl InstanceState {
             updated_at: self.updated_at,
             completed_at: self.completed_at,
             revision: self.revision,
+            client_start_id: None,
         }
     }
 }
@@ -215,6 +216,12 @@ pub struct InstanceSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
     pub revision: u64,
+    /// On the Pending summary of a client's start: the id of its start message, which may never
+    /// have reached a queue (the worker that took the start runs it in-process and may die
+    /// first). A sweep re-sends the start from this summary; the instance's first commit
+    /// replaces the summary and the id with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_start_id: Option<String>,
 }
 
 /// A filter over instance summaries; every field that is set must match.

@@ -189,6 +189,8 @@ where
         hub.clone(),
     ));
 
+    tokio::spawn(runtime.clone().sweep_forever());
+
     // The host always calls http://127.0.0.1:{port}; nothing else should reach the worker.
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(address)

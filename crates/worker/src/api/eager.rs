@@ -1,7 +1,7 @@
-//! Eager turns: a start or a raised event is queued hidden for a while, and the worker processes
-//! that message at once in the background, so it does not wait for the host to poll the control
-//! queue. Once the turn is done the hidden copy is deleted; if the worker dies first, the copy
-//! turns visible and the host delivers it as usual.
+//! Eager turns: the worker processes a start or a raised event at once in the background, so it
+//! does not wait for the host to poll the control queue. A start is queued only if its turn
+//! fails (the sweep re-sends one lost with the worker); a raised event is queued hidden for a
+//! while, its copy deleted once the turn is done, or turning visible if the worker dies first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,17 +51,21 @@ impl Reservation {
         reservation.as_ref().map(|_| HOLD)
     }
 
-    /// Processes the queued message in the background, then deletes its held copy, or, if the
-    /// turn failed, releases the copy at once so the host retries it without waiting for the
-    /// hold to end.
+    /// Processes the message in the background. A held copy is then deleted, or, if the turn
+    /// failed, released at once so the host retries it without waiting for the hold to end; a
+    /// start that was never queued is queued if its turn failed.
     pub fn run<B: Backend>(self, runtime: &Arc<Runtime<B>>, queued: Queued) {
         let runtime = runtime.clone();
         tokio::spawn(async move {
-            let processed = runtime.process_queued(&queued).await;
             let instance = queued.message.destination.instance_id();
             let Some(receipt) = &queued.receipt else {
+                if let Err(error) = runtime.process_started(&queued).await {
+                    tracing::debug!("eager start of '{instance}' left to the queue: {error}");
+                }
+                drop(self);
                 return;
             };
+            let processed = runtime.process_queued(&queued).await;
             let settled = match &processed {
                 Ok(_) => runtime.backend().delete(receipt).await,
                 Err(error) => {

@@ -91,7 +91,9 @@ pub async fn operation<B: Backend>(
             let new_id = params.flag("restartWithNewInstanceId", true)?;
             let wait = Wait::from_params(&params)?;
             let started = runtime.restart(id, new_id).await?;
-            return check_status_or_wait(&state, &headers, &params, &started, wait).await;
+            let watch = wait.watch(runtime, &started);
+            let id = started.message.destination.instance_id();
+            return check_status_or_wait(&state, &headers, &params, id, wait, watch).await;
         }
         "raiseevent" => {
             return Err(ApiError::not_found(

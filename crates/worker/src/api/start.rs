@@ -10,16 +10,20 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::eager::Reservation;
 use super::extract::{Body, Params, Segments};
 use super::status::{json_value, payload, status_code};
 use super::urls::{base_url, InstanceUrls};
 use super::{ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
+use durable_runtime::{EndWatch, Queued, Runtime, StartDelivery};
 use durable_store::backend::Backend;
+use durable_store::model::InstanceSummary;
 
 /// How often a waiting start checks the instance when the caller names no `pollingInterval`.
 const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest interval between a waiting start's storage reads, whatever `pollingInterval`
+/// asks: a storage read storm under many waiters costs everyone more than it saves one.
+const MIN_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 /// Upper bound on a waiting start, so a caller cannot pin a request (and the host's function
 /// timeout) forever.
 const MAX_WAIT: Duration = Duration::from_secs(230);
@@ -69,6 +73,18 @@ impl Wait {
         }
         Ok(Self { timeout, polling })
     }
+
+    /// With a `timeout`, a wait for the end of the execution `started` begins.
+    pub fn watch<'a, B: Backend>(
+        &self,
+        runtime: &'a Runtime<B>,
+        started: &Queued,
+    ) -> Option<EndWatch<'a>> {
+        self.timeout.map(|_| {
+            let instance_id = started.message.destination.instance_id();
+            runtime.watch_end(instance_id, started.message.revision.unwrap_or(0))
+        })
+    }
 }
 
 /// A duration in (possibly fractional) seconds from the query string.
@@ -98,20 +114,21 @@ async fn start_instance<B: Backend>(
     let wait = Wait::from_params(&params)?;
     let input = body.json("request body")?;
     let eager = state.eager.reserve();
+    let delivery = match eager {
+        Some(_) => StartDelivery::Here,
+        None => StartDelivery::Queue,
+    };
     let started = state
         .runtime
-        .start_message(
-            &function_name,
-            instance_id.as_deref(),
-            input,
-            Reservation::hold(&eager),
-        )
+        .start_message(&function_name, instance_id.as_deref(), input, delivery)
         .await?;
     let instance_id = started.message.destination.instance_id().to_string();
+    // Taken before the eager turn runs, so an end it reaches at once is not missed.
+    let watch = wait.watch(&state.runtime, &started);
     if let Some(eager) = eager {
         eager.run(&state.runtime, started);
     }
-    check_status_or_wait(&state, &headers, &params, &instance_id, wait).await
+    check_status_or_wait(&state, &headers, &params, &instance_id, wait, watch).await
 }
 
 /// The check-status response for `instance_id`, or, with a `timeout`, its end if it comes in
@@ -122,9 +139,10 @@ pub async fn check_status_or_wait<B: Backend>(
     params: &Params,
     instance_id: &str,
     wait: Wait,
+    watch: Option<EndWatch<'_>>,
 ) -> Result<Response, ApiError> {
-    if let Some(timeout) = wait.timeout {
-        if let Some(ended) = wait_for_end(state, instance_id, timeout, wait.polling).await? {
+    if let (Some(timeout), Some(watch)) = (wait.timeout, watch) {
+        if let Some(ended) = wait_for_end(state, instance_id, timeout, wait.polling, watch).await? {
             return Ok(ended);
         }
     }
@@ -150,33 +168,43 @@ fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
         .into_response()
 }
 
-/// Polls until the instance ends or `timeout` passes. A completed instance answers 200 with its
-/// output; one that failed or was terminated answers with its status object.
+/// Waits until the instance ends or `timeout` passes: woken at once by an end this process
+/// writes, and reading storage at most once per max(`polling`, 100 ms) for an end written
+/// elsewhere. A completed instance answers 200 with its output; one that failed or was
+/// terminated answers with its status object.
 async fn wait_for_end<B: Backend>(
     state: &ApiState<B>,
     instance_id: &str,
     timeout: Duration,
     polling: Duration,
+    mut watch: EndWatch<'_>,
 ) -> Result<Option<Response>, ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let polling = polling.max(Duration::from_millis(1));
+    let polling = polling.max(MIN_POLLING_INTERVAL);
     loop {
+        let read_at = (tokio::time::Instant::now() + polling).min(deadline);
+        tokio::select! {
+            summary = watch.ended() => return Ok(Some(ended_response(&summary))),
+            () = tokio::time::sleep_until(read_at) => {}
+        }
         if let Some(summary) = state.runtime.status(instance_id).await? {
             if summary.status.is_terminal() {
-                let body = if summary.status == OrchestrationStatus::Completed {
-                    json_value(summary.output.as_deref())
-                } else {
-                    payload(&summary, true)
-                };
-                return Ok(Some(
-                    (status_code(summary.status, false), Json(body)).into_response(),
-                ));
+                return Ok(Some(ended_response(&summary)));
             }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(polling.min(deadline - now)).await;
     }
+}
+
+/// 200 with the output of a completed instance; the status object of one that failed or was
+/// terminated.
+fn ended_response(summary: &InstanceSummary) -> Response {
+    let body = if summary.status == OrchestrationStatus::Completed {
+        json_value(summary.output.as_deref())
+    } else {
+        payload(summary, true)
+    };
+    (status_code(summary.status, false), Json(body)).into_response()
 }

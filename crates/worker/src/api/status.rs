@@ -89,6 +89,7 @@ mod tests {
             updated_at: Utc.with_ymd_and_hms(2018, 2, 28, 5, 18, 54).unwrap(),
             completed_at: None,
             revision: 1,
+            client_start_id: None,
         }
     }
 
