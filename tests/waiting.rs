@@ -3,6 +3,8 @@
 //! written by another worker, whatever `pollingInterval` asks. The worker is served on a real
 //! port over the in-memory backend, behind the call-counting decorator.
 
+// Shared with tests/runtime, which also injects faults; only its counts are used here.
+#[allow(dead_code)]
 #[path = "common/faulty.rs"]
 mod faulty;
 #[path = "common/workflows.rs"]
