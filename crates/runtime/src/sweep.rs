@@ -27,7 +27,10 @@ impl<B: Backend> Runtime<B> {
     /// Sweeps every [`SWEEP_EVERY`] with [`UNSTARTED_GRACE`], for as long as the process runs;
     /// a failed sweep is logged and the next one tries again.
     pub async fn sweep_forever(self: Arc<Self>) {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
+        // The first sweep waits a whole period: a worker that just started has lost nothing
+        // younger than the grace, and its task hub may still be in the making.
+        let first = tokio::time::Instant::now() + SWEEP_EVERY;
+        let mut every = tokio::time::interval_at(first, SWEEP_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;

@@ -183,13 +183,12 @@ where
 
     // The readiness probe must answer even while storage is unreachable, so the task hub is
     // created in the background; invocations fail (and are retried) until it is.
-    tokio::spawn(create_task_hub(
-        backend,
-        artifacts_wanted.then_some(artifacts),
-        hub.clone(),
-    ));
-
-    tokio::spawn(runtime.clone().sweep_forever());
+    let sweeping = runtime.clone();
+    let hub_ready = create_task_hub(backend, artifacts_wanted.then_some(artifacts), hub.clone());
+    tokio::spawn(async move {
+        hub_ready.await;
+        sweeping.sweep_forever().await;
+    });
 
     // The host always calls http://127.0.0.1:{port}; nothing else should reach the worker.
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
