@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use durable_engine::{OrchestrationStatus, Registry};
 use durable_protocol::connection::StorageConnection;
-use durable_runtime::{Pump, Runtime, RuntimeOptions};
+use durable_runtime::{Pump, Runtime, RuntimeOptions, StartDelivery, UNSTARTED_GRACE};
 use durable_store::azure::backend::AzureBackend;
 use durable_store::backend::{Backend, Clock, ManualClock, SystemClock};
 use durable_store::names::TaskHub;
@@ -531,4 +531,36 @@ async fn a_crash_right_after_a_checkpoint_commit_against_azurite_reruns_only_lat
     let (runs, _) = chain(Some((commit + 1, FaultMode::Before))).await;
     assert_eq!(runs[..3], [1; 3], "committed at the checkpoint: {runs:?}");
     assert!(runs[3..].iter().all(|&n| n >= 1), "{runs:?}");
+}
+
+/// The sweep against Azurite: a start taken to be processed here whose worker died first is
+/// found by its Pending summary once older than the grace (the filter on status and created
+/// time as the Instances table answers it), re-sent, and completes; a completed instance and a
+/// young start are left alone.
+#[tokio::test]
+async fn a_start_lost_with_its_worker_is_re_sent_by_the_sweep_against_azurite() {
+    let setup = setup(RuntimeOptions::default()).await;
+    let runtime = &setup.runtime;
+    let start = |id: &'static str| {
+        runtime.start_message(
+            "HelloSequence",
+            Some(id),
+            "null".into(),
+            StartDelivery::Here,
+        )
+    };
+    let done = start("done").await.unwrap();
+    runtime.process_started(&done).await.unwrap();
+    start("lost").await.unwrap();
+    let young = runtime.sweep_unstarted(UNSTARTED_GRACE).await.unwrap();
+    assert_eq!(young, 0, "younger than the grace");
+
+    let resent = runtime.sweep_unstarted(Duration::ZERO).await.unwrap();
+    assert_eq!(resent, 1, "only the lost start is Pending");
+    drive(&setup, &["lost".to_string()], Duration::from_secs(60)).await;
+    let (status, out) = output(&setup, "lost").await;
+    assert_eq!(status, OrchestrationStatus::Completed);
+    assert_eq!(out, output(&setup, "done").await.1);
+    assert_settled(&setup, "lost", "swept").await;
+    assert_eq!(runtime.sweep_unstarted(Duration::ZERO).await.unwrap(), 0);
 }
