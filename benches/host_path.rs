@@ -4,25 +4,39 @@
 
 #[path = "../tests/common/azurite.rs"]
 mod azurite;
+#[path = "host_path/ceiling.rs"]
+mod ceiling;
 #[path = "host_path/fan_in.rs"]
 mod fan_in;
+#[path = "host_path/hosts.rs"]
+mod hosts;
+#[path = "host_path/memory.rs"]
+mod memory;
+#[path = "host_path/proxy.rs"]
+mod proxy;
+#[path = "host_path/report.rs"]
+mod report;
+#[path = "host_path/request_response.rs"]
+mod request_response;
 #[path = "../tests/common/supervised.rs"]
 mod supervised;
+#[path = "host_path/throughput_rr.rs"]
+mod throughput_rr;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
-use axum::response::Response;
 use azurite::{connection_string, free_ports, Azurite};
 use futures::stream::{self, StreamExt};
+use proxy::{start_proxies, Counts};
+use report::{Runs, Table};
 use serde_json::{json, Value};
 use supervised::Supervised;
+
+/// The task hub every app and the ceiling's backend use.
+const TASK_HUB: &str = "benchhub";
 
 /// Where Azurite keeps its data: on disk, as storage that outlives a restart does, or in memory.
 #[derive(Clone, Copy, PartialEq)]
@@ -38,6 +52,14 @@ impl Persistence {
             Persistence::Memory => "memory",
         }
     }
+
+    /// Throughput figures on disk are named with this prefix; in memory, as they always were.
+    fn key_prefix(self) -> &'static str {
+        match self {
+            Persistence::Disk => "disk_",
+            Persistence::Memory => "",
+        }
+    }
 }
 
 /// What one run of the benchmark is asked to do.
@@ -47,8 +69,13 @@ struct Options {
     bin_dir: PathBuf,
     throughput: bool,
     fan_in: bool,
-    /// `--azurite`, when given: both sections then use it.
+    hosts: bool,
+    memory: bool,
+    /// `--azurite`, when given: the throughput and fan-in sections then use it.
     azurite: Option<Vec<Persistence>>,
+    /// `--hosts`, when given.
+    host_counts: Option<Vec<usize>>,
+    memory_orchestrations: usize,
     runs: usize,
     instances: usize,
     in_flight: usize,
@@ -60,12 +87,19 @@ struct Options {
 }
 
 impl Options {
-    /// Throughput figures keep in-memory Azurite unless told otherwise, so they stay comparable
-    /// with earlier ones.
     fn throughput_persistence(&self) -> Vec<Persistence> {
         self.azurite
             .clone()
-            .unwrap_or_else(|| vec![Persistence::Memory])
+            .unwrap_or_else(|| vec![Persistence::Disk, Persistence::Memory])
+    }
+
+    /// The hosts the throughput section's request-response runs spread over.
+    fn throughput_hosts(&self) -> usize {
+        self.host_counts.as_ref().map_or(1, |counts| counts[0])
+    }
+
+    fn hosts_section_counts(&self) -> Vec<usize> {
+        self.host_counts.clone().unwrap_or_else(|| vec![1, 2, 3])
     }
 
     fn fan_in_persistence(&self) -> Vec<Persistence> {
@@ -88,7 +122,11 @@ fn options() -> Options {
         bin_dir,
         throughput: true,
         fan_in: true,
+        hosts: false,
+        memory: false,
         azurite: None,
+        host_counts: None,
+        memory_orchestrations: 100_000,
         runs: 3,
         instances: 1000,
         in_flight: 64,
@@ -124,17 +162,34 @@ fn options() -> Options {
             "--fanin-timeout" => {
                 options.fan_in_timeout = Duration::from_secs(number("--fanin-timeout") as u64);
             }
+            "--hosts" => {
+                options.host_counts = Some(
+                    value()
+                        .split(',')
+                        .map(|n| match n.trim().parse() {
+                            Ok(n) if n > 0 => n,
+                            _ => panic!("--hosts takes host counts, like 1,2,3"),
+                        })
+                        .collect(),
+                );
+            }
+            "--memory-orchestrations" => {
+                options.memory_orchestrations = number("--memory-orchestrations");
+            }
             "--only" => {
                 let sections = value();
                 let sections: Vec<&str> = sections.split(',').collect();
                 for section in &sections {
                     assert!(
-                        ["throughput", "fanin"].contains(section),
-                        "--only takes throughput, fanin or both, not '{section}'"
+                        ["throughput", "fanin", "hosts", "memory"].contains(section),
+                        "--only takes throughput, fanin, hosts or memory (or several, \
+                         comma-separated), not '{section}'"
                     );
                 }
                 options.throughput = sections.contains(&"throughput");
                 options.fan_in = sections.contains(&"fanin");
+                options.hosts = sections.contains(&"hosts");
+                options.memory = sections.contains(&"memory");
             }
             "--azurite" => {
                 options.azurite = Some(match value().as_str() {
@@ -223,119 +278,6 @@ impl Drop for Storage {
     }
 }
 
-/// Counts the storage requests the work causes, by service, on their way to Azurite.
-#[derive(Default)]
-struct Counts {
-    blob: AtomicU64,
-    queue: AtomicU64,
-    table: AtomicU64,
-}
-
-impl Counts {
-    fn snapshot(&self) -> [u64; 3] {
-        [
-            self.blob.load(Ordering::Relaxed),
-            self.queue.load(Ordering::Relaxed),
-            self.table.load(Ordering::Relaxed),
-        ]
-    }
-}
-
-/// Headers that describe one connection or one framing of the body; each side sets its own.
-const HOP_BY_HOP: [&str; 5] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-];
-
-struct Proxy {
-    target: String,
-    counter: usize,
-    counts: Arc<Counts>,
-    http: reqwest::Client,
-}
-
-async fn relay(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let path = parts.uri.path().to_string();
-    let reading = parts.method == axum::http::Method::GET;
-    let url = format!(
-        "{}{}",
-        proxy.target,
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut forwarded = proxy.http.request(parts.method, url).body(body);
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
-            forwarded = forwarded.header(name, value);
-        }
-    }
-    match forwarded.send().await {
-        Ok(answer) => {
-            let mut response = Response::builder().status(answer.status());
-            for (name, value) in answer.headers() {
-                if !HOP_BY_HOP.contains(&name.as_str()) {
-                    response = response.header(name, value);
-                }
-            }
-            let bytes = answer.bytes().await.unwrap_or_default();
-            if caused_by_work(proxy.counter, reading, &path, &bytes) {
-                let counter = match proxy.counter {
-                    0 => &proxy.counts.blob,
-                    1 => &proxy.counts.queue,
-                    _ => &proxy.counts.table,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-            response.body(Body::from(bytes)).expect("relay response")
-        }
-        Err(e) => Response::builder()
-            .status(502)
-            .body(Body::from(e.to_string()))
-            .expect("error response"),
-    }
-}
-
-/// Whether a request is part of the work the instances cause, rather than idle polling (a
-/// dequeue that found nothing: the host's polling, whose rate depends on how long it has been
-/// idle, not on the work) or the benchmark's own progress checks (queries of the instances
-/// table through the query API; the runtime itself only reads instances rows by key).
-fn caused_by_work(service: usize, reading: bool, path: &str, body: &[u8]) -> bool {
-    let empty_dequeue = service == 1
-        && reading
-        && path.ends_with("/messages")
-        && !String::from_utf8_lossy(body).contains("<QueueMessage>");
-    let instance_query = service == 2 && reading && path.ends_with("Instances()");
-    !empty_dequeue && !instance_query
-}
-
-/// Starts one counting proxy per service in front of `azurite`; returns their ports.
-async fn start_proxies(azurite: [u16; 3], counts: Arc<Counts>) -> [u16; 3] {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("proxy client");
-    let mut ports = [0; 3];
-    for (service, port) in azurite.iter().enumerate() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        ports[service] = listener.local_addr().expect("proxy addr").port();
-        let proxy = Arc::new(Proxy {
-            target: format!("http://127.0.0.1:{port}"),
-            counter: service,
-            counts: counts.clone(),
-            http: http.clone(),
-        });
-        let app = axum::Router::new().fallback(relay).with_state(proxy);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
-    ports
-}
-
 /// The dev host with the release worker under it, stopped (with its worker) on drop.
 struct App {
     devhost: Supervised,
@@ -350,7 +292,7 @@ impl App {
             .args(["--port", &port.to_string()])
             .env("DEVHOST_WORKER", options.bin_dir.join("worker"))
             .env("AzureWebJobsStorage", storage)
-            .env("TaskHub", "benchhub")
+            .env("TaskHub", TASK_HUB)
             .env("AzureWebJobs.Function1.Disabled", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -394,6 +336,15 @@ impl App {
     }
 }
 
+/// `count` apps on one task hub in `storage`, each dev host on its own port with its own worker.
+async fn start_apps(options: &Options, storage: &str, count: usize) -> Vec<App> {
+    let mut apps = Vec::with_capacity(count);
+    for _ in 0..count {
+        apps.push(App::start(options, storage).await);
+    }
+    apps
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -402,6 +353,42 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// User and system CPU time a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    let ticks: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|field| field.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    ticks / CLOCK_TICKS_PER_S
+}
+
+/// `getconf CLK_TCK` on Linux, which has not changed from 100 on any mainstream platform.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// What share of one core each process used while `work` ran, in percent, with `work`'s output.
+async fn cpu_percent_during<T, const N: usize>(
+    pids: [Option<u32>; N],
+    work: impl std::future::Future<Output = T>,
+) -> (T, [f64; N]) {
+    let before = pids.map(|pid| pid.map_or(0.0, cpu_seconds));
+    let started = Instant::now();
+    let output = work.await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut percent = pids.map(|pid| pid.map_or(0.0, cpu_seconds));
+    for (after, before) in percent.iter_mut().zip(before) {
+        *after = (*after - before) * 100.0 / elapsed;
+    }
+    (output, percent)
 }
 
 fn load_average() -> f64 {
@@ -580,30 +567,17 @@ async fn storage_requests(
     (total as f64 / count as f64, by_service)
 }
 
-/// Median, min and max of a figure over the runs.
-fn summary(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    (
-        sorted[sorted.len() / 2],
-        sorted[0],
-        sorted[sorted.len() - 1],
-    )
-}
-
-/// One run of the throughput section on a fresh Azurite: throughput, latency and peak RSS
-/// straight to Azurite, then storage requests per orchestration through the counting proxy.
-/// Figures on disk are named with a `disk_` prefix; in memory, as they always were.
+/// One run of the throughput section, for one Azurite mode: fire-and-poll on a fresh Azurite
+/// (throughput, latency and peak RSS straight to Azurite, then storage requests per orchestration
+/// through the counting proxy), then request-response (`throughput_rr`). Figures on disk are
+/// named with a `disk_` prefix; in memory, as they always were.
 async fn throughput_run(
     options: &Options,
     run: usize,
     persistence: Persistence,
     record: &mut impl FnMut(String, f64),
-) {
-    let prefix = match persistence {
-        Persistence::Disk => "disk_",
-        Persistence::Memory => "",
-    };
+) -> anyhow::Result<()> {
+    let prefix = persistence.key_prefix();
     let mut record = |name: &str, value: f64| record(format!("{prefix}{name}"), value);
     let storage = Storage::start(&options.root, persistence);
     let counts = Arc::new(Counts::default());
@@ -668,18 +642,76 @@ async fn throughput_run(
     )
     .await;
     record("fan_out10_storage_requests_per_orchestration", fan_ops);
+    drop(counted);
+    drop(storage);
+
+    record("load_average_1m_before_rr", load_average());
+    let hosts = options.throughput_hosts();
+    throughput_rr::measure(options, run, persistence, hosts, &mut record).await
+}
+
+/// The throughput section's headline figures (medians), a column per Azurite mode.
+fn throughput_table(options: &Options, runs: &Runs) -> Table {
+    let rows = [
+        ("fire-and-poll HelloSequence5 /s", "hello_sequence5_per_s"),
+        ("fire-and-poll FanOut10 /s", "fan_out10_per_s"),
+        (
+            "fire-and-poll idle p50 ms",
+            "hello_sequence5_latency_p50_ms",
+        ),
+        ("rr HelloSequence5 /s", "rr_hello_sequence5_per_s"),
+        ("rr HelloSequence5 p50 ms", "rr_hello_sequence5_p50_ms"),
+        ("rr HelloSequence5 p95 ms", "rr_hello_sequence5_p95_ms"),
+        ("rr FanOut10 /s", "rr_fan_out10_per_s"),
+        ("rr FanOut10 p50 ms", "rr_fan_out10_p50_ms"),
+        ("rr FanOut10 p95 ms", "rr_fan_out10_p95_ms"),
+        ("rr idle p50 ms", "rr_hello_sequence5_idle_p50_ms"),
+        ("rr errors HelloSequence5", "rr_hello_sequence5_errors"),
+        ("rr errors FanOut10", "rr_fan_out10_errors"),
+        (
+            "storage requests/orch fire-and-poll",
+            "hello_sequence5_storage_requests_per_orchestration",
+        ),
+        (
+            "storage requests/orch rr",
+            "rr_hello_sequence5_storage_requests_per_orchestration",
+        ),
+        ("ceiling HelloSequence5 /s", "ceiling_orch_per_s"),
+        ("rr fraction of ceiling", "rr_fraction_of_ceiling"),
+        (
+            "Azurite CPU % in rr HelloSequence5",
+            "rr_hello_sequence5_azurite_cpu_pct",
+        ),
+        ("Azurite CPU % in ceiling", "ceiling_azurite_cpu_pct"),
+        ("worker peak RSS MiB", "worker_peak_rss_mib"),
+    ];
+    let modes = options.throughput_persistence();
+    Table {
+        title: "throughput (median)".to_string(),
+        columns: modes.iter().map(|mode| mode.name().to_string()).collect(),
+        rows: rows
+            .iter()
+            .map(|(label, key)| {
+                let cells = modes
+                    .iter()
+                    .map(|mode| runs.median(&format!("{}{key}", mode.key_prefix())))
+                    .collect();
+                (label.to_string(), cells)
+            })
+            .collect(),
+    }
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> anyhow::Result<()> {
     let options = options();
     let mut json = serde_json::Map::new();
+    let mut tables = Vec::new();
+    json.insert("runs".into(), json!(options.runs));
+    json.insert("instances".into(), json!(options.instances));
+    json.insert("in_flight".into(), json!(options.in_flight));
     if options.throughput {
-        let mut figures: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut record = |name: String, value: f64| {
-            println!("run_{name}={value:.2}");
-            figures.entry(name).or_default().push(value);
-        };
+        let mut runs = Runs::default();
         for run in 0..options.runs {
             for persistence in options.throughput_persistence() {
                 eprintln!(
@@ -688,20 +720,30 @@ async fn main() {
                     options.runs,
                     persistence.name()
                 );
-                throughput_run(&options, run, persistence, &mut record).await;
+                let mut record = |name, value| runs.record(name, value);
+                throughput_run(&options, run, persistence, &mut record).await?;
             }
         }
-        json.insert("runs".into(), json!(options.runs));
-        json.insert("instances".into(), json!(options.instances));
-        json.insert("in_flight".into(), json!(options.in_flight));
-        for (name, values) in figures {
-            let (median, min, max) = summary(&values);
-            println!("{name}={median:.2} (min {min:.2}, max {max:.2})");
-            json.insert(
-                name,
-                json!({"median": median, "min": min, "max": max, "runs": values}),
-            );
+        println!("rr_hosts={}", options.throughput_hosts());
+        json.insert("rr_hosts".into(), json!(options.throughput_hosts()));
+        runs.finish(&mut json);
+        tables.push(throughput_table(&options, &runs));
+    }
+    if options.hosts {
+        let mut runs = Runs::default();
+        let counts = options.hosts_section_counts();
+        for run in 0..options.runs {
+            for hosts in &counts {
+                let mut record = |name, value| runs.record(name, value);
+                hosts::measure(&options, run, *hosts, &mut record).await?;
+            }
         }
+        runs.finish(&mut json);
+        for (name, ratio) in hosts::ratios(&counts, &runs) {
+            println!("{name}={ratio:.2}");
+            json.insert(name, json!(ratio));
+        }
+        tables.push(hosts::table(&counts, &runs));
     }
     if options.fan_in {
         json.insert(
@@ -725,6 +767,13 @@ async fn main() {
             }
         }
     }
+    if options.memory {
+        let figures = memory::measure(&options).await?;
+        for (name, value) in &figures {
+            json.insert(name.clone(), json!(value));
+        }
+        tables.push(memory::table(&figures));
+    }
 
     if let Some(parent) = options.output.parent() {
         std::fs::create_dir_all(parent).expect("create the output folder");
@@ -735,4 +784,8 @@ async fn main() {
     )
     .expect("write the JSON figures");
     println!("json={}", options.output.display());
+    for table in tables {
+        println!("\n{table}");
+    }
+    Ok(())
 }
