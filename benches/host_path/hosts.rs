@@ -51,6 +51,11 @@ pub async fn measure(
             format!("hosts{hosts}_rr_{key}_errors"),
             outcome.errors as f64,
         );
+        // Also shows the counters were read at all.
+        record(
+            format!("hosts{hosts}_{key}_turns_per_orchestration"),
+            turns as f64 / options.instances as f64,
+        );
         record(
             format!("hosts{hosts}_{key}_conflicts_per_1000"),
             per_1000(conflicts),
@@ -129,6 +134,10 @@ pub fn table(counts: &[usize], runs: &Runs) -> Table {
             ("rr /s", format!("rr_{key}_per_s")),
             ("rr p50 ms", format!("rr_{key}_p50_ms")),
             ("rr errors", format!("rr_{key}_errors")),
+            (
+                "turns per orchestration",
+                format!("{key}_turns_per_orchestration"),
+            ),
             ("conflicts per 1,000", format!("{key}_conflicts_per_1000")),
             (
                 "redone turns per 1,000",
