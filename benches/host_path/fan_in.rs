@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{
-    connection_string, load_average, peak_rss_mib, start_proxies, App, Counts, Options,
-    Persistence, Storage,
+    connection_string, cpu_seconds, load_average, peak_rss_mib, start_proxies, App, Counts,
+    Options, Persistence, Storage,
 };
 
 /// The largest `Count` the `FanOutFanIn` orchestrator accepts.
@@ -118,26 +118,6 @@ pub async fn measure(
         (format!("{name}_load_average_1m_before"), Some(load)),
     ]
 }
-
-/// User and system CPU time a process has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
-    let ticks: f64 = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|field| field.parse::<f64>().ok())
-                .sum()
-        })
-        .unwrap_or(0.0);
-    ticks / CLOCK_TICKS_PER_S
-}
-
-/// `getconf CLK_TCK` on Linux, which has not changed from 100 on any mainstream platform.
-const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 /// The instance's status from the query API: the proxy leaves queries out of the counts, where
 /// a status read by id would look like the runtime's own reads. `Null` until it is listed; an

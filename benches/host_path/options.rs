@@ -1,0 +1,182 @@
+//! What a run of the benchmark is asked to do: its sections, sizes and Azurite modes, from the
+//! command line `scripts/bench.sh` passes on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::fan_in;
+
+/// Where Azurite keeps its data: on disk, as storage that outlives a restart does, or in memory.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Persistence {
+    Disk,
+    Memory,
+}
+
+impl Persistence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Persistence::Disk => "disk",
+            Persistence::Memory => "memory",
+        }
+    }
+
+    /// Throughput figures on disk are named with this prefix; in memory, as they always were.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Persistence::Disk => "disk_",
+            Persistence::Memory => "",
+        }
+    }
+}
+
+/// What one run of the benchmark is asked to do.
+pub struct Options {
+    pub root: PathBuf,
+    /// Where the release `devhost` and `worker` are.
+    pub bin_dir: PathBuf,
+    pub throughput: bool,
+    pub fan_in: bool,
+    pub hosts: bool,
+    pub memory: bool,
+    /// `--azurite`, when given: the throughput and fan-in sections then use it.
+    pub azurite: Option<Vec<Persistence>>,
+    /// `--hosts`, when given.
+    pub host_counts: Option<Vec<usize>>,
+    pub memory_orchestrations: usize,
+    pub runs: usize,
+    pub instances: usize,
+    pub in_flight: usize,
+    pub latency_samples: usize,
+    pub count_instances: usize,
+    pub fan_in_counts: Vec<usize>,
+    pub fan_in_timeout: Duration,
+    pub output: PathBuf,
+}
+
+impl Options {
+    pub fn throughput_persistence(&self) -> Vec<Persistence> {
+        self.azurite
+            .clone()
+            .unwrap_or_else(|| vec![Persistence::Disk, Persistence::Memory])
+    }
+
+    /// The hosts the throughput section's request-response runs spread over.
+    pub fn throughput_hosts(&self) -> usize {
+        self.host_counts.as_ref().map_or(1, |counts| counts[0])
+    }
+
+    pub fn hosts_section_counts(&self) -> Vec<usize> {
+        self.host_counts.clone().unwrap_or_else(|| vec![1, 2, 3])
+    }
+
+    pub fn fan_in_persistence(&self) -> Vec<Persistence> {
+        self.azurite
+            .clone()
+            .unwrap_or_else(|| vec![Persistence::Disk, Persistence::Memory])
+    }
+}
+
+pub fn options() -> Options {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // This binary runs from <target dir>/release/deps/, beside the release binaries' folder.
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .expect("the benchmark knows its own path");
+    let mut options = Options {
+        output: root.join("bench-results/host_path.json"),
+        root,
+        bin_dir,
+        throughput: true,
+        fan_in: true,
+        hosts: false,
+        memory: false,
+        azurite: None,
+        host_counts: None,
+        memory_orchestrations: 100_000,
+        runs: 3,
+        instances: 1000,
+        in_flight: 64,
+        latency_samples: 50,
+        count_instances: 50,
+        fan_in_counts: vec![100, 1000, 10_000],
+        fan_in_timeout: Duration::from_secs(300),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || args.get(i + 1).cloned().unwrap_or_default();
+        let number = |name: &str| -> usize {
+            value()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        };
+        match args[i].as_str() {
+            "--runs" => options.runs = number("--runs"),
+            "--instances" => options.instances = number("--instances"),
+            "--in-flight" => options.in_flight = number("--in-flight"),
+            "--latency-samples" => options.latency_samples = number("--latency-samples"),
+            "--count-instances" => options.count_instances = number("--count-instances"),
+            "--fanin-counts" => {
+                options.fan_in_counts = value()
+                    .split(',')
+                    .map(|n| match n.trim().parse() {
+                        Ok(n) if n <= fan_in::MAX_COUNT => n,
+                        _ => panic!("--fanin-counts takes numbers up to 10000, like 100,1000"),
+                    })
+                    .collect();
+            }
+            "--fanin-timeout" => {
+                options.fan_in_timeout = Duration::from_secs(number("--fanin-timeout") as u64);
+            }
+            "--hosts" => {
+                options.host_counts = Some(
+                    value()
+                        .split(',')
+                        .map(|n| match n.trim().parse() {
+                            Ok(n) if n > 0 => n,
+                            _ => panic!("--hosts takes host counts, like 1,2,3"),
+                        })
+                        .collect(),
+                );
+            }
+            "--memory-orchestrations" => {
+                options.memory_orchestrations = number("--memory-orchestrations");
+            }
+            "--only" => {
+                let sections = value();
+                let sections: Vec<&str> = sections.split(',').collect();
+                for section in &sections {
+                    assert!(
+                        ["throughput", "fanin", "hosts", "memory"].contains(section),
+                        "--only takes throughput, fanin, hosts or memory (or several, \
+                         comma-separated), not '{section}'"
+                    );
+                }
+                options.throughput = sections.contains(&"throughput");
+                options.fan_in = sections.contains(&"fanin");
+                options.hosts = sections.contains(&"hosts");
+                options.memory = sections.contains(&"memory");
+            }
+            "--azurite" => {
+                options.azurite = Some(match value().as_str() {
+                    "disk" => vec![Persistence::Disk],
+                    "memory" => vec![Persistence::Memory],
+                    "both" => vec![Persistence::Disk, Persistence::Memory],
+                    other => panic!("--azurite takes disk, memory or both, not '{other}'"),
+                });
+            }
+            "--bin-dir" => options.bin_dir = PathBuf::from(value()),
+            "--output" => options.output = PathBuf::from(value()),
+            // cargo bench passes --bench; nothing to do.
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument '{other}'"),
+        }
+        i += 2;
+    }
+    options
+}
