@@ -238,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
         for (name, value) in &figures {
             json.insert(name.clone(), json!(value));
         }
-        tables.push(memory::table(&figures));
+        tables.push(memory::table(&figures, options.memory_persistence()));
     }
 
     if let Some(parent) = options.output.parent() {

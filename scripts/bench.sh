@@ -33,8 +33,9 @@
 #   Azurite and app: fanin_<disk|memory>_n<N>_{seconds, activities_per_s,
 #   requests_per_activity, worker_rss_mib, load_average_1m_before}; "timeout" when it has not
 #   completed within --fanin-timeout.
-# memory (not run by default; many minutes): one host, Azurite on disk, request-response
-#   HelloSequence5 at --in-flight until --memory-orchestrations (default 100,000); the worker's
+# memory (not run by default; many minutes): one host, Azurite on disk (or the first mode
+#   --azurite names), request-response HelloSequence5 at --in-flight until
+#   --memory-orchestrations (default 100,000); the worker's
 #   current RSS after every 10,000: memory_rss_mib_after_<n>, and memory_rss_growth_pct (the last
 #   against the one after 10,000).
 #

@@ -70,6 +70,14 @@ impl Options {
         self.host_counts.clone().unwrap_or_else(|| vec![1, 2, 3])
     }
 
+    /// The memory section's Azurite: the first mode `--azurite` names, on disk by default.
+    pub fn memory_persistence(&self) -> Persistence {
+        self.azurite
+            .as_ref()
+            .and_then(|modes| modes.first().copied())
+            .unwrap_or(Persistence::Disk)
+    }
+
     pub fn fan_in_persistence(&self) -> Vec<Persistence> {
         self.azurite
             .clone()

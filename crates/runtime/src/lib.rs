@@ -212,6 +212,13 @@ impl<B: Backend> Runtime<B> {
         self.ends.watch(instance_id, after_revision)
     }
 
+    /// Whether this process is processing a message of the instance (or holds one waiting for
+    /// its turn): an end that processing reaches wakes [`Runtime::watch_end`]'s waiters, so a
+    /// waiter need not read storage meanwhile.
+    pub fn is_processing(&self, instance_id: &str) -> bool {
+        self.mailboxes.busy(instance_id)
+    }
+
     /// Writes the summary (when newer than the stored one) and wakes whoever waits for it.
     pub(crate) async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
         self.backend.write_summary(summary).await?;

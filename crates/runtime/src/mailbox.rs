@@ -109,6 +109,16 @@ impl<T> Mailboxes<T> {
     }
 }
 
+impl<T> Mailboxes<T> {
+    /// Whether a message of the instance is being processed, or waits to be, in this process.
+    pub fn busy(&self, instance_id: &str) -> bool {
+        let inboxes = self.inboxes.lock().unwrap_or_else(|p| p.into_inner());
+        inboxes
+            .get(instance_id)
+            .is_some_and(|inbox| inbox.strong_count() > 0)
+    }
+}
+
 impl<T> Ticket<T> {
     pub fn message_id(&self) -> &str {
         &self.message_id

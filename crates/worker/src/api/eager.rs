@@ -12,8 +12,10 @@ use durable_runtime::{Queued, Runtime};
 use durable_store::backend::Backend;
 
 /// How many eager turns may run at once; beyond that the queue path alone carries the message,
-/// so a burst of starts cannot pile unbounded work onto one worker.
-pub const DEFAULT_EAGER_TURNS: usize = 16;
+/// so a burst of starts cannot pile unbounded work onto one worker. As many as the bench's
+/// callers keep in flight: with fewer, the starts beyond them took the queue path, slower and
+/// twice the storage requests, and the slower turns then held the slots longer.
+pub const DEFAULT_EAGER_TURNS: usize = 64;
 /// How long the queued copy stays hidden while its eager turn runs: the delay a crash of the
 /// worker adds before the host takes over.
 pub const HOLD: Duration = Duration::from_secs(30);

@@ -169,9 +169,9 @@ fn check_status_response(urls: &InstanceUrls, instance_id: &str) -> Response {
 }
 
 /// Waits until the instance ends or `timeout` passes: woken at once by an end this process
-/// writes, and reading storage at most once per max(`polling`, 100 ms) for an end written
-/// elsewhere. A completed instance answers 200 with its output; one that failed or was
-/// terminated answers with its status object.
+/// writes, and, while this process is not processing the instance, reading storage at most
+/// once per max(`polling`, 100 ms) for an end written elsewhere. A completed instance answers
+/// 200 with its output; one that failed or was terminated answers with its status object.
 async fn wait_for_end<B: Backend>(
     state: &ApiState<B>,
     instance_id: &str,
@@ -187,9 +187,13 @@ async fn wait_for_end<B: Backend>(
             summary = watch.ended() => return Ok(Some(ended_response(&summary))),
             () = tokio::time::sleep_until(read_at) => {}
         }
-        if let Some(summary) = state.runtime.status(instance_id).await? {
-            if summary.status.is_terminal() {
-                return Ok(Some(ended_response(&summary)));
+        // While this worker processes the instance, its end (if that processing reaches it)
+        // comes through the watch; a read now would only say it has not ended.
+        if !state.runtime.is_processing(instance_id) {
+            if let Some(summary) = state.runtime.status(instance_id).await? {
+                if summary.status.is_terminal() {
+                    return Ok(Some(ended_response(&summary)));
+                }
             }
         }
         if tokio::time::Instant::now() >= deadline {
