@@ -278,6 +278,30 @@ async fn invoke_ok(http: &reqwest::Client, port: u16, function: &str, body: &Val
     }
 }
 
+/// Waits until every queue of the task hub answers: the worker creates its task hub in the
+/// background, and a queued start fails until its queue exists.
+async fn wait_until_queues_exist(storage: &str, hub: &str) {
+    let settings = [("AzureWebJobsStorage", storage.to_string())];
+    let connection = StorageConnection::from_settings(settings, "AzureWebJobsStorage").unwrap();
+    let backend = AzureBackend::connect(
+        &connection,
+        TaskHub::new(hub).unwrap(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for queue in backend.queues() {
+        // Nothing is queued yet, so receiving takes nothing from the worker.
+        while let Err(error) = backend.receive(queue, 1, Duration::from_secs(1)).await {
+            assert!(
+                Instant::now() < deadline,
+                "{queue:?} never appeared: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// An HTTP request in the host's payload mode (`Data.req` with `Url`, `Method`,
 /// `Headers`, `Body`), as the dev host or `func` sends
 /// it when forwarding is off.
@@ -323,7 +347,10 @@ async fn the_apps_own_functions_answer_the_hosts_payloads() {
     );
     assert_eq!(items[0]["SyncName"], items[1]["SyncName"]);
 
-    // SyncQueueProcessor starts MainWorkflow once; the same message again starts nothing.
+    // SyncQueueProcessor starts MainWorkflow once; the same message again starts nothing. A
+    // start whose queue did not exist yet would stay Pending until the sweep sends it, and its
+    // retry would find it taken: wait for the task hub.
+    wait_until_queues_exist(&azurite.connection_string(), "apphub").await;
     let item = serde_json::to_string(&items[0]).unwrap();
     let mut delivery = queue_invocation(&item);
     delivery["Data"] = json!({ "item": serde_json::to_string(&item).unwrap() });

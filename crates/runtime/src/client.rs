@@ -105,17 +105,10 @@ impl<B: Backend> Runtime<B> {
             self.backend.write_summary(summary).await?;
         }
         if delivery == StartDelivery::Queue {
-            if let Err(error) = self.backend.send(std::slice::from_ref(&message)).await {
-                // Take the new id's Pending summary back, so the caller's retry starts it now
-                // rather than finding it taken and waiting for the sweep; should that fail
-                // too, the sweep starts it.
-                if new_instance {
-                    if let Err(undo) = self.backend.purge(&instance_id).await {
-                        tracing::warn!("the start of '{instance_id}' waits for the sweep: {undo}");
-                    }
-                }
-                return Err(error.into());
-            }
+            // Should this fail, the Pending summary stays: a retry finds the id taken, and the
+            // sweep sends the start. Deleting the summary instead could race a send that went
+            // through after all and a worker that already processed it.
+            self.backend.send(std::slice::from_ref(&message)).await?;
         }
         Ok(Queued {
             message,

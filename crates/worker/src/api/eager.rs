@@ -12,9 +12,9 @@ use durable_runtime::{Queued, Runtime};
 use durable_store::backend::Backend;
 
 /// How many eager turns may run at once; beyond that the queue path alone carries the message,
-/// so a burst of starts cannot pile unbounded work onto one worker. As many as the bench's
-/// callers keep in flight: with fewer, the starts beyond them took the queue path, slower and
-/// twice the storage requests, and the slower turns then held the slots longer.
+/// so a burst of starts cannot pile unbounded work onto one worker. With 16, under 64 callers
+/// in flight three quarters of the starts took the queue path (twice the storage requests and
+/// the host's polling), and the slower turns then held the slots longer (README, Performance).
 pub const DEFAULT_EAGER_TURNS: usize = 64;
 /// How long the queued copy stays hidden while its eager turn runs: the delay a crash of the
 /// worker adds before the host takes over.
@@ -24,7 +24,8 @@ pub struct EagerTurns {
     permits: Arc<Semaphore>,
 }
 
-/// A reserved eager turn: send the message with [`Reservation::hold`], then [`Reservation::run`].
+/// A reserved eager turn: take the start with `StartDelivery::Here`, or send the event with
+/// [`Reservation::hold`], then [`Reservation::run`].
 pub struct Reservation {
     /// Held until the turn and its clean-up are done; dropping it frees the slot.
     _permit: OwnedSemaphorePermit,
