@@ -66,6 +66,18 @@ async fn a_start_that_ends_in_this_worker_answers_without_reading_its_status() {
         assert_eq!(output.len(), 5, "{output:?}");
     }
     assert_eq!(summary_reads(&backend), 0, "{:?}", backend.counts());
+    // The worker's counters, on its own port: one turn per start here.
+    let counters: Value = http
+        .get(format!("{base}/admin/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["turns"], 20, "{counters}");
+    assert_eq!(counters["conflicts"], 0, "{counters}");
+    assert_eq!(counters["redoneTurns"], 0, "{counters}");
 }
 
 #[tokio::test]

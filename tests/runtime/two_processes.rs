@@ -69,6 +69,16 @@ async fn take_turns(queued: bool, fault: Fault) -> usize {
         h.drive_on(process, 30).await;
     }
     let calls = h.backend.calls() - from;
+    if fault.is_none() && cache_on(&h) {
+        // Parts 2 and 3 each start from a stale copy: counted as conflicts, and, where the
+        // turn ran to its commit before finding out (activities on the queue), as redone turns.
+        let (a, b) = (a.counters(), b.counters());
+        assert!(a.conflicts + b.conflicts >= 2, "{a:?} {b:?}");
+        if queued {
+            assert!(a.redone_turns + b.redone_turns >= 2, "{a:?} {b:?}");
+        }
+        assert!(a.turns + b.turns >= 4, "{a:?} {b:?}");
+    }
     let summary = h.summary("shared").await;
     assert_eq!(
         summary.output.as_deref(),
