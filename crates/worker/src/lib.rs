@@ -49,10 +49,22 @@ pub fn app<B: Backend>(
     task_hub: String,
     functions: TriggerFunctions<B>,
 ) -> Router {
+    let (_, ready) = tokio::sync::watch::channel(true);
+    app_once_ready(runtime, task_hub, functions, ready)
+}
+
+/// [`app`] over a task hub still being created: starts wait until `hub_ready` turns true.
+pub fn app_once_ready<B: Backend>(
+    runtime: Arc<Runtime<B>>,
+    task_hub: String,
+    functions: TriggerFunctions<B>,
+    hub_ready: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let api = api::routes(Arc::new(ApiState {
         runtime: runtime.clone(),
         task_hub,
         eager: EagerTurns::new(DEFAULT_EAGER_TURNS),
+        hub_ready,
     }));
     let worker = Arc::new(Worker {
         runtime,

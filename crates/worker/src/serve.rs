@@ -184,9 +184,11 @@ where
     // The readiness probe must answer even while storage is unreachable, so the task hub is
     // created in the background; invocations fail (and are retried) until it is.
     let sweeping = runtime.clone();
-    let hub_ready = create_task_hub(backend, artifacts_wanted.then_some(artifacts), hub.clone());
+    let created = create_task_hub(backend, artifacts_wanted.then_some(artifacts), hub.clone());
+    let (ready, hub_ready) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        hub_ready.await;
+        created.await;
+        ready.send_replace(true);
         sweeping.sweep_forever().await;
     });
 
@@ -198,7 +200,7 @@ where
     tracing::info!("worker listening on {address}");
     axum::serve(
         listener,
-        crate::app(runtime, hub.name().to_string(), app.functions),
+        crate::app_once_ready(runtime, hub.name().to_string(), app.functions, hub_ready),
     )
     .with_graceful_shutdown(durable_protocol::shutdown::shutdown_signal())
     .await

@@ -90,6 +90,7 @@ pub async fn operation<B: Backend>(
         "restart" => {
             let new_id = params.flag("restartWithNewInstanceId", true)?;
             let wait = Wait::from_params(&params)?;
+            state.hub_ready().await?;
             let started = runtime.restart(id, new_id).await?;
             let watch = wait.watch(runtime, &started);
             let id = started.message.destination.instance_id();

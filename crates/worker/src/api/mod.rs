@@ -35,6 +35,32 @@ pub struct ApiState<B: Backend> {
     /// Put in management URLs as `taskHub=`, as Durable Functions does.
     pub task_hub: String,
     pub eager: EagerTurns,
+    /// Whether the task hub (queues, containers) exists yet: the worker creates it in the
+    /// background, and a start processed here needs none of the queues, so it would otherwise
+    /// run before its activities' containers exist.
+    pub hub_ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long a start waits for the task hub before answering 503.
+const HUB_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl<B: Backend> ApiState<B> {
+    /// Waits (bounded) until the task hub exists; 503 if it does not in time, before anything
+    /// was written.
+    pub async fn hub_ready(&self) -> Result<(), ApiError> {
+        let mut ready = self.hub_ready.clone();
+        let waited = tokio::time::timeout(HUB_READY_WAIT, async {
+            ready.wait_for(|ready| *ready).await.is_ok()
+        })
+        .await;
+        match waited {
+            Ok(true) => Ok(()),
+            _ => Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the task hub is not ready yet; retry shortly".to_string(),
+            }),
+        }
+    }
 }
 
 /// The API routes, prefix included. `/api/instances/` (trailing slash) is the list too: the

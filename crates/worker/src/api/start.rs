@@ -113,6 +113,7 @@ async fn start_instance<B: Backend>(
 ) -> Result<Response, ApiError> {
     let wait = Wait::from_params(&params)?;
     let input = body.json("request body")?;
+    state.hub_ready().await?;
     let eager = state.eager.reserve();
     let delivery = match eager {
         Some(_) => StartDelivery::Here,
