@@ -21,8 +21,9 @@ pub enum StartDelivery {
     Here,
 }
 
-/// A message a client operation queued, for a caller that also processes it at once (see
-/// [`Runtime::process_queued`]).
+/// A client operation's message, for a caller that also processes it at once (see
+/// [`Runtime::process_queued`]): queued, queued held, or (a start taken with
+/// [`StartDelivery::Here`]) not queued at all.
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub message: Message,
@@ -92,17 +93,12 @@ impl<B: Backend> Runtime<B> {
         // instance's first commit (a client's start here; any other start, a
         // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
         // create is the check.
-        let (message, summary) = self.start_records(name, &instance_id, input.clone(), 1);
+        let (mut message, mut summary) = self.start_records(name, &instance_id, input);
         let new_instance = self.backend.create_summary(&summary).await?;
-        let (message, summary) = if new_instance {
-            (message, None)
-        } else {
-            let revision = self.start_revision(&instance_id).await?;
-            let (message, summary) = self.start_records(name, &instance_id, input, revision);
-            (message, Some(summary))
-        };
-        if let Some(summary) = &summary {
-            self.backend.write_summary(summary).await?;
+        if !new_instance {
+            summary.revision = self.start_revision(&instance_id).await?;
+            message.revision = Some(summary.revision);
+            self.backend.write_summary(&summary).await?;
         }
         if delivery == StartDelivery::Queue {
             // Should this fail, the Pending summary stays: a retry finds the id taken, and the
@@ -138,13 +134,13 @@ impl<B: Backend> Runtime<B> {
         }
     }
 
-    /// The start message of a new execution of `name` as `instance_id`, and its Pending summary.
+    /// The start message of a new execution of `name` as `instance_id`, and its Pending summary,
+    /// at revision 1, a new id's (a reused id's start raises both).
     fn start_records(
         &self,
         name: &str,
         instance_id: &str,
         input: String,
-        revision: u64,
     ) -> (Message, InstanceSummary) {
         let now = self.clock.now();
         let summary = InstanceSummary {
@@ -159,7 +155,7 @@ impl<B: Backend> Runtime<B> {
             created_at: now,
             updated_at: now,
             completed_at: None,
-            revision,
+            revision: 1,
             client_start_id: None,
         };
         let message = client_start(&summary, self.options.ids.next_id());
