@@ -4,4 +4,5 @@
 
 pub mod connection;
 pub mod invocation;
+pub mod jsonc;
 pub mod shutdown;

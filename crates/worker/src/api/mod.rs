@@ -6,6 +6,7 @@ pub mod eager;
 mod extract;
 mod history;
 mod instances;
+mod poison;
 mod purge;
 mod query;
 mod start;
@@ -89,6 +90,15 @@ pub fn routes<B: Backend>(state: Arc<ApiState<B>>) -> Router {
         .route(
             "/api/instances/{instance_id}/{operation}/{event_name}",
             post(instances::raise_event::<B>),
+        )
+        .route("/api/poisonMessages", get(poison::list::<B>))
+        .route(
+            "/api/poisonMessages/{id}",
+            get(poison::one::<B>).delete(poison::discard::<B>),
+        )
+        .route(
+            "/api/poisonMessages/{id}/requeue",
+            post(poison::requeue::<B>),
         )
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)
