@@ -3,7 +3,7 @@
 //! only over HTTP (and Azurite's queues); dropping it stops the dev host (which stops the
 //! worker) and prints the dev host's log when the test failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,15 +41,19 @@ pub struct Answer {
 impl App {
     /// Starts everything and waits until a request reaches the worker through the dev host.
     pub async fn start(settings: &[(&str, &str)]) -> App {
+        Self::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), settings).await
+    }
+
+    /// [`App::start`] of the app whose `host.json` and `functions/` are in `root`.
+    pub async fn start_in(root: &Path, settings: &[(&str, &str)]) -> App {
         let azurite = Azurite::start();
         let [port] = free_ports();
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let log =
             std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
         let log_file = std::fs::File::create(&log).expect("create the dev host log");
         let mut command = Command::new(crate::binaries::devhost());
         command
-            .arg(&root)
+            .arg(root)
             .args(["--port", &port.to_string()])
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
             .env("AzureWebJobsStorage", azurite.connection_string())
@@ -93,6 +97,12 @@ impl App {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The storage the app runs on (for tests that reach past the API, as tests/poison.rs).
+    #[allow(dead_code)]
+    pub fn connection_string(&self) -> String {
+        self._azurite.connection_string()
     }
 
     pub fn log_text(&self) -> String {
