@@ -220,8 +220,10 @@ async fn a_delivery_that_fails_is_retried_until_the_last_which_parks_it() {
     let text = serde_json::to_string(&received[0].message).unwrap();
     let max = h.runtime.options().max_dequeue_count;
     for attempt in 1..=max {
-        // Every delivery fails at its first storage call.
-        h.backend.fail_call(1, FaultMode::Before);
+        // Every delivery fails at its first storage call of processing; the last one makes a
+        // record (a worker dying during it leaves that) before it processes.
+        let first_of_processing = if attempt == max { 2 } else { 1 };
+        h.backend.fail_call(first_of_processing, FaultMode::Before);
         let delivered = h
             .runtime
             .deliver(Delivery {
@@ -258,6 +260,21 @@ async fn a_delivery_that_fails_is_retried_until_the_last_which_parks_it() {
     let summary = h.completed(&id).await;
     assert_eq!(summary.poison_messages, 0);
     assert_no_duplicates(&h.history(&id).await);
+
+    // A last delivery that goes through takes its record back.
+    let again = h
+        .runtime
+        .deliver(Delivery {
+            queue,
+            text: &text,
+            queue_message_id: None,
+            attempt: max,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(again, Delivered::Processed(_)), "{again:?}");
+    let parked = h.runtime.poison_messages(&PoisonQuery::default()).await;
+    assert!(parked.unwrap().items.is_empty());
 }
 
 #[tokio::test]

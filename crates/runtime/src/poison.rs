@@ -51,6 +51,8 @@ impl<B: Backend> Runtime<B> {
     /// it. Any other failure is returned for the host to retry, except on the host's last
     /// delivery, when the message is parked with the failure as its reason; should parking
     /// fail too, the failure is returned and the host moves the message to `<queue>-poison`.
+    /// The last delivery costs two more storage calls (a record made first, taken back on
+    /// success).
     pub async fn deliver(&self, delivery: Delivery<'_>) -> Result<Delivered, RuntimeError> {
         let last = delivery.attempt >= self.options.max_dequeue_count;
         let message = match self.backend.decode_message(delivery.text).await {
@@ -67,17 +69,38 @@ impl<B: Backend> Runtime<B> {
             }
             Err(error) => return Err(error.into()),
         };
+        if !last {
+            return self.process(&message).await.map(Delivered::Processed);
+        }
+        // Parked before the last delivery runs, so a worker that dies during it (as it may have
+        // on every earlier one) still leaves a record; a success takes it back.
+        let stopped = "the worker stopped during the last delivery";
+        let recorded = self
+            .park_message(&message, stopped, delivery.attempt)
+            .await
+            .is_ok();
         match self.process(&message).await {
             Ok(Disposition::Parked) => Ok(Delivered::Parked(message.id)),
-            Ok(disposition) => Ok(Delivered::Processed(disposition)),
-            Err(error) if last => {
+            Ok(disposition) => {
+                if recorded {
+                    if let Err(error) = self.backend.unpark(&message.id).await {
+                        // The record outlives its processed message: a requeue of it is
+                        // dropped as a duplicate, and a discard clears it.
+                        tracing::warn!(
+                            "message {} was processed but stays parked: {error}",
+                            message.id
+                        );
+                    }
+                }
+                Ok(Delivered::Processed(disposition))
+            }
+            Err(error) => {
                 let reason = format!("failed on all {} deliveries: {error}", delivery.attempt);
                 match self.park_message(&message, reason, delivery.attempt).await {
                     Ok(()) => Ok(Delivered::Parked(message.id)),
                     Err(_) => Err(error),
                 }
             }
-            Err(error) => Err(error),
         }
     }
 
