@@ -8,21 +8,10 @@
 # pick the interpreter.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/pinned-venv.sh
 
 venv=target/df-client-venv
-requirements=tests/df_client/requirements.txt
-mkdir -p target
-exec 9>target/df-client.lock
-flock 9
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
-if [[ ! -f "$venv/.requirements.sha256" || "$(cat "$venv/.requirements.sha256")" != "$want" ]]; then
-  rm -rf "$venv"
-  "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --require-hashes -r "$requirements"
-  echo "$want" >"$venv/.requirements.sha256"
-fi
-flock -u 9
+pinned_venv "$venv" tests/df_client/requirements.txt
 if [[ "${1:-}" == "--install-only" ]]; then
   exit 0
 fi
