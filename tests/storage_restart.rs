@@ -1,8 +1,8 @@
 //! Storage that crashes under load: 200 orchestrations in flight through the dev host and the
-//! worker, Azurite (keeping its data on disk) killed with SIGKILL and started again on the same
-//! ports and folder, while the app goes on calling it. Every instance must still complete with
-//! its output, recording nothing twice. And a dev host whose storage is down still stops when
-//! asked.
+//! worker, Azurite (keeping its data on disk) and the worker killed with SIGKILL, Azurite started
+//! again on the same ports and folder while the dev host's new worker already calls it. Every
+//! instance must still complete with its output, recording nothing twice. And a dev host whose
+//! storage is down still stops when asked.
 
 // Shared with the other end-to-end tests, which use other parts of them.
 #[allow(dead_code)]
@@ -41,7 +41,8 @@ async fn orchestrations_in_flight_survive_a_storage_crash_and_restart() {
     // Azurite on disk keeps its data in LokiJS, saved every 5 s: a SIGKILL loses what it
     // acknowledged since, which real storage never does and no store could recover (a message
     // put, received, then gone). So the app is frozen until Azurite has saved what it answered;
-    // then Azurite dies, and the app runs on against no storage, then a restarted one.
+    // then Azurite dies with the worker, and the app (a new worker) runs on against no
+    // storage, then a restarted one.
     let running = app
         .get("/api/instances?runtimeStatus=Running,Pending&top=1000")
         .await;
@@ -54,6 +55,8 @@ async fn orchestrations_in_flight_survive_a_storage_crash_and_restart() {
     app.signal("STOP");
     tokio::time::sleep(AZURITE_SAVES_WITHIN).await;
     azurite.kill();
+    // The worker dies too, so its replacement starts against no storage.
+    assert!(app.kill_worker().is_some(), "the dev host runs a worker");
     app.signal("CONT");
     tokio::time::sleep(Duration::from_secs(3)).await;
     azurite.restart();
