@@ -180,7 +180,11 @@ start() {
         (
             while kill -0 "$owner_pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
             kill "$pid" 2>/dev/null || true
-            rm -f "$pid_file" "$ports_file" "$watch_file"
+            # An instance killed and started again on the same ports has a new pid and watch:
+            # their files are not this watch's to remove.
+            if [[ "$(cat "$pid_file" 2>/dev/null || true)" == "$pid" ]]; then
+                rm -f "$pid_file" "$ports_file" "$watch_file"
+            fi
         ) </dev/null >/dev/null 2>&1 &
         echo $! >"$watch_file"
     fi

@@ -33,7 +33,7 @@ pub async fn measure(
 ) -> Vec<(String, Option<f64>)> {
     let name = format!("fanin_{}_n{count}", persistence.name());
     eprintln!("fan-in, {count} activities, Azurite {}", persistence.name());
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let counts = Arc::new(Counts::default());
     let proxied = start_proxies(storage.ports(), counts.clone()).await;
     // A fresh app for each measurement: the worker's VmHWM is a peak over its lifetime.

@@ -21,7 +21,7 @@ pub async fn measure(
     persistence: Persistence,
     record: &mut impl FnMut(&str, f64),
 ) {
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let counts = Arc::new(Counts::default());
     let proxied = start_proxies(storage.ports(), counts.clone()).await;
 

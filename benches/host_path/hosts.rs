@@ -26,7 +26,7 @@ pub async fn measure(
     record: &mut impl FnMut(String, f64),
 ) -> anyhow::Result<()> {
     eprintln!("{hosts} host(s), run {}", run + 1);
-    let storage = Storage::start(&options.root, Persistence::Disk);
+    let storage = Storage::start(Persistence::Disk);
     let apps = start_apps(options, &storage.connection_string(), hosts).await;
     let bases: Vec<String> = apps.iter().map(|app| app.base.clone()).collect();
     for workload in [&HELLO_SEQUENCE5, &FAN_OUT10] {

@@ -21,7 +21,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<Vec<(String, f64)>> {
         "memory: {total} orchestrations, Azurite {}",
         persistence.name()
     );
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let app = App::start(options, &storage.connection_string()).await;
     let bases = [app.base.clone()];
     let mut figures = Vec::new();

@@ -1,76 +1,35 @@
 //! The processes under test: a fresh Azurite for each measurement, and dev hosts, each with the
 //! release worker under it, started as a user starts them and stopped on drop.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::azurite::{connection_string, free_ports, Azurite};
+use super::azurite::{free_ports, Azurite};
 use super::supervised::Supervised;
 use super::{Options, Persistence, TASK_HUB};
 
 /// A fresh Azurite for one measurement, stopped on drop; on disk, its folder is removed too.
-pub enum Storage {
-    Memory(Azurite),
-    Disk { ports: [u16; 3], dir: PathBuf },
-}
+pub struct Storage(Azurite);
 
 impl Storage {
-    pub fn start(root: &Path, persistence: Persistence) -> Storage {
-        if persistence == Persistence::Memory {
-            return Storage::Memory(Azurite::start());
-        }
-        let ports = free_ports::<3>();
-        let dir = std::env::temp_dir().join(format!("host-path-azurite-{}", ports[0]));
-        let output = Command::new(root.join("scripts/azurite.sh"))
-            .arg("start")
-            .arg("--disk")
-            .arg(&dir)
-            .args(["--blob-port", &ports[0].to_string()])
-            .args(["--queue-port", &ports[1].to_string()])
-            .args(["--table-port", &ports[2].to_string()])
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .output()
-            .expect("run scripts/azurite.sh");
-        assert!(
-            output.status.success(),
-            "Azurite did not start on disk: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Storage::Disk { ports, dir }
+    pub fn start(persistence: Persistence) -> Storage {
+        Storage(match persistence {
+            Persistence::Memory => Azurite::start(),
+            Persistence::Disk => Azurite::start_on_disk(),
+        })
     }
 
     pub fn ports(&self) -> [u16; 3] {
-        match self {
-            Storage::Memory(azurite) => azurite.ports,
-            Storage::Disk { ports, .. } => *ports,
-        }
+        self.0.ports
     }
 
     /// Azurite's process, from the pid file `scripts/azurite.sh` keeps.
     pub fn pid(&self) -> Option<u32> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let file = root.join(format!(".azurite/azurite-{}.pid", self.ports()[0]));
-        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+        self.0.pid()
     }
 
     pub fn connection_string(&self) -> String {
-        match self {
-            Storage::Memory(azurite) => azurite.connection_string(),
-            Storage::Disk { ports, .. } => connection_string(*ports),
-        }
-    }
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        if let Storage::Disk { ports, dir } = self {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let _ = Command::new(root.join("scripts/azurite.sh"))
-                .args(["stop", "--blob-port", &ports[0].to_string()])
-                .output();
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.0.connection_string()
     }
 }
 
@@ -118,17 +77,7 @@ impl App {
     }
 
     pub fn worker_pid(&self) -> Option<u32> {
-        let parent = self.devhost.0.id().to_string();
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .find_map(|entry| {
-                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-                let after_name = stat.rsplit_once(')')?.1;
-                let ppid = after_name.split_whitespace().nth(1)?;
-                (ppid == parent).then_some(pid)
-            })
+        self.devhost.child_pid()
     }
 }
 

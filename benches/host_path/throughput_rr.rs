@@ -29,7 +29,7 @@ pub async fn measure(
     hosts: usize,
     record: &mut impl FnMut(&str, f64),
 ) -> anyhow::Result<()> {
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let apps = start_apps(options, &storage.connection_string(), hosts).await;
     let bases: Vec<String> = apps.iter().map(|app| app.base.clone()).collect();
     let mut hello_per_s = 0.0;
@@ -83,7 +83,7 @@ async fn counted(
     hosts: usize,
     record: &mut impl FnMut(&str, f64),
 ) -> anyhow::Result<(Mix, Template)> {
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let counts = Arc::new(Counts::default());
     let proxied = start_proxies(storage.ports(), counts.clone()).await;
     let apps = start_apps(options, &connection_string(proxied), hosts).await;
@@ -150,7 +150,7 @@ async fn ceiling(
     template: &Template,
     record: &mut impl FnMut(&str, f64),
 ) -> anyhow::Result<f64> {
-    let storage = Storage::start(&options.root, persistence);
+    let storage = Storage::start(persistence);
     let direct = ceiling::connect(&storage.connection_string())?;
     direct.create_task_hub().await?;
     let key_prefix = persistence.key_prefix();

@@ -1,5 +1,6 @@
-//! The whole app as a user runs it: a fresh Azurite, the dev host on a free port serving this
-//! repository's `host.json` and `functions/`, and the worker binary under it. Tests talk to it
+//! The whole app as a user runs it: a fresh Azurite (or a task hub the test owns), the dev host
+//! on a free port serving this repository's `host.json` and `functions/`, and the worker binary
+//! under it. Tests talk to it
 //! only over HTTP (and Azurite's queues); dropping it stops the dev host (which stops the
 //! worker) and prints the dev host's log when the test failed.
 
@@ -11,14 +12,15 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::azurite::{free_ports, Azurite};
-use super::supervised::Supervised;
+use super::supervised::{kill9, signal, Supervised};
 
 pub struct App {
     pub base: String,
     pub http: reqwest::Client,
     /// Fields drop in order: the dev host (and its worker) stop before their storage does.
-    _devhost: Supervised,
-    _azurite: Azurite,
+    devhost: Supervised,
+    /// `None` when the storage belongs to the test (several apps on one task hub).
+    _azurite: Option<Azurite>,
     log: PathBuf,
 }
 
@@ -30,6 +32,9 @@ const FAST: &[(&str, &str)] = &[
     ("AzureWebJobs.Function1.Disabled", "true"),
     ("RUST_LOG", "info"),
 ];
+
+/// The task hub of an app that owns its Azurite.
+const HUB: &str = "e2ehub";
 
 /// A response: status, headers and the JSON body (`Null` when the body is not JSON).
 pub struct Answer {
@@ -47,6 +52,16 @@ impl App {
     /// [`App::start`] of the app whose `host.json` and `functions/` are in `root`.
     pub async fn start_in(root: &Path, settings: &[(&str, &str)]) -> App {
         let azurite = Azurite::start();
+        let storage = azurite.connection_string();
+        Self::launch(&storage, HUB, settings, Some(azurite)).await
+    }
+
+    async fn launch(
+        storage: &str,
+        hub: &str,
+        settings: &[(&str, &str)],
+        azurite: Option<Azurite>,
+    ) -> App {
         let [port] = free_ports();
         let log =
             std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
@@ -56,8 +71,8 @@ impl App {
             .arg(root)
             .args(["--port", &port.to_string()])
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
-            .env("AzureWebJobsStorage", azurite.connection_string())
-            .env("TaskHub", "e2ehub")
+            .env("AzureWebJobsStorage", storage)
+            .env("TaskHub", hub)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone the log handle"))
             .stderr(log_file);
@@ -68,7 +83,7 @@ impl App {
         let app = App {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
-            _devhost: Supervised(devhost),
+            devhost: Supervised(devhost),
             _azurite: azurite,
             log,
         };
@@ -205,6 +220,60 @@ impl App {
             )
         })
         .await
+    }
+}
+
+// Only the tests that run several apps on one task hub, or kill processes, use these.
+#[allow(dead_code)]
+impl App {
+    /// Starts a dev host and its worker on task hub `hub` of a storage the caller owns.
+    pub async fn start_on(storage: &str, hub: &str, settings: &[(&str, &str)]) -> App {
+        Self::launch(storage, hub, settings, None).await
+    }
+
+    /// The worker the dev host runs now, if it runs one.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.devhost.child_pid()
+    }
+
+    /// Kills the worker with SIGKILL, as a crash would; the dev host starts another.
+    pub fn kill_worker(&self) -> Option<u32> {
+        let pid = self.worker_pid()?;
+        kill9(pid);
+        Some(pid)
+    }
+
+    /// Stops (`STOP`) or continues (`CONT`) the dev host and its worker: frozen, they make no
+    /// storage call, while what they already sent is answered.
+    pub fn signal(&self, name: &str) {
+        if let Some(worker) = self.worker_pid() {
+            signal(worker, name);
+        }
+        signal(self.devhost.0.id(), name);
+    }
+
+    /// Asks the dev host to stop (SIGTERM, as a supervisor does) and returns how long it took
+    /// to exit, or `None` if it is still running after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let asked = Instant::now();
+        signal(self.devhost.0.id(), "TERM");
+        while asked.elapsed() < limit {
+            if let Ok(Some(_)) = self.devhost.0.try_wait() {
+                return Some(asked.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Kills the dev host and its worker with SIGKILL, as a crash of the machine would.
+    pub fn kill(&mut self) {
+        let worker = self.worker_pid();
+        let _ = self.devhost.0.kill();
+        let _ = self.devhost.0.wait();
+        if let Some(pid) = worker {
+            kill9(pid);
+        }
     }
 }
 

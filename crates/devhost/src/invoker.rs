@@ -12,6 +12,7 @@ use axum::http::header::{CONTENT_TYPE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{json, Map, Value};
+use tokio::sync::watch;
 
 /// What the dev host says it is, in the headers the host sends with every invocation.
 pub const HOST_VERSION: &str = "4.1036.1.23224";
@@ -65,6 +66,8 @@ pub struct Invoker {
     http: reqwest::Client,
     worker_url: String,
     function_timeout: Option<Duration>,
+    /// False while the worker is being restarted.
+    worker_up: watch::Receiver<bool>,
 }
 
 impl Invoker {
@@ -86,7 +89,16 @@ impl Invoker {
             http,
             worker_url: worker_url.into(),
             function_timeout,
+            worker_up: watch::channel(true).1,
         })
+    }
+
+    /// Holds invocations while `worker_up` is false (the worker died and is being restarted),
+    /// as the host holds them while it restarts a worker, instead of failing each message
+    /// dispatched meanwhile (a retry delay and a dequeue count, towards poison).
+    pub fn gated(mut self, worker_up: watch::Receiver<bool>) -> Self {
+        self.worker_up = worker_up;
+        self
     }
 
     /// `POST {worker}/{function}` with the payload; the worker's parsed answer. Each `Logs` entry
@@ -181,6 +193,8 @@ impl Invoker {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
+        // A gate whose sender is gone still holds its last value, so this never hangs on it.
+        let _ = self.worker_up.clone().wait_for(|up| *up).await;
         request.send().await.map_err(|e| self.failure(e))
     }
 

@@ -28,6 +28,8 @@ use tracing_subscriber::EnvFilter;
 
 /// `func start`'s port when neither `--port` nor `Host.LocalHttpPort` says otherwise.
 const DEFAULT_HTTP_PORT: u16 = 7071;
+/// How often the dev host looks whether its worker is still alive.
+const WORKER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long HTTP requests still in flight at shutdown may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const USAGE: &str = "usage: devhost [APP_ROOT] [--port N]
@@ -134,10 +136,14 @@ async fn run() -> anyhow::Result<()> {
         outputs.insert(function.name.clone(), Arc::new(bindings));
     }
     // The worker keeps its port across restarts, so every caller can hold on to this URL.
-    let invoker = Arc::new(Invoker::new(
-        format!("http://127.0.0.1:{port}"),
-        app.host.function_timeout,
-    )?);
+    let (worker_up, worker_up_gate) = watch::channel(true);
+    let invoker = Arc::new(
+        Invoker::new(
+            format!("http://127.0.0.1:{port}"),
+            app.host.function_timeout,
+        )?
+        .gated(worker_up_gate),
+    );
 
     let (stop, stopped) = watch::channel(false);
     let mut running = Vec::new();
@@ -154,16 +160,19 @@ async fn run() -> anyhow::Result<()> {
     println!("\n{}", banner(&functions, &app.host, http_port));
     let mut serving = tokio::spawn(front.serve(listener, stopped.clone()));
 
-    // Restart the worker when it dies, as the host does; stop everything on Ctrl-C or SIGTERM.
+    // Restart the worker when it dies, holding invocations meanwhile, as the host does; stop
+    // everything on Ctrl-C or SIGTERM.
     let mut shutdown = Box::pin(durable_protocol::shutdown::shutdown_signal());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+            _ = tokio::time::sleep(WORKER_CHECK_INTERVAL) => {
                 if let Ok(Some(status)) = worker.try_wait() {
+                    worker_up.send_replace(false);
                     tracing::warn!("the worker exited ({status}); restarting it");
                     worker = start_worker(&executable, &app, &settings, port)?;
                     wait_ready(port, &mut worker).await?;
+                    worker_up.send_replace(true);
                 }
             }
         }

@@ -19,8 +19,9 @@ use super::invoker::{dotnet_string, host_string, sys, Invoker};
 use super::output_bindings::OutputBindings;
 
 /// How long a received message is hidden before its lease is renewed; the host renews while the
-/// invocation runs, so a slow invocation never lets the message reappear.
-const LEASE: Duration = Duration::from_secs(60);
+/// invocation runs, so a slow invocation never lets the message reappear. Also how long the
+/// messages of a dev host that crashed stay hidden from the others.
+const LEASE: Duration = Duration::from_secs(30);
 /// The host's polling starts fast and doubles while the queue stays empty.
 const MIN_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 /// One queue-triggered function.
@@ -129,13 +130,19 @@ impl QueueTrigger {
                 }
                 continue;
             }
-            let messages = match trigger
+            let receive = trigger
                 .queue
                 .get_messages()
                 .number_of_messages(u8::try_from(batch).unwrap_or(32))
                 .visibility_timeout(LEASE)
-                .await
-            {
+                .into_future();
+            // The SDK retries a storage that does not answer for up to a minute; a stop must
+            // not wait for that.
+            let received = tokio::select! {
+                received = receive => received,
+                _ = shutdown.changed() => continue,
+            };
+            let messages = match received {
                 Ok(response) => response.messages,
                 Err(error) => {
                     tracing::warn!("{}: cannot read the queue: {error}", trigger.function);

@@ -44,11 +44,32 @@ pub fn classify(operation: &str, error: azure_core::Error) -> StoreError {
 /// As [`classify`], for calls that carry no ETag (queue and blob operations): a 409/412 there
 /// (a lease, a resource being deleted) is not an instance conflict a reload could resolve.
 pub fn classify_unconditional(operation: &str, error: azure_core::Error) -> StoreError {
+    classify_unguarded(operation, error, |operation, message| {
+        StoreError::Permanent { operation, message }
+    })
+}
+
+/// As [`classify`], for reads (point reads and queries): a read carries no condition, so it
+/// never loses an optimistic-concurrency race. A 409 there is the table's own state (Azurite
+/// answers it while the table is being created, Azure while it is being deleted): transient.
+pub fn classify_read(operation: &str, error: azure_core::Error) -> StoreError {
+    classify_unguarded(operation, error, |operation, message| {
+        StoreError::Transient { operation, message }
+    })
+}
+
+/// As [`classify`], with a 409/412 (which a call without an ETag cannot owe to a concurrent
+/// writer) made into `kind(operation, message)`.
+fn classify_unguarded(
+    operation: &str,
+    error: azure_core::Error,
+    kind: fn(String, String) -> StoreError,
+) -> StoreError {
     match status(&error) {
-        Some(status @ (409 | 412)) => StoreError::Permanent {
-            operation: operation.to_string(),
-            message: describe_http(status, error_code(&error).as_deref(), &error),
-        },
+        Some(status @ (409 | 412)) => kind(
+            operation.to_string(),
+            describe_http(status, error_code(&error).as_deref(), &error),
+        ),
         _ => classify(operation, error),
     }
 }
@@ -202,6 +223,24 @@ mod tests {
                 kind_only(StatusCode::BadRequest, Some("PopReceiptMismatch"))
             ),
             StoreError::LostReceipt("delete".into())
+        );
+    }
+
+    #[test]
+    fn a_read_answered_409_is_transient_not_a_conflict() {
+        let error = classify_read(
+            "load history",
+            kind_only(StatusCode::Conflict, Some("TableBeingDeleted")),
+        );
+        assert!(error.is_transient(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "load history failed (transient): HTTP 409 TableBeingDeleted"
+        );
+        assert!(
+            classify_read("read state", kind_only(StatusCode::Forbidden, None))
+                .to_string()
+                .contains("403")
         );
     }
 

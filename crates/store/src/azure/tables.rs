@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::blobs::Blobs;
-use super::errors::{classify, status};
+use super::errors::{classify, classify_read, status};
 use super::history_rows::{self, row_key, BrokenChain, TurnRow};
 use super::known_summaries::{KnownSummaries, KnownSummary};
 use crate::backend::StoreError;
@@ -207,7 +207,7 @@ impl Tables {
             .into_stream::<Value>();
         let mut rows = Vec::new();
         while let Some(page) = pages.next().await {
-            rows.extend(page.map_err(|e| classify("load history", e))?.entities);
+            rows.extend(page.map_err(|e| classify_read("load history", e))?.entities);
         }
         Ok(rows)
     }
@@ -428,7 +428,7 @@ impl Tables {
             let sentinel = match entity.get::<SentinelRow>().await {
                 Ok(response) => response.entity,
                 Err(error) if status(&error) == Some(404) => return Ok(None),
-                Err(error) => return Err(classify("read state", error)),
+                Err(error) => return Err(classify_read("read state", error)),
             };
             match self
                 .inline_or_blob(&sentinel.state, sentinel.state_blob.as_deref())
@@ -468,7 +468,7 @@ impl Tables {
                 self.known.remember(instance_id, KnownSummary::Absent);
                 Ok((None, KnownSummary::Absent))
             }
-            Err(error) => Err(classify("read summary", error)),
+            Err(error) => Err(classify_read("read summary", error)),
         }
     }
 
@@ -662,7 +662,10 @@ impl Tables {
         let mut pages = builder.into_stream::<SummaryRow>();
         let mut items = Vec::new();
         'pages: while let Some(page) = pages.next().await {
-            for row in page.map_err(|e| classify("query instances", e))?.entities {
+            for row in page
+                .map_err(|e| classify_read("query instances", e))?
+                .entities
+            {
                 items.push(self.decode_summary(&row).await?);
                 if items.len() == page_size {
                     break 'pages;
