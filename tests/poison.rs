@@ -52,7 +52,10 @@ fn app_dir() -> PathBuf {
 
 fn clients(app: &App) -> (StorageConnection, StorageClients) {
     let connection = StorageConnection::from_settings(
-        [("AzureWebJobsStorage", app.connection_string())],
+        [(
+            "AzureWebJobsStorage",
+            app.connection_string().expect("the app owns its Azurite"),
+        )],
         "AzureWebJobsStorage",
     )
     .unwrap();

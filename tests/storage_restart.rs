@@ -1,6 +1,7 @@
-//! Storage that crashes under load: 200 orchestrations in flight through the dev host and the
-//! worker, Azurite (keeping its data on disk) and the worker killed with SIGKILL, Azurite started
-//! again on the same ports and folder while the dev host's new worker already calls it. Every
+//! Storage that restarts and crashes under load: 200 orchestrations in flight through the dev
+//! host and the worker, Azurite (keeping its data on disk) stopped and started again while
+//! everything runs, then killed with SIGKILL together with the worker, and started again on the
+//! same ports and folder while the dev host's new worker already calls it. Every
 //! instance must still complete with its output, recording nothing twice. And a dev host whose
 //! storage is down still stops when asked.
 
@@ -43,14 +44,28 @@ async fn orchestrations_in_flight_survive_a_storage_crash_and_restart() {
     // put, received, then gone). So the app is frozen until Azurite has saved what it answered;
     // then Azurite dies with the worker, and the app (a new worker) runs on against no
     // storage, then a restarted one.
-    let running = app
-        .get("/api/instances?runtimeStatus=Running,Pending&top=1000")
-        .await;
-    let in_flight = running.body.as_array().map_or(0, Vec::len);
+    let in_flight = || async {
+        let running = app
+            .get("/api/instances?runtimeStatus=Running,Pending&top=1000")
+            .await;
+        running.body.as_array().map_or(0, Vec::len)
+    };
+    // First a restart of the service, with everything moving: Azurite saves on SIGTERM, so
+    // nothing it acknowledged is lost, while turns, activities and timers are cut mid-call.
+    let before_stop = in_flight().await;
     assert!(
-        in_flight >= 40,
-        "only {in_flight} instance(s) in flight: {}",
-        running.body
+        before_stop >= 40,
+        "only {before_stop} instance(s) in flight"
+    );
+    azurite.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    azurite.restart();
+
+    // Then a crash.
+    let before_crash = in_flight().await;
+    assert!(
+        before_crash >= 20,
+        "only {before_crash} instance(s) in flight"
     );
     app.signal("STOP");
     tokio::time::sleep(AZURITE_SAVES_WITHIN).await;

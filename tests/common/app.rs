@@ -53,10 +53,11 @@ impl App {
     pub async fn start_in(root: &Path, settings: &[(&str, &str)]) -> App {
         let azurite = Azurite::start();
         let storage = azurite.connection_string();
-        Self::launch(&storage, HUB, settings, Some(azurite)).await
+        Self::launch(root, &storage, HUB, settings, Some(azurite)).await
     }
 
     async fn launch(
+        root: &Path,
         storage: &str,
         hub: &str,
         settings: &[(&str, &str)],
@@ -114,10 +115,11 @@ impl App {
         }
     }
 
-    /// The storage the app runs on (for tests that reach past the API, as tests/poison.rs).
+    /// The storage of an app that owns its Azurite (for tests that reach past the API, as
+    /// tests/poison.rs).
     #[allow(dead_code)]
-    pub fn connection_string(&self) -> String {
-        self._azurite.connection_string()
+    pub fn connection_string(&self) -> Option<String> {
+        self._azurite.as_ref().map(Azurite::connection_string)
     }
 
     pub fn log_text(&self) -> String {
@@ -228,7 +230,14 @@ impl App {
 impl App {
     /// Starts a dev host and its worker on task hub `hub` of a storage the caller owns.
     pub async fn start_on(storage: &str, hub: &str, settings: &[(&str, &str)]) -> App {
-        Self::launch(storage, hub, settings, None).await
+        Self::launch(
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            storage,
+            hub,
+            settings,
+            None,
+        )
+        .await
     }
 
     /// The worker the dev host runs now, if it runs one.

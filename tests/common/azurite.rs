@@ -106,21 +106,39 @@ impl Azurite {
 
     /// Kills Azurite with SIGKILL, as a crash would, and waits until its ports are closed.
     pub fn kill(&self) {
-        let pid = self.pid().expect("Azurite's pid file");
-        let killed = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
+        self.end("KILL");
+    }
+
+    /// Stops Azurite with SIGTERM, as a restart of the service would: it saves its data on the
+    /// way out. Waits until the process has gone.
+    pub fn stop(&self) {
+        self.end("TERM");
+    }
+
+    fn end(&self, signal: &str) {
+        let pid = self.pid().expect("Azurite's pid file").to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
             .status()
             .expect("run kill");
-        assert!(killed.success(), "kill -KILL {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self
-            .ports
-            .iter()
-            .any(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+        let alive = || {
+            Command::new("kill")
+                .args(["-0", &pid])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive()
+            || self
+                .ports
+                .iter()
+                .any(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok())
         {
             assert!(
                 Instant::now() < deadline,
-                "Azurite's ports stay open after kill -9"
+                "Azurite is still up 20 s after SIG{signal}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
