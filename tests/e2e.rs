@@ -186,6 +186,46 @@ async fn the_sync_timer_produces_workflows_that_complete_and_fail() {
     assert!(detail.body["input"]["TriggerDateUtc"].is_string());
 }
 
+/// A sync item put on `output-queue` by the newest Azure Storage Queues SDK for Python
+/// (`scripts/queue-sdk.sh`, pinned in `tests/queue_sdk/requirements.txt`) reaches
+/// `SyncQueueProcessor`, which runs it as the timer's items run: the app's Azurite takes the
+/// storage API version that SDK speaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_storage_sdk_puts_a_sync_item_the_app_runs() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let app = App::start(&[]).await;
+    let item = json!({"Id": 1, "SyncName": "SdkSync", "TriggerDateUtc": "2026-01-02T03:04:05Z"});
+    let connection = app.storage_connection();
+    let message = item.to_string();
+    let sent = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(root.join("scripts/queue-sdk.sh"))
+            .args(["--connection-string", &connection])
+            .args(["--queue", "output-queue"])
+            .args(["--message", &message])
+            .output()
+            .expect("run scripts/queue-sdk.sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && stdout.contains("sent message"),
+        "the SDK could not put the message:\n{stdout}\n{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let done = app
+        .wait_for_end("Workflow-1-SdkSync-20260102030405", LONG)
+        .await;
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    assert_eq!(done["input"], item, "{done}");
+    assert!(
+        done["output"]
+            .as_str()
+            .is_some_and(|output| output.contains("WorkflowItem2 processed item 1 of SdkSync")),
+        "{done}"
+    );
+}
+
 async fn wait_for_stage(app: &App, id: &str, stage: &str) {
     app.wait_for(id, LONG, |s| s["customStatus"]["Stage"] == stage)
         .await;

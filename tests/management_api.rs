@@ -5,6 +5,7 @@
 //! Each test owns its app, so they run in parallel.
 
 #[path = "common/app.rs"]
+#[allow(dead_code)]
 mod app;
 #[path = "common/azurite.rs"]
 mod azurite;

@@ -18,7 +18,7 @@ pub struct App {
     pub http: reqwest::Client,
     /// Fields drop in order: the dev host (and its worker) stop before their storage does.
     _devhost: Supervised,
-    _azurite: Azurite,
+    azurite: Azurite,
     log: PathBuf,
 }
 
@@ -65,7 +65,7 @@ impl App {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _devhost: Supervised(devhost),
-            _azurite: azurite,
+            azurite,
             log,
         };
         app.wait_until_serving().await;
@@ -93,6 +93,11 @@ impl App {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A connection string to the app's Azurite, for clients of the storage other than the app.
+    pub fn storage_connection(&self) -> String {
+        self.azurite.connection_string()
     }
 
     pub fn log_text(&self) -> String {
