@@ -104,6 +104,9 @@ fn done(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
+/// Runs in a span naming the function invoked (and, for an engine message, its instance), so
+/// every line logged on its behalf says which.
+#[tracing::instrument(name = "invocation", skip_all, fields(function = %function, instance_id))]
 async fn invoke<B: Backend>(
     State(worker): State<Arc<Worker<B>>>,
     Path(function): Path<String>,
@@ -194,6 +197,7 @@ async fn engine_message<B: Backend>(
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
+    tracing::Span::current().record("instance_id", message.destination.instance_id());
     match runtime.process(&message).await {
         Ok(disposition) => done(InvocationResponse::default().log(format!(
             "message {} for '{}': {disposition:?}",
