@@ -22,6 +22,9 @@ scripts/df-client.sh --install-only
 echo "==> the current Azure Storage Queues SDK for the storage interop test (pinned, in target/)"
 scripts/queue-sdk.sh --install-only
 
+echo "==> schemathesis for the OpenAPI test (pinned, in target/)"
+scripts/schemathesis.sh --install-only
+
 echo "==> cargo test"
 cargo test --locked --workspace --lib --bins --tests
 

@@ -5,7 +5,6 @@
 //! Each test owns its app, so they run in parallel.
 
 #[path = "common/app.rs"]
-#[allow(dead_code)]
 mod app;
 #[path = "common/azurite.rs"]
 mod azurite;

@@ -224,7 +224,8 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
         "{again}"
     );
 
-    // Text that is no message can never succeed: acknowledged with a log, not retried.
+    // Text that is no message can never succeed: parked as a poison message at once, with its
+    // text and why, and acknowledged.
     let garbage: Value = http
         .post(url("DurableWorkItems"))
         .json(&queue_invocation("not a message"))
@@ -235,8 +236,27 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
         .await
         .unwrap();
     assert!(
-        garbage["Logs"][0].as_str().unwrap().contains("dropped"),
+        garbage["Logs"][0].as_str().unwrap().contains("parked"),
         "{garbage}"
+    );
+    let parked: Value = http
+        .get(url("api/poisonMessages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let parked = parked.as_array().expect("a list");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0]["text"], "not a message");
+    assert_eq!(parked[0]["queue"], "workitems");
+    assert!(
+        parked[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a message this runtime can read"),
+        "{parked:?}"
     );
 
     // A function this worker does not serve, and a body that is no host payload: JSON 4xx.

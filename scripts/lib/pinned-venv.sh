@@ -1,11 +1,8 @@
-# Sourced by the scripts that run a Python tool the tests need, from the repository root:
-# `run_pinned VENV REQUIREMENTS SCRIPT ARGS…` makes VENV (under target/) from the hash-pinned
-# REQUIREMENTS, again only when that file changes (concurrent callers wait for one install),
-# then runs SCRIPT with ARGS in it, or stops there when ARGS is `--install-only`. PYTHON picks
-# the interpreter.
-run_pinned() {
-  local venv=$1 requirements=$2 script=$3 want
-  shift 3
+# Sourced by the scripts that run a Python tool: `pinned_venv VENV REQUIREMENTS` makes VENV from
+# the hash-pinned REQUIREMENTS (binary wheels only, --require-hashes), again only when that file
+# changes; concurrent callers wait for one another.
+pinned_venv() {
+  local venv=$1 requirements=$2 want
   mkdir -p "$(dirname "$venv")"
   exec 9>"$venv.lock"
   flock 9
@@ -19,6 +16,14 @@ run_pinned() {
   fi
   flock -u 9
   exec 9>&-
+}
+
+# `run_pinned VENV REQUIREMENTS SCRIPT ARGS…` (from the repository root): pinned_venv, then runs
+# the Python SCRIPT with ARGS in VENV, or stops there when ARGS is `--install-only`.
+run_pinned() {
+  local venv=$1 requirements=$2 script=$3
+  shift 3
+  pinned_venv "$venv" "$requirements"
   if [[ "${1:-}" == "--install-only" ]]; then
     return 0
   fi

@@ -3,7 +3,7 @@
 //! only over HTTP (and Azurite's queues); dropping it stops the dev host (which stops the
 //! worker) and prints the dev host's log when the test failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ pub struct App {
     pub http: reqwest::Client,
     /// Fields drop in order: the dev host (and its worker) stop before their storage does.
     _devhost: Supervised,
-    azurite: Azurite,
+    _azurite: Azurite,
     log: PathBuf,
 }
 
@@ -41,15 +41,19 @@ pub struct Answer {
 impl App {
     /// Starts everything and waits until a request reaches the worker through the dev host.
     pub async fn start(settings: &[(&str, &str)]) -> App {
+        Self::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), settings).await
+    }
+
+    /// [`App::start`] of the app whose `host.json` and `functions/` are in `root`.
+    pub async fn start_in(root: &Path, settings: &[(&str, &str)]) -> App {
         let azurite = Azurite::start();
         let [port] = free_ports();
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let log =
             std::env::temp_dir().join(format!("devhost-e2e-{}.log", uuid::Uuid::new_v4().simple()));
         let log_file = std::fs::File::create(&log).expect("create the dev host log");
         let mut command = Command::new(crate::binaries::devhost());
         command
-            .arg(&root)
+            .arg(root)
             .args(["--port", &port.to_string()])
             .env("DEVHOST_WORKER", env!("CARGO_BIN_EXE_worker"))
             .env("AzureWebJobsStorage", azurite.connection_string())
@@ -65,7 +69,7 @@ impl App {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _devhost: Supervised(devhost),
-            azurite,
+            _azurite: azurite,
             log,
         };
         app.wait_until_serving().await;
@@ -95,9 +99,10 @@ impl App {
         }
     }
 
-    /// A connection string to the app's Azurite, for clients of the storage other than the app.
-    pub fn storage_connection(&self) -> String {
-        self.azurite.connection_string()
+    /// The storage the app runs on (for tests that reach past the API, as tests/poison.rs).
+    #[allow(dead_code)]
+    pub fn connection_string(&self) -> String {
+        self._azurite.connection_string()
     }
 
     pub fn log_text(&self) -> String {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
     Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, QueueKind, Receipt, Received, Version,
+    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
 };
 
 /// Where an injected fault strikes relative to the storage call it targets.
@@ -192,6 +192,27 @@ impl<B: Backend> Backend for Faulty<B> {
 
     async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
         self.call("purge", self.inner.purge(instance_id)).await
+    }
+
+    async fn park(&self, poison: &PoisonMessage) -> Result<(), StoreError> {
+        self.call("park", self.inner.park(poison)).await
+    }
+
+    async fn poison_messages(
+        &self,
+        query: &PoisonQuery,
+    ) -> Result<Page<PoisonMessage>, StoreError> {
+        self.call("poison_messages", self.inner.poison_messages(query))
+            .await
+    }
+
+    async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {
+        self.call("poison_message", self.inner.poison_message(id))
+            .await
+    }
+
+    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
+        self.call("unpark", self.inner.unpark(id)).await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

@@ -1,6 +1,7 @@
 //! Runtime tests over the in-memory backend: orchestrations driven through queues by pumps,
 //! duplicates absorbed, a fault before and after every storage call, several pumps or processes
-//! on one task hub, batched turns, the instance cache and the checkpoint interval.
+//! on one task hub, batched turns, the instance cache and the checkpoint interval, and poison
+//! messages.
 
 mod batching;
 mod cache;
@@ -18,9 +19,11 @@ mod two_processes;
 mod workflows;
 
 use durable_engine::{EventKind, OrchestrationStatus};
-use durable_runtime::{RuntimeError, StartDelivery, UNSTARTED_GRACE};
+use durable_runtime::{
+    Delivered, Delivery, PoisonError, RuntimeError, StartDelivery, UNSTARTED_GRACE,
+};
 use durable_store::backend::Backend;
-use durable_store::model::{Destination, QueueKind};
+use durable_store::model::{Destination, PoisonQuery, QueueKind};
 use std::time::Duration;
 
 use harness::{assert_no_duplicates, FaultMode, Harness};
@@ -140,7 +143,7 @@ async fn an_event_raised_right_after_start_is_not_lost() {
 }
 
 #[tokio::test]
-async fn an_event_for_a_start_that_never_gets_processed_is_deferred_then_dropped() {
+async fn an_event_for_a_start_that_never_gets_processed_is_deferred_then_parked() {
     let h = Harness::new().await;
     let id = h
         .runtime
@@ -162,13 +165,116 @@ async fn an_event_for_a_start_that_never_gets_processed_is_deferred_then_dropped
 
     h.drive(1_000).await;
 
-    assert_eq!(h.summary(&id).await.status, OrchestrationStatus::Pending);
+    let summary = h.summary(&id).await;
+    assert_eq!(summary.status, OrchestrationStatus::Pending);
     for queue in h.backend.queues() {
         assert!(
             h.backend.inner().queued(queue).is_empty(),
             "deferral stopped"
         );
     }
+    // Not dropped: parked, with why, and counted on the instance.
+    assert_eq!(summary.poison_messages, 1);
+    let parked = h
+        .runtime
+        .poison_messages(&PoisonQuery {
+            instance_id: Some(id.clone()),
+            ..PoisonQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(parked.len(), 1);
+    assert!(
+        parked[0].reason.contains("its start never came"),
+        "{parked:?}"
+    );
+    let event = parked[0].message.as_ref().expect("the message is kept");
+    assert!(matches!(&event.event.kind, EventKind::EventRaised { name, .. } if name == "Go"));
+
+    // Requeued while there is still no instance, it is parked again at once; discarded, it is
+    // gone and the instance no longer counts it.
+    h.runtime.requeue_poison(&parked[0].id).await.unwrap();
+    h.drive(10).await;
+    assert_eq!(h.summary(&id).await.poison_messages, 1);
+    h.runtime.discard_poison(&parked[0].id).await.unwrap();
+    assert_eq!(h.summary(&id).await.poison_messages, 0);
+    assert!(matches!(
+        h.runtime.discard_poison(&parked[0].id).await,
+        Err(PoisonError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_is_retried_until_the_last_which_parks_it() {
+    let h = Harness::new().await;
+    let id = h.runtime.start("Mixed", Some("failing"), &1).await.unwrap();
+    h.drive(20).await;
+    h.runtime.raise_event(&id, "Go", "late").await.unwrap();
+    let queue = h.backend.queue_for(&Destination::Instance {
+        instance_id: id.clone(),
+        execution_id: None,
+    });
+    let received = h.backend.receive(queue, 32, Duration::ZERO).await.unwrap();
+    assert_eq!(received.len(), 1);
+    let text = serde_json::to_string(&received[0].message).unwrap();
+    let max = h.runtime.options().max_dequeue_count;
+    for attempt in 1..=max {
+        // Every delivery fails at its first storage call of processing; the last one makes a
+        // record (a worker dying during it leaves that) before it processes.
+        let first_of_processing = if attempt == max { 2 } else { 1 };
+        h.backend.fail_call(first_of_processing, FaultMode::Before);
+        let delivered = h
+            .runtime
+            .deliver(Delivery {
+                queue,
+                text: &text,
+                queue_message_id: Some("queue-message-1"),
+                attempt,
+            })
+            .await;
+        if attempt < max {
+            assert!(delivered.is_err(), "attempt {attempt}: {delivered:?}");
+        } else {
+            let id = received[0].message.id.clone();
+            assert_eq!(delivered.unwrap(), Delivered::Parked(id));
+        }
+    }
+    let parked = h
+        .runtime
+        .poison_message(&received[0].message.id)
+        .await
+        .unwrap();
+    assert_eq!(parked.attempts, max);
+    assert!(
+        parked.reason.contains("injected fault"),
+        "{}",
+        parked.reason
+    );
+    assert_eq!(parked.instance_id.as_deref(), Some(id.as_str()));
+
+    // Requeued, it is processed like any message.
+    h.backend.delete(&received[0].receipt).await.unwrap();
+    h.runtime.requeue_poison(&parked.id).await.unwrap();
+    h.drive(20).await;
+    let summary = h.completed(&id).await;
+    assert_eq!(summary.poison_messages, 0);
+    assert_no_duplicates(&h.history(&id).await);
+
+    // A last delivery that goes through takes its record back.
+    let again = h
+        .runtime
+        .deliver(Delivery {
+            queue,
+            text: &text,
+            queue_message_id: None,
+            attempt: max,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(again, Delivered::Processed(_)), "{again:?}");
+    let parked = h.runtime.poison_messages(&PoisonQuery::default()).await;
+    assert!(parked.unwrap().items.is_empty());
 }
 
 #[tokio::test]

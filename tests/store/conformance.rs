@@ -1,5 +1,6 @@
 //! The backend contract, written once over any `Backend`: versions and conflicts, history
-//! appends and resets, queue visibility and receipts, summary revisions, queries and paging.
+//! appends and resets, queue visibility and receipts, summary revisions, queries and paging,
+//! poison messages and the count they keep on their instance's summary.
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
-    Commit, Destination, InstanceQuery, InstanceState, Message, QueueKind, StoredEvent, Version,
+    Commit, Destination, InstanceQuery, InstanceState, Message, PoisonMessage, PoisonQuery,
+    QueueKind, StoredEvent, Version,
 };
 
 pub fn epoch() -> DateTime<Utc> {
@@ -80,6 +82,26 @@ fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Me
         ),
         deliver_at,
         revision: None,
+    }
+}
+
+/// The ids of every page `read` returns (given the continuation to start after), following
+/// continuations to the end; no page holds more than `page_size`.
+async fn all_pages<F, Fut>(page_size: usize, mut read: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = (Vec<String>, Option<String>)>,
+{
+    let mut seen = Vec::new();
+    let mut continuation = None;
+    loop {
+        let (ids, next) = read(continuation).await;
+        assert!(ids.len() <= page_size, "{ids:?}");
+        seen.extend(ids);
+        match next {
+            Some(token) => continuation = Some(token),
+            None => return seen,
+        }
     }
 }
 
@@ -503,21 +525,23 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
         .await
         .unwrap();
 
-    let mut query = InstanceQuery {
+    let query = InstanceQuery {
         instance_id_prefix: Some("s-".to_string()),
         page_size: 2,
         ..InstanceQuery::default()
     };
-    let mut seen = Vec::new();
-    loop {
-        let page = backend.query(&query).await.unwrap();
-        assert!(page.items.len() <= 2);
-        seen.extend(page.items.into_iter().map(|s| s.instance_id));
-        match page.continuation {
-            Some(token) => query.continuation = Some(token),
-            None => break,
+    let seen = all_pages(2, |continuation| {
+        let query = InstanceQuery {
+            continuation,
+            ..query.clone()
+        };
+        async move {
+            let page = backend.query(&query).await.unwrap();
+            let ids = page.items.into_iter().map(|s| s.instance_id).collect();
+            (ids, page.continuation)
         }
-    }
+    })
+    .await;
     assert_eq!(seen, vec!["s-1", "s-2", "s-3", "s-4", "s-5"]);
 
     let completed = backend
@@ -568,5 +592,106 @@ pub async fn purge_removes_everything(subject: &impl Subject) {
     assert!(
         !backend.purge("p").await.unwrap(),
         "purging twice finds nothing"
+    );
+}
+
+fn poison(id: &str, instance_id: Option<&str>) -> PoisonMessage {
+    PoisonMessage {
+        id: id.to_string(),
+        queue: "control-01".to_string(),
+        instance_id: instance_id.map(str::to_string),
+        reason: format!("reason of {id}"),
+        attempts: 5,
+        parked_at: epoch(),
+        message: instance_id.map(|instance_id| message(instance_id, id, None)),
+        text: instance_id.is_none().then(|| "not a message".to_string()),
+    }
+}
+
+pub async fn poison_messages_are_kept_counted_and_discarded(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    backend
+        .write_summary(&state("p-1", 1).summary())
+        .await
+        .unwrap();
+    backend.park(&poison("m-1", Some("p-1"))).await.unwrap();
+    backend.park(&poison("m-2", Some("p-1"))).await.unwrap();
+    backend.park(&poison("m-3", None)).await.unwrap();
+    // Parking the same message again replaces its record.
+    let mut again = poison("m-2", Some("p-1"));
+    again.attempts = 6;
+    backend.park(&again).await.unwrap();
+    assert_eq!(
+        backend.poison_message("m-2").await.unwrap(),
+        Some(again.clone())
+    );
+    assert_eq!(
+        backend.poison_message("m-3").await.unwrap(),
+        Some(poison("m-3", None))
+    );
+    assert_eq!(backend.poison_message("m-9").await.unwrap(), None);
+
+    let summary = backend.read_summary("p-1").await.unwrap().unwrap();
+    assert_eq!(summary.poison_messages, 2);
+    // A summary write (a later turn) neither clears nor sets the count.
+    let mut later = state("p-1", 2).summary();
+    later.custom_status = Some("\"later\"".to_string());
+    backend.write_summary(&later).await.unwrap();
+    let summary = backend.read_summary("p-1").await.unwrap().unwrap();
+    assert_eq!(summary.custom_status.as_deref(), Some("\"later\""));
+    assert_eq!(summary.poison_messages, 2);
+    let listed = backend
+        .query(&InstanceQuery {
+            instance_id_prefix: Some("p-".to_string()),
+            ..InstanceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].poison_messages, 2);
+
+    let seen = all_pages(2, |continuation| {
+        let query = PoisonQuery {
+            page_size: 2,
+            continuation,
+            ..PoisonQuery::default()
+        };
+        async move {
+            let page = backend.poison_messages(&query).await.unwrap();
+            let ids = page.items.into_iter().map(|p| p.id).collect();
+            (ids, page.continuation)
+        }
+    })
+    .await;
+    assert_eq!(seen, vec!["m-1", "m-2", "m-3"]);
+    let of_instance = backend
+        .poison_messages(&PoisonQuery {
+            instance_id: Some("p-1".to_string()),
+            ..PoisonQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_instance.items.len(), 2);
+
+    assert!(backend.unpark("m-1").await.unwrap());
+    assert!(!backend.unpark("m-1").await.unwrap());
+    assert_eq!(
+        backend
+            .read_summary("p-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .poison_messages,
+        1
+    );
+    assert!(backend.unpark("m-2").await.unwrap());
+    assert_eq!(
+        backend
+            .read_summary("p-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .poison_messages,
+        0
     );
 }

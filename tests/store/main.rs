@@ -133,6 +133,7 @@ conformance!(
     summaries_keep_the_newest_revision_and_query,
     summaries_are_created_once_and_stale_writers_lose,
     purge_removes_everything,
+    poison_messages_are_kept_counted_and_discarded,
 );
 
 /// Two processes on one task hub: what one remembers of a summary row goes stale when the other

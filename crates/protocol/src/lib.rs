@@ -4,5 +4,6 @@
 
 pub mod connection;
 pub mod invocation;
+pub mod jsonc;
 pub mod logging;
 pub mod shutdown;

@@ -157,6 +157,7 @@ impl<B: Backend> Runtime<B> {
             completed_at: None,
             revision: 1,
             client_start_id: None,
+            poison_messages: 0,
         };
         let message = client_start(&summary, self.options.ids.next_id());
         let summary = InstanceSummary {

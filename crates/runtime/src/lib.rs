@@ -10,6 +10,7 @@ mod mailbox;
 pub mod management;
 mod orchestration;
 pub mod outbox;
+mod poison;
 mod pump;
 mod resident;
 mod rewind;
@@ -39,6 +40,7 @@ pub use counters::CounterSnapshot;
 pub use ends::EndWatch;
 pub use ids::IdSource;
 pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
+pub use poison::{Delivered, Delivery, PoisonError};
 pub use pump::Pump;
 pub use resident::InstanceCacheOptions;
 pub use sweep::UNSTARTED_GRACE;
@@ -53,6 +55,8 @@ pub enum Disposition {
     Deferred,
     /// A long timer's intermediate hop: re-sent for the next hop.
     Rearmed,
+    /// Kept as a poison message: it has no instance to go to (see [`RuntimeOptions::max_deferral`]).
+    Parked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +131,12 @@ pub struct RuntimeOptions {
     pub engine_threads: usize,
     /// Message and execution ids: random unless a test needs reproducible recordings.
     pub ids: IdSource,
+    /// How long a message for an instance that does not exist waits for its start (queues are
+    /// not FIFO, so it may overtake it) before it is parked as a poison message.
+    pub max_deferral: Duration,
+    /// Deliveries of a queue message before the Functions host gives up on it (`host.json`
+    /// `extensions.queues.maxDequeueCount`): the last one that fails parks it.
+    pub max_dequeue_count: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -140,6 +150,8 @@ impl Default for RuntimeOptions {
             instance_cache: InstanceCacheOptions::default(),
             engine_threads: 0,
             ids: IdSource::random(),
+            max_deferral: Duration::from_secs(600),
+            max_dequeue_count: 5,
         }
     }
 }

@@ -33,9 +33,6 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 const MAX_GENERATIONS_PER_TURN: usize = 1000;
 /// How long a message for an instance whose start has not been processed yet is deferred.
 const DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
-/// A start that has not been processed this long after a message was sent is not coming (it
-/// went to the poison queue, say): stop deferring the message and drop it.
-const MAX_DEFERRAL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 const MAX_DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// How many consumed message ids and execution ids an instance remembers across executions.
 const EARLIER_MESSAGE_IDS: usize = 128;
@@ -52,6 +49,8 @@ enum Plan {
     Apply,
     /// Nothing to apply; `notice` (if any) tells a parent that its child was not started.
     Drop(&'static str, Option<Box<Message>>),
+    /// No instance to apply it to after waiting for one: park it as a poison message.
+    Park(String),
     /// A copy of a message, or a completion of a task, that an earlier message of the same
     /// batch brings: dropped whatever the instance's state.
     Repeat(&'static str),
@@ -65,7 +64,10 @@ impl Plan {
     /// A drop, a deferral or a re-arm commits nothing, so no version check would catch a
     /// decision made on a stale copy of the instance: it must be made on the stored one.
     fn needs_stored_instance(&self) -> bool {
-        matches!(self, Self::Drop(..) | Self::Defer | Self::Rearm(_))
+        matches!(
+            self,
+            Self::Drop(..) | Self::Park(_) | Self::Defer | Self::Rearm(_)
+        )
     }
 }
 
@@ -275,6 +277,10 @@ impl<B: Backend> Runtime<B> {
                     Disposition::Dropped(reason)
                 }
                 Plan::Repeat(reason) => Disposition::Dropped(reason),
+                Plan::Park(reason) => {
+                    self.park_message(message, reason, 1).await?;
+                    Disposition::Parked
+                }
                 Plan::Defer => {
                     // Back off as the wait grows: a start usually follows within a second.
                     let waited = (now - message.event.timestamp).max(DEFER_DELAY);
@@ -332,6 +338,10 @@ impl<B: Backend> Runtime<B> {
         Ok(plans)
     }
 
+    fn max_deferral(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.options.max_deferral).unwrap_or(chrono::TimeDelta::MAX)
+    }
+
     async fn plan(
         &self,
         message: &Message,
@@ -345,9 +355,14 @@ impl<B: Backend> Runtime<B> {
             // Queues are not FIFO: a message can overtake the start of its instance (a client's
             // raise right after its start, an event to a child started in the same turn). It
             // waits for the start, with back-off, for a bounded time; then it is dropped.
-            let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
-            return Ok(if waited_too_long {
-                Plan::Drop("no such instance", None)
+            let waited = now - message.event.timestamp;
+            return Ok(if waited > self.max_deferral() {
+                Plan::Park(format!(
+                    "no instance '{}' after waiting {} s for its start: it was purged, or its \
+                     start never came",
+                    message.destination.instance_id(),
+                    waited.num_seconds()
+                ))
             } else {
                 Plan::Defer
             });
@@ -411,7 +426,7 @@ impl<B: Backend> Runtime<B> {
                     summary.status == OrchestrationStatus::Pending
                         && summary.execution_id != state.execution_id
                 });
-            let waited_too_long = now - message.event.timestamp > MAX_DEFERRAL;
+            let waited_too_long = now - message.event.timestamp > self.max_deferral();
             if restarting && !waited_too_long {
                 return Ok(Plan::Defer);
             }

@@ -1,5 +1,5 @@
 //! App settings that tune the runtime without code: the instance cache, checkpoints in long
-//! turns and the history cap. Workers read them from their environment, as the Functions host
+//! turns, the history cap and how long a message waits for its instance. Workers read them from their environment, as the Functions host
 //! passes app settings; the test driver reads the same ones, so a suite runs in either mode.
 
 use std::time::Duration;
@@ -14,6 +14,9 @@ pub const INSTANCE_CACHE_EVENTS: &str = "DURABLE_INSTANCE_CACHE_EVENTS";
 pub const CHECKPOINT_INTERVAL_MS: &str = "DURABLE_CHECKPOINT_INTERVAL_MS";
 /// Most history events of one execution.
 pub const MAX_HISTORY_EVENTS: &str = "DURABLE_MAX_HISTORY_EVENTS";
+/// Seconds a message for an instance that does not exist waits for its start before it is
+/// parked as a poison message.
+pub const MAX_DEFERRAL_SECONDS: &str = "DURABLE_MAX_DEFERRAL_SECONDS";
 
 #[derive(Debug, thiserror::Error)]
 #[error("app setting {name} is '{value}'; it must be a whole number (0 or more; at least 1 for {MAX_HISTORY_EVENTS})")]
@@ -43,6 +46,9 @@ impl RuntimeOptions {
         }
         if let Some(events) = number(INSTANCE_CACHE_EVENTS)? {
             self.instance_cache.max_events = events;
+        }
+        if let Some(seconds) = number(MAX_DEFERRAL_SECONDS)? {
+            self.max_deferral = Duration::from_secs(seconds as u64);
         }
         if let Some(ms) = number(CHECKPOINT_INTERVAL_MS)? {
             self.checkpoint_interval = Duration::from_millis(ms as u64);
@@ -78,6 +84,7 @@ mod tests {
             (INSTANCE_CACHE_INSTANCES, "0"),
             (CHECKPOINT_INTERVAL_MS, " 1500 "),
             (MAX_HISTORY_EVENTS, "500"),
+            (MAX_DEFERRAL_SECONDS, "3"),
         ]);
         let options = RuntimeOptions::default()
             .with_settings(|name| settings.get(name).map(|v| v.to_string()))
@@ -89,6 +96,7 @@ mod tests {
         );
         assert_eq!(options.checkpoint_interval, Duration::from_millis(1500));
         assert_eq!(options.max_history_events, 500);
+        assert_eq!(options.max_deferral, Duration::from_secs(3));
 
         let error = RuntimeOptions::default()
             .with_settings(|name| (name == INSTANCE_CACHE_EVENTS).then(|| "lots".to_string()))

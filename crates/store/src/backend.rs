@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{
     Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, QueueKind, Receipt, Received, Version,
+    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,6 +165,25 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deletes everything stored for the instance. Returns whether it existed.
     fn purge(&self, instance_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Keeps a poison message, replacing one of the same id, and brings its instance summary's
+    /// `poison_messages` in step.
+    fn park(&self, poison: &PoisonMessage) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Poison messages, oldest id first, filtered by instance.
+    fn poison_messages(
+        &self,
+        query: &PoisonQuery,
+    ) -> impl Future<Output = Result<Page<PoisonMessage>, StoreError>> + Send;
+
+    fn poison_message(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<PoisonMessage>, StoreError>> + Send;
+
+    /// Deletes a poison message and brings its instance summary's `poison_messages` in step.
+    /// Returns whether it existed.
+    fn unpark(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The message a queue message's text stands for, as the Functions host hands it to the
     /// worker (already base64-decoded): the envelope's JSON, or a pointer to a blob holding it.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::backend::{Backend, Clock, StoreError};
 use super::model::{
-    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page, QueueKind,
-    Receipt, Received, StoredEvent, Version,
+    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page,
+    PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, StoredEvent, Version,
 };
 use super::names::{partition_of, PartitionCount};
 use durable_engine::add_saturating;
@@ -32,6 +32,7 @@ struct Inner {
     /// Each queue's messages by their sequence number (the number in their key), so a receipt
     /// finds its message without a scan.
     queues: HashMap<QueueKind, BTreeMap<u64, Queued>>,
+    poison: BTreeMap<String, PoisonMessage>,
     counter: u64,
 }
 
@@ -96,6 +97,20 @@ impl MemoryBackend {
 }
 
 impl Inner {
+    /// A stored summary with its poison count, which is read from the poison records here (the
+    /// Azure backend keeps it on the summary row instead).
+    fn summary(&self, summary: &InstanceSummary) -> InstanceSummary {
+        let count = self
+            .poison
+            .values()
+            .filter(|poison| poison.instance_id.as_ref() == Some(&summary.instance_id))
+            .count();
+        InstanceSummary {
+            poison_messages: u32::try_from(count).unwrap_or(u32::MAX),
+            ..summary.clone()
+        }
+    }
+
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
@@ -294,7 +309,11 @@ impl Backend for MemoryBackend {
     }
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
-        Ok(self.lock().summaries.get(instance_id).cloned())
+        let inner = self.lock();
+        Ok(inner
+            .summaries
+            .get(instance_id)
+            .map(|summary| inner.summary(summary)))
     }
 
     async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
@@ -310,35 +329,12 @@ impl Backend for MemoryBackend {
 
     async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
         let inner = self.lock();
-        let page_size = if query.page_size == 0 {
-            DEFAULT_PAGE_SIZE
-        } else {
-            query.page_size
-        };
-        let start = match &query.continuation {
-            Some(after) => std::ops::Bound::Excluded(after.clone()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut items = Vec::new();
-        let mut continuation = None;
-        let candidates = inner
-            .summaries
-            .range((start, std::ops::Bound::Unbounded))
-            .map(|(_, summary)| summary)
-            .filter(|summary| matches_query(summary, query));
-        for summary in candidates {
-            if items.len() == page_size {
-                continuation = items
-                    .last()
-                    .map(|last: &InstanceSummary| last.instance_id.clone());
-                break;
-            }
-            items.push(summary.clone());
-        }
-        Ok(Page {
-            items,
-            continuation,
-        })
+        Ok(page_of(
+            &inner.summaries,
+            query.page_size,
+            query.continuation.as_ref(),
+            |summary| matches_query(summary, query).then(|| inner.summary(summary)),
+        ))
     }
 
     async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
@@ -346,6 +342,35 @@ impl Backend for MemoryBackend {
         let had_state = inner.instances.remove(instance_id).is_some();
         let had_summary = inner.summaries.remove(instance_id).is_some();
         Ok(had_state || had_summary)
+    }
+
+    async fn park(&self, poison: &PoisonMessage) -> Result<(), StoreError> {
+        self.lock().poison.insert(poison.id.clone(), poison.clone());
+        Ok(())
+    }
+
+    async fn poison_messages(
+        &self,
+        query: &PoisonQuery,
+    ) -> Result<Page<PoisonMessage>, StoreError> {
+        let inner = self.lock();
+        Ok(page_of(
+            &inner.poison,
+            query.page_size,
+            query.continuation.as_ref(),
+            |poison| {
+                (query.instance_id.is_none() || poison.instance_id == query.instance_id)
+                    .then(|| poison.clone())
+            },
+        ))
+    }
+
+    async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {
+        Ok(self.lock().poison.get(id).cloned())
+    }
+
+    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().poison.remove(id).is_some())
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {
@@ -367,6 +392,38 @@ impl Backend for MemoryBackend {
             .map(QueueKind::Control)
             .chain([QueueKind::WorkItems])
             .collect()
+    }
+}
+
+/// The page of `rows` (in key order, after the key `continuation`) that `take` keeps, and the
+/// key to continue after when more may follow; `page_size` 0 means the default.
+fn page_of<T, R>(
+    rows: &BTreeMap<String, T>,
+    page_size: usize,
+    continuation: Option<&String>,
+    take: impl Fn(&T) -> Option<R>,
+) -> Page<R> {
+    let page_size = if page_size == 0 {
+        DEFAULT_PAGE_SIZE
+    } else {
+        page_size
+    };
+    let start = match continuation {
+        Some(after) => std::ops::Bound::Excluded(after.clone()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut kept = rows
+        .range((start, std::ops::Bound::Unbounded))
+        .filter_map(|(key, row)| take(row).map(|item| (key, item)));
+    let mut items = Vec::new();
+    let mut last = None;
+    for (key, item) in kept.by_ref().take(page_size) {
+        items.push(item);
+        last = Some(key.clone());
+    }
+    Page {
+        items,
+        continuation: kept.next().and(last),
     }
 }
 

@@ -110,6 +110,7 @@ impl InstanceState {
             completed_at: self.completed_at,
             revision: self.revision,
             client_start_id: None,
+            poison_messages: 0,
         }
     }
 }
@@ -222,6 +223,10 @@ pub struct InstanceSummary {
     /// replaces the summary and the id with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_start_id: Option<String>,
+    /// How many of the instance's messages are parked as poison messages. The backend keeps
+    /// it from the poison records: summary writes neither set nor clear it.
+    #[serde(skip)]
+    pub poison_messages: u32,
 }
 
 /// A filter over instance summaries; every field that is set must match.
@@ -240,6 +245,37 @@ pub struct InstanceQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    pub continuation: Option<String>,
+}
+
+/// A message the runtime gave up on (it failed on every attempt, could not be read, or has no
+/// instance to go to), parked with why until an operator requeues or discards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoisonMessage {
+    /// The message's own id when it could be read, else its queue message's id.
+    pub id: String,
+    /// The queue it came from.
+    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    pub reason: String,
+    /// How many times it was delivered before it was parked.
+    pub attempts: u32,
+    pub parked_at: DateTime<Utc>,
+    /// The message, when it could be read: what a requeue sends again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    /// The queue message's text, when it could not be read as a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A filter over poison messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoisonQuery {
+    pub instance_id: Option<String>,
+    pub page_size: usize,
     pub continuation: Option<String>,
 }
 

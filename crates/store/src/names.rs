@@ -179,6 +179,11 @@ impl TaskHub {
         format!("{}Instances", self.name)
     }
 
+    /// Messages the runtime gave up on, parked until an operator requeues or discards them.
+    pub fn poison_table(&self) -> String {
+        format!("{}Poison", self.name)
+    }
+
     /// Control queue `index` (0-based), or `None` if the hub has no such partition.
     pub fn control_queue(&self, index: u32) -> Option<String> {
         (index < self.partitions.0).then(|| format!("{}-control-{index:02}", self.lower))

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod functions;
+pub mod host_json;
 pub mod http_payload;
 pub mod serve;
 
@@ -21,8 +22,9 @@ use tower::ServiceExt;
 use api::eager::{EagerTurns, DEFAULT_EAGER_TURNS};
 use api::ApiState;
 use durable_protocol::invocation::{InvocationRequest, InvocationResponse};
-use durable_runtime::Runtime;
-use durable_store::backend::{Backend, StoreError};
+use durable_runtime::{Delivered, Delivery, Runtime};
+use durable_store::backend::Backend;
+use durable_store::model::QueueKind;
 use functions::{FunctionError, TriggerFunctions};
 use http_payload::{response_binding, HttpRequestData};
 
@@ -104,9 +106,9 @@ fn done(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
-/// Runs in a span naming the function invoked (and, for an engine message, its instance), so
-/// every line logged on its behalf says which.
-#[tracing::instrument(name = "invocation", skip_all, fields(function = %function, instance_id))]
+/// Runs in a span naming the function invoked, so every line logged on its behalf says which
+/// (a turn or an activity it runs adds the instance and execution).
+#[tracing::instrument(name = "invocation", skip_all, fields(function = %function))]
 async fn invoke<B: Backend>(
     State(worker): State<Arc<Worker<B>>>,
     Path(function): Path<String>,
@@ -175,9 +177,9 @@ async fn http_function(api: &Router, request: &InvocationRequest) -> Response {
     done(answer)
 }
 
-/// Processes one engine message. Only failures a retry can cure answer non-2xx (the host then
-/// retries and, after `maxDequeueCount`, moves the message to the poison queue); a message that
-/// can never be processed is acknowledged with a log line so it is not retried.
+/// Processes one engine message. Only failures a retry can cure answer non-2xx, so the host
+/// retries them; a message that can never be processed, or whose last delivery failed, is
+/// parked as a poison message (see `durable_runtime::Delivery`) and acknowledged.
 async fn engine_message<B: Backend>(
     runtime: &Runtime<B>,
     function: &str,
@@ -187,26 +189,32 @@ async fn engine_message<B: Backend>(
         Ok(text) => text,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let message = match runtime.backend().decode_message(&text).await {
-        Ok(message) => message,
-        Err(StoreError::InvalidInput(reason)) => {
-            tracing::warn!("{function}: dropped a message that can never be processed: {reason}");
-            return done(InvocationResponse::default().log(format!(
-                "dropped a message that can never be processed: {reason}"
-            )));
-        }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let queue_message_id = request.metadata_text("Id");
+    let delivery = Delivery {
+        queue: engine_queue(function),
+        text: &text,
+        queue_message_id: queue_message_id.as_deref(),
+        attempt: request.dequeue_count().unwrap_or(1),
     };
-    tracing::Span::current().record("instance_id", message.destination.instance_id());
-    match runtime.process(&message).await {
-        Ok(disposition) => done(InvocationResponse::default().log(format!(
-            "message {} for '{}': {disposition:?}",
-            message.id,
-            message.destination.instance_id()
-        ))),
+    match runtime.deliver(delivery).await {
+        Ok(Delivered::Processed(disposition)) => {
+            done(InvocationResponse::default().log(format!("message processed: {disposition:?}")))
+        }
+        Ok(Delivered::Parked(id)) => done(
+            InvocationResponse::default().log(format!("message parked as poison message {id}")),
+        ),
         Err(e) => {
-            tracing::warn!("{function}: message {} will be retried: {e}", message.id);
+            tracing::warn!("{function}: message will be retried: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
+}
+
+/// The queue an engine function is triggered by; only called for names `is_engine_function`
+/// accepts.
+fn engine_queue(function: &str) -> QueueKind {
+    function
+        .strip_prefix(CONTROL_FUNCTION_PREFIX)
+        .and_then(|index| index.parse().ok())
+        .map_or(QueueKind::WorkItems, QueueKind::Control)
 }

@@ -5,6 +5,7 @@
 use std::error::Error;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::ParseIntError;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use durable_store::backend::{Backend, SystemClock};
 use durable_store::names::{TaskHub, TaskHubError};
 
 use crate::functions::TriggerFunctions;
+use crate::host_json::{max_dequeue_count, HostJsonError, HOST_JSON};
 
 /// Where the Functions host tells the worker to listen.
 pub const PORT_SETTING: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
@@ -51,6 +53,8 @@ pub enum ServeError {
     RuntimeSettings(#[source] SettingsError),
     #[error("the log format setting is not valid")]
     LogFormat(#[source] LogFormatError),
+    #[error(transparent)]
+    HostJson(#[from] HostJsonError),
     /// The app's own setup failed: its error, as it is.
     #[error(transparent)]
     App(AppError),
@@ -142,7 +146,7 @@ where
     F: FnOnce(&mut Setup) -> Result<App, AppError>,
 {
     let port = port(&settings)?;
-    let options = RuntimeOptions::default()
+    let mut options = RuntimeOptions::default()
         .with_settings(|name| {
             settings
                 .iter()
@@ -150,6 +154,7 @@ where
                 .map(|(_, value)| value.clone())
         })
         .map_err(ServeError::RuntimeSettings)?;
+    options.max_dequeue_count = max_dequeue_count(Path::new(HOST_JSON))?;
     let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
         .map_err(ServeError::Connection)?;
     let hub = TaskHub::from_settings(settings.iter().cloned()).map_err(ServeError::TaskHub)?;

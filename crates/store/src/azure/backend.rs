@@ -10,7 +10,7 @@ use super::tables::Tables;
 use crate::backend::{Backend, Clock, StoreError};
 use crate::model::{
     Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, QueueKind, Receipt, Received, Version,
+    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
 };
 use crate::names::TaskHub;
 use durable_protocol::connection::{
@@ -119,6 +119,25 @@ impl Backend for AzureBackend {
 
     async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
         self.tables.purge(instance_id).await
+    }
+
+    async fn park(&self, poison: &PoisonMessage) -> Result<(), StoreError> {
+        self.tables.park(poison).await
+    }
+
+    async fn poison_messages(
+        &self,
+        query: &PoisonQuery,
+    ) -> Result<Page<PoisonMessage>, StoreError> {
+        self.tables.poison_messages(query).await
+    }
+
+    async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {
+        self.tables.poison_message(id).await
+    }
+
+    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
+        self.tables.unpark(id).await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

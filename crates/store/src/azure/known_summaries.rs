@@ -21,6 +21,8 @@ pub(super) enum KnownSummary {
         revision: u64,
         etag: Etag,
         blob: Option<String>,
+        /// The row's `PoisonMessages`, which a summary write must carry over.
+        poison_messages: u32,
     },
 }
 

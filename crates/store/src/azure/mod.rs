@@ -6,5 +6,6 @@ pub mod blobs;
 pub mod errors;
 mod history_rows;
 mod known_summaries;
+mod poison;
 pub mod queues;
 pub mod tables;

@@ -47,7 +47,7 @@ struct SentinelRow {
 /// The summary row: filterable columns plus the whole summary as JSON (or in a blob).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SummaryRow {
+pub(super) struct SummaryRow {
     partition_key: String,
     row_key: String,
     instance_id: String,
@@ -60,13 +60,21 @@ struct SummaryRow {
     summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary_blob: Option<String>,
+    /// Kept by `park` and `unpark` from the poison table; summary writes carry it over.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) poison_messages: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 pub struct Tables {
     history: TableClient,
-    instances: TableClient,
-    blobs: Blobs,
-    known: KnownSummaries,
+    pub(super) instances: TableClient,
+    pub(super) poison: TableClient,
+    pub(super) blobs: Blobs,
+    pub(super) known: KnownSummaries,
 }
 
 /// What a version tells the next commit: where its rows go, the state blob it supersedes, and
@@ -106,18 +114,18 @@ fn utf16_bytes(text: &str) -> usize {
     text.encode_utf16().count() * 2
 }
 
-fn time(value: DateTime<Utc>) -> String {
+pub(super) fn time(value: DateTime<Utc>) -> String {
     // Fixed width, so string comparison in $filter orders correctly: chrono timestamps are
     // stored as Edm.String unless annotated.
     value.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+pub(super) fn json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::InvalidInput(format!("cannot serialize {what}: {e}")))
 }
 
-fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+pub(super) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Permanent {
         operation: format!("read {what}"),
         message: e.to_string(),
@@ -139,13 +147,14 @@ impl Tables {
         Self {
             history: service.table_client(hub.history_table()),
             instances: service.table_client(hub.instances_table()),
+            poison: service.table_client(hub.poison_table()),
             blobs,
             known: KnownSummaries::default(),
         }
     }
 
     pub async fn create(&self) -> Result<(), StoreError> {
-        for table in [&self.history, &self.instances] {
+        for table in [&self.history, &self.instances, &self.poison] {
             match table.create().await {
                 Ok(_) => {}
                 Err(error) if status(&error) == Some(409) => {}
@@ -156,7 +165,7 @@ impl Tables {
     }
 
     /// A large text goes to a blob: returns (inline value, blob name).
-    async fn offload(
+    pub(super) async fn offload(
         &self,
         name: String,
         text: String,
@@ -168,7 +177,11 @@ impl Tables {
         Ok((String::new(), Some(name)))
     }
 
-    async fn inline_or_blob(&self, inline: &str, blob: Option<&str>) -> Result<String, StoreError> {
+    pub(super) async fn inline_or_blob(
+        &self,
+        inline: &str,
+        blob: Option<&str>,
+    ) -> Result<String, StoreError> {
         let Some(name) = blob else {
             return Ok(inline.to_string());
         };
@@ -430,7 +443,7 @@ impl Tables {
     }
 
     /// The summary row, if any, and what it tells a write (also remembered for the next one).
-    async fn read_summary_row(
+    pub(super) async fn read_summary_row(
         &self,
         instance_id: &str,
     ) -> Result<(Option<SummaryRow>, KnownSummary), StoreError> {
@@ -446,6 +459,7 @@ impl Tables {
                     revision: row.revision,
                     etag: response.etag,
                     blob: row.summary_blob.clone(),
+                    poison_messages: row.poison_messages,
                 };
                 self.known.remember(instance_id, known.clone());
                 Ok((Some(row), known))
@@ -459,7 +473,10 @@ impl Tables {
     }
 
     /// What the summary row holds now, read from the service.
-    async fn read_known_summary(&self, instance_id: &str) -> Result<KnownSummary, StoreError> {
+    pub(super) async fn read_known_summary(
+        &self,
+        instance_id: &str,
+    ) -> Result<KnownSummary, StoreError> {
         Ok(self.read_summary_row(instance_id).await?.1)
     }
 
@@ -481,6 +498,7 @@ impl Tables {
             revision: summary.revision,
             summary: inline,
             summary_blob,
+            poison_messages: 0,
         })
     }
 
@@ -501,6 +519,7 @@ impl Tables {
                         revision: summary.revision,
                         etag: response.etag,
                         blob: row.summary_blob,
+                        poison_messages: 0,
                     },
                 );
                 Ok(true)
@@ -523,7 +542,7 @@ impl Tables {
     /// (If-Match, or insert-only), so a stale memory costs a retry, never a lost update.
     pub async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
         let instance_id = &summary.instance_id;
-        let row = self.summary_row(summary).await?;
+        let mut row = self.summary_row(summary).await?;
         let entity = self
             .instances
             .partition_key_client(odata_escape(&row.partition_key).into_owned())
@@ -538,6 +557,12 @@ impl Tables {
                 }
                 Some(known) => known,
                 None => self.read_known_summary(instance_id).await?,
+            };
+            row.poison_messages = match &current {
+                KnownSummary::Stored {
+                    poison_messages, ..
+                } => *poison_messages,
+                KnownSummary::Absent => 0,
             };
             let (written, superseded) = match current {
                 // Only ever a fresh read, which remembered the row already.
@@ -570,6 +595,7 @@ impl Tables {
                             revision: summary.revision,
                             etag,
                             blob: row.summary_blob.clone(),
+                            poison_messages: row.poison_messages,
                         },
                     );
                     if let Some(old) =
@@ -595,7 +621,11 @@ impl Tables {
         let text = self
             .inline_or_blob(&row.summary, row.summary_blob.as_deref())
             .await?;
-        from_json("summary", &text)
+        let summary: InstanceSummary = from_json("summary", &text)?;
+        Ok(InstanceSummary {
+            poison_messages: row.poison_messages,
+            ..summary
+        })
     }
 
     pub async fn read_summary(

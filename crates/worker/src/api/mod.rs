@@ -1,11 +1,13 @@
-//! The Durable Functions HTTP API the worker serves under the route prefix: starting instances,
-//! reading, querying and steering them, and purging them. Errors are JSON `{"error": …}` with
-//! a 4xx status for requests that cannot be served as asked; 5xx only for storage failures.
+//! The Durable Functions HTTP API the worker serves under the route prefix (described at
+//! `GET /api/openapi.json`): starting, reading, querying, steering and purging instances. Errors
+//! are JSON `{"error": …}`, 4xx for requests that cannot be served as asked, 5xx only for storage.
 
 pub mod eager;
 mod extract;
 mod history;
 mod instances;
+mod openapi;
+mod poison;
 mod purge;
 mod query;
 mod start;
@@ -14,9 +16,10 @@ mod urls;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -63,36 +66,101 @@ impl<B: Backend> ApiState<B> {
     }
 }
 
-/// The API routes, prefix included. `/api/instances/` (trailing slash) is the list too: the
-/// Durable Functions client libraries call it so.
+/// The API routes, prefix included, built from [`route_table`].
 pub fn routes<B: Backend>(state: Arc<ApiState<B>>) -> Router {
-    let collection = || get(query::list::<B>).delete(purge::purge_matching::<B>);
-    Router::new()
-        .route(
-            "/api/orchestrators/{function_name}",
-            post(start::start::<B>),
-        )
-        .route(
-            "/api/orchestrators/{function_name}/{instance_id}",
-            post(start::start_with_id::<B>),
-        )
-        .route("/api/instances", collection())
-        .route("/api/instances/", collection())
-        .route(
-            "/api/instances/{instance_id}",
-            get(instances::status::<B>).delete(purge::purge_one::<B>),
-        )
-        .route(
-            "/api/instances/{instance_id}/{operation}",
-            post(instances::operation::<B>),
-        )
-        .route(
-            "/api/instances/{instance_id}/{operation}/{event_name}",
-            post(instances::raise_event::<B>),
-        )
+    route_table::<B>()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, route.handler)
+        })
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)
         .with_state(state)
+}
+
+/// One API route: a method on a path (axum's template, whose `{name}` parameters OpenAPI's
+/// templates share).
+struct ApiRoute<S> {
+    /// Built into `handler`; kept for the check of the description against the routes.
+    #[cfg_attr(not(test), expect(dead_code))]
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<S>,
+}
+
+fn route<H, T, S>(method: Method, path: &'static str, handler: H) -> ApiRoute<S>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("{method} {path}: axum routes no such method"));
+    ApiRoute {
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every API route, in one table so the OpenAPI description can be checked against it
+/// (`openapi.rs`). `/api/instances/` (trailing slash) is the list too: the Durable Functions
+/// client libraries call it so. `{operation}` is matched case-insensitively by its handler, as
+/// the extension does, so it is one route rather than one per operation.
+fn route_table<B: Backend>() -> Vec<ApiRoute<Arc<ApiState<B>>>> {
+    vec![
+        route(
+            Method::POST,
+            "/api/orchestrators/{functionName}",
+            start::start::<B>,
+        ),
+        route(
+            Method::POST,
+            "/api/orchestrators/{functionName}/{instanceId}",
+            start::start_with_id::<B>,
+        ),
+        route(Method::GET, "/api/instances", query::list::<B>),
+        route(Method::DELETE, "/api/instances", purge::purge_matching::<B>),
+        route(Method::GET, "/api/instances/", query::list::<B>),
+        route(
+            Method::DELETE,
+            "/api/instances/",
+            purge::purge_matching::<B>,
+        ),
+        route(
+            Method::GET,
+            "/api/instances/{instanceId}",
+            instances::status::<B>,
+        ),
+        route(
+            Method::DELETE,
+            "/api/instances/{instanceId}",
+            purge::purge_one::<B>,
+        ),
+        route(
+            Method::POST,
+            "/api/instances/{instanceId}/{operation}",
+            instances::operation::<B>,
+        ),
+        route(
+            Method::POST,
+            "/api/instances/{instanceId}/{operation}/{eventName}",
+            instances::raise_event::<B>,
+        ),
+        route(Method::GET, "/api/poisonMessages", poison::list::<B>),
+        route(Method::GET, "/api/poisonMessages/{id}", poison::one::<B>),
+        route(
+            Method::DELETE,
+            "/api/poisonMessages/{id}",
+            poison::discard::<B>,
+        ),
+        route(
+            Method::POST,
+            "/api/poisonMessages/{id}/requeue",
+            poison::requeue::<B>,
+        ),
+        route(Method::GET, "/api/openapi.json", openapi::document),
+    ]
 }
 
 /// A request the API refuses or cannot serve, with the status it answers.

@@ -138,30 +138,10 @@ pub async fn list<B: Backend>(
 ) -> Result<Response, ApiError> {
     let show_input = params.flag("showInput", false)?;
     let mut filter = instance_filter(&params)?;
-    if let Some(text) = params.get("top").filter(|t| !t.trim().is_empty()) {
-        filter.page_size = match text.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_TOP).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "'top' must be a whole number from 1 to {MAX_TOP}, got '{}'",
-                    text.escape_debug()
-                )))
-            }
-        };
+    if let Some(top) = page_size(&params)? {
+        filter.page_size = top;
     }
-    filter.continuation = match headers.get(CONTINUATION_HEADER) {
-        None => None,
-        Some(value) => {
-            let token = value.to_str().map_err(|_| {
-                ApiError::bad_request(format!("'{CONTINUATION_HEADER}' is not text"))
-            })?;
-            // Clients send the header back empty (or "null") on the first page.
-            match token.trim() {
-                "" | "null" => None,
-                token => Some(decode_continuation(token)?),
-            }
-        }
-    };
+    filter.continuation = continuation(&headers)?;
     let page = state
         .runtime
         .backend()
@@ -169,15 +149,49 @@ pub async fn list<B: Backend>(
         .await
         .map_err(|e| ApiError::from(durable_runtime::RuntimeError::from(e)))?;
     let items: Vec<Value> = page.items.iter().map(|s| payload(s, show_input)).collect();
+    Ok(paged(items, page.continuation))
+}
+
+/// `top`: the page size asked for, if any.
+pub(super) fn page_size(params: &Params) -> Result<Option<usize>, ApiError> {
+    let Some(text) = params.get("top").filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_TOP).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "'top' must be a whole number from 1 to {MAX_TOP}, got '{}'",
+            text.escape_debug()
+        ))),
+    }
+}
+
+/// The continuation the caller sent back: where its next page starts.
+pub(super) fn continuation(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(CONTINUATION_HEADER) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("'{CONTINUATION_HEADER}' is not text")))?;
+    // Clients send the header back empty (or "null") on the first page.
+    match token.trim() {
+        "" | "null" => Ok(None),
+        token => decode_continuation(token).map(Some),
+    }
+}
+
+/// A page as a JSON array, with the token for the next page (after `last`) if there is one.
+pub(super) fn paged(items: Vec<Value>, last: Option<String>) -> Response {
     let mut response = (StatusCode::OK, Json(items)).into_response();
-    if let Some(last) = page.continuation {
+    if let Some(last) = last {
         if let Ok(value) = HeaderValue::from_str(&encode_continuation(&last)) {
             response
                 .headers_mut()
                 .insert(HeaderName::from_static(CONTINUATION_HEADER), value);
         }
     }
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

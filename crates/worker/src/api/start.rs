@@ -65,12 +65,18 @@ pub struct Wait {
 impl Wait {
     pub fn from_params(params: &Params) -> Result<Self, ApiError> {
         let timeout = seconds(params, "timeout")?;
-        let polling = seconds(params, "pollingInterval")?.unwrap_or(DEFAULT_POLLING_INTERVAL);
-        if timeout.is_some_and(|timeout| polling > timeout) {
-            return Err(ApiError::bad_request(
-                "'pollingInterval' must not be longer than 'timeout'",
-            ));
-        }
+        let polling = match seconds(params, "pollingInterval")? {
+            Some(polling) if timeout.is_some_and(|timeout| polling > timeout) => {
+                return Err(ApiError::bad_request(
+                    "'pollingInterval' must not be longer than 'timeout'",
+                ))
+            }
+            Some(polling) => polling,
+            // A `timeout` shorter than the default interval alone is no conflict the caller made.
+            None => timeout.map_or(DEFAULT_POLLING_INTERVAL, |timeout| {
+                timeout.min(DEFAULT_POLLING_INTERVAL)
+            }),
+        };
         Ok(Self { timeout, polling })
     }
 
@@ -212,4 +218,31 @@ fn ended_response(summary: &InstanceSummary) -> Response {
         payload(summary, true)
     };
     (status_code(summary.status, false), Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(query: &str) -> Result<Wait, ApiError> {
+        Wait::from_params(&Params::from_uri(&format!("/x?{query}").parse().unwrap()).unwrap())
+    }
+
+    #[test]
+    fn a_short_timeout_shortens_the_default_interval_but_not_a_named_one() {
+        let short = wait("timeout=0").unwrap();
+        assert_eq!(
+            (short.timeout, short.polling),
+            (Some(Duration::ZERO), Duration::ZERO)
+        );
+        assert_eq!(wait("timeout=5").unwrap().polling, DEFAULT_POLLING_INTERVAL);
+        assert_eq!(wait("").unwrap().polling, DEFAULT_POLLING_INTERVAL);
+        let error = wait("timeout=1&pollingInterval=2").err().expect("refused");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(
+            error.message.contains("pollingInterval"),
+            "{}",
+            error.message
+        );
+    }
 }

@@ -51,6 +51,10 @@ pub fn payload(summary: &InstanceSummary, show_input: bool) -> Value {
         "createdTime": format_time(summary.created_at),
         "lastUpdatedTime": format_time(summary.updated_at),
     });
+    // Not in Durable Functions' shape, so only there when it says something.
+    if summary.poison_messages > 0 {
+        body["poisonMessages"] = json!(summary.poison_messages);
+    }
     if let Some(failure) = &summary.failure {
         body["output"] = Value::String(failure.error_message.clone());
         body["failureDetails"] = serde_json::to_value(failure).unwrap_or(Value::Null);
@@ -90,6 +94,7 @@ mod tests {
             completed_at: None,
             revision: 1,
             client_start_id: None,
+            poison_messages: 0,
         }
     }
 
