@@ -131,12 +131,15 @@ start() {
     done
     ensure_installed
 
-    # No --skipApiVersionCheck or --loose: Azurite 3.37 accepts the API versions both Azure SDK
-    # families send (the legacy crates 2022-11-02, the new ones 2026-04-06). --disableTelemetry keeps test runs from calling home.
+    # --skipApiVersionCheck: an Azurite knows only the storage API versions out when it was
+    # released, and current SDKs and Storage Explorer send newer ones (azure-storage-queue
+    # 12.18 sends 2026-10-06, which Azurite 3.37 refuses without it). No --loose: requests
+    # stay checked otherwise. --disableTelemetry keeps test runs from calling home.
     local args=(
         --blobHost 127.0.0.1 --blobPort "$blob_port"
         --queueHost 127.0.0.1 --queuePort "$queue_port"
         --tableHost 127.0.0.1 --tablePort "$table_port"
+        --skipApiVersionCheck
         --disableTelemetry
     )
     if [[ "${AZURITE_ACCESS_LOG:-0}" != 1 ]]; then

@@ -3,16 +3,10 @@
 # tests/df_client/requirements.txt into target/df-client-venv (again only when that file
 # changes), then runs tests/df_client/drive.py with the arguments given.
 #   scripts/df-client.sh --install-only
-#   scripts/df-client.sh --base-url http://127.0.0.1:7071/api/ --task-hub HUB --claim ID
+#   scripts/df-client.sh --base-url http://127.0.0.1:7071/api/ --task-hub HUB
 # Needs CPython 3.10-3.12 (the client's azure-functions dependency refuses 3.13); set PYTHON to
 # pick the interpreter.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/pinned-venv.sh
-
-venv=target/df-client-venv
-pinned_venv "$venv" tests/df_client/requirements.txt
-if [[ "${1:-}" == "--install-only" ]]; then
-  exit 0
-fi
-exec "$venv/bin/python" tests/df_client/drive.py "$@"
+run_pinned target/df-client-venv tests/df_client/requirements.txt tests/df_client/drive.py "$@"

@@ -19,6 +19,9 @@ cargo test --locked --bench engine
 echo "==> the official Durable Functions client for the API tests (pinned, in target/)"
 scripts/df-client.sh --install-only
 
+echo "==> the current Azure Storage Queues SDK for the storage interop test (pinned, in target/)"
+scripts/queue-sdk.sh --install-only
+
 echo "==> schemathesis for the OpenAPI test (pinned, in target/)"
 scripts/schemathesis.sh --install-only
 

@@ -186,6 +186,46 @@ async fn the_sync_timer_produces_workflows_that_complete_and_fail() {
     assert!(detail.body["input"]["TriggerDateUtc"].is_string());
 }
 
+/// A sync item put on `output-queue` by the newest Azure Storage Queues SDK for Python
+/// (`scripts/queue-sdk.sh`, pinned in `tests/queue_sdk/requirements.txt`) reaches
+/// `SyncQueueProcessor`, which runs it as the timer's items run: the app's Azurite takes the
+/// storage API version that SDK speaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_storage_sdk_puts_a_sync_item_the_app_runs() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let app = App::start(&[]).await;
+    let item = json!({"Id": 1, "SyncName": "SdkSync", "TriggerDateUtc": "2026-01-02T03:04:05Z"});
+    let connection = app.connection_string();
+    let message = item.to_string();
+    let sent = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(root.join("scripts/queue-sdk.sh"))
+            .args(["--connection-string", &connection])
+            .args(["--queue", "output-queue"])
+            .args(["--message", &message])
+            .output()
+            .expect("run scripts/queue-sdk.sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && stdout.contains("sent message"),
+        "the SDK could not put the message:\n{stdout}\n{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let done = app
+        .wait_for_end("Workflow-1-SdkSync-20260102030405", LONG)
+        .await;
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    assert_eq!(done["input"], item, "{done}");
+    assert!(
+        done["output"]
+            .as_str()
+            .is_some_and(|output| output.contains("WorkflowItem2 processed item 1 of SdkSync")),
+        "{done}"
+    );
+}
+
 async fn wait_for_stage(app: &App, id: &str, stage: &str) {
     app.wait_for(id, LONG, |s| s["customStatus"]["Stage"] == stage)
         .await;
@@ -442,4 +482,109 @@ async fn the_medallion_pipeline_refines_records_to_gold() {
         .map(|g| g["Count"].as_u64().unwrap())
         .sum();
     assert_eq!(counted, output["Silver"].as_u64().unwrap(), "{output}");
+}
+
+/// Starts a claim, sends a decision its code skips as malformed (a line logged by the
+/// orchestration code, in a turn), approves it, and returns the app's log: the dev host's and
+/// the worker's stdout, a file here as it is a pipe under the Functions host.
+async fn claim_logged(app: &App, id: &str) -> String {
+    let claim =
+        json!({"ClaimId": "C-LOG", "Claimant": "Ann Lee", "Amount": 5, "Description": "logs"});
+    let started = app
+        .post(
+            &format!("/api/orchestrators/ClaimApprovalWorkflow/{id}"),
+            &claim,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    wait_for_stage(app, id, "AwaitingApproval").await;
+    for decision in [
+        json!({"Approved": "maybe"}),
+        json!({"Approved": true, "Approver": "al"}),
+    ] {
+        let raised = app
+            .post(
+                &format!("/api/instances/{id}/raiseEvent/ApprovalDecision"),
+                &decision,
+            )
+            .await;
+        assert_eq!(raised.status, StatusCode::ACCEPTED, "{}", raised.body);
+    }
+    let done = app.wait_for_end(id, LONG).await;
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    app.log_text()
+}
+
+/// `DURABLE_LOG_FORMAT=json`: every line is a JSON object, none holds an escape code, and the
+/// lines logged in a turn (by the orchestration code, on an engine thread) or in an activity
+/// carry the instance id, the execution id and the function's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_instance_execution_and_function_without_colour() {
+    let app = App::start(&[("DURABLE_LOG_FORMAT", "json")]).await;
+    let log = claim_logged(&app, "c-json").await;
+    assert!(!log.contains('\x1b'), "an escape code in:\n{log}");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+            })
+            .unwrap_or_else(|| panic!("no line '{message}' in:\n{log}"))
+            .clone()
+    };
+    let turn = line("ignored a malformed ApprovalDecision");
+    let notified = line("approval requested");
+    let paid = line("claim paid out");
+    for (line, function) in [
+        (&turn, "ClaimApprovalWorkflow"),
+        (&notified, "NotifyApprover"),
+        (&paid, "ProcessClaim"),
+    ] {
+        assert_eq!(line["instance_id"], "c-json", "{line}");
+        assert_eq!(line["function"], function, "{line}");
+        assert_eq!(line["execution_id"], turn["execution_id"], "{line}");
+    }
+    let execution_id = turn["execution_id"].as_str().unwrap_or_default();
+    assert_eq!(execution_id.len(), 32, "{turn}");
+    assert!(lines.iter().all(|line| line["level"].is_string()));
+}
+
+/// The default text format, piped: no escape codes; spans still name the instance and function.
+/// An unknown format stops the worker and the dev host at start with the setting named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_have_no_colour_when_piped_and_unknown_formats_are_refused() {
+    let app = App::start(&[]).await;
+    let log = claim_logged(&app, "c-text").await;
+    assert!(!log.contains('\x1b'), "an escape code in:\n{log}");
+    let paid = log
+        .lines()
+        .find(|line| line.contains("claim paid out"))
+        .unwrap_or_else(|| panic!("no paid-out line in:\n{log}"));
+    assert!(
+        paid.contains("instance_id=c-text") && paid.contains("function=ProcessClaim"),
+        "{paid}"
+    );
+
+    for program in [env!("CARGO_BIN_EXE_worker").into(), binaries::devhost()] {
+        let refused = std::process::Command::new(&program)
+            .env("DURABLE_LOG_FORMAT", "xml")
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "1")
+            .output()
+            .expect("run the program");
+        let stdout = String::from_utf8_lossy(&refused.stdout);
+        assert_eq!(refused.status.code(), Some(1), "{program:?}: {stdout}");
+        assert!(
+            stdout.contains("DURABLE_LOG_FORMAT='xml' is not a log format: use 'text' or 'json'"),
+            "{program:?}: {stdout}"
+        );
+    }
 }

@@ -772,14 +772,9 @@ async fn the_official_python_client_drives_the_app() {
         String::from_utf8_lossy(&install.stdout),
         String::from_utf8_lossy(&install.stderr)
     );
+    // The client sends inputs and event data JSON-encoded twice, as against the extension; the
+    // typed claim approval takes them (drive.py starts, approves and reads claims).
     let app = App::start(&[("CLAIM_APPROVAL_TIMEOUT_SECONDS", "3600")]).await;
-    // The Python client sends inputs and event data JSON-encoded twice (as it does against the
-    // extension), which a claim cannot take: the claim is started here, the rest by the client.
-    start(&app, "ClaimApprovalWorkflow", "py-claim", &claim("C-1")).await;
-    app.wait_for("py-claim", LONG, |s| {
-        s["customStatus"]["Stage"] == "AwaitingApproval"
-    })
-    .await;
     let base = app.base.clone();
     let run = tokio::task::spawn_blocking(move || {
         Command::new(root.join("scripts/df-client.sh"))
@@ -789,7 +784,6 @@ async fn the_official_python_client_drives_the_app() {
                 "--task-hub",
                 "e2ehub",
             ])
-            .args(["--claim", "py-claim"])
             .output()
             .expect("run the client script")
     })

@@ -17,3 +17,15 @@ pinned_venv() {
   flock -u 9
   exec 9>&-
 }
+
+# `run_pinned VENV REQUIREMENTS SCRIPT ARGS…` (from the repository root): pinned_venv, then runs
+# the Python SCRIPT with ARGS in VENV, or stops there when ARGS is `--install-only`.
+run_pinned() {
+  local venv=$1 requirements=$2 script=$3
+  shift 3
+  pinned_venv "$venv" "$requirements"
+  if [[ "${1:-}" == "--install-only" ]]; then
+    return 0
+  fi
+  exec "$venv/bin/python" "$script" "$@"
+}

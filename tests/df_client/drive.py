@@ -1,12 +1,11 @@
 """Drives the app with the official Durable Functions Python client (azure-functions-durable),
 unmodified, through the same HTTP API it uses against the Durable Functions extension: start,
 status (with history), raise event, suspend/resume, terminate, restart, query by status and
-prefix, purge one and by filter. Exits non-zero at the first check that fails.
+prefix, purge one and by filter; and the typed ClaimApprovalWorkflow end to end, though the
+client sends inputs and event data JSON-encoded twice. Exits non-zero at the first check that
+fails.
 
-    drive.py --base-url http://127.0.0.1:7071/api/ --task-hub HUB --claim ID
-
-`--claim` names a ClaimApprovalWorkflow instance waiting for its decision (started by the
-caller: the client sends inputs JSON-encoded twice, which a claim's input cannot take).
+    drive.py --base-url http://127.0.0.1:7071/api/ --task-hub HUB
 """
 
 import argparse
@@ -74,7 +73,27 @@ def history_types(status) -> list:
     return [event["EventType"] for event in getattr(status, "historyEvents", None) or []]
 
 
-async def drive(base_url: str, hub: str, claim: str) -> None:
+def claim(claim_id: str) -> dict:
+    return {
+        "ClaimId": claim_id,
+        "Claimant": "Ann Lee",
+        "Amount": 1234.5,
+        "Description": "Water damage",
+    }
+
+
+async def start_claim(client, instance_id: str) -> dict:
+    """Starts a claim with the client and waits until it waits for its decision."""
+    sent = claim(instance_id.upper())
+    started = await client.start_new("ClaimApprovalWorkflow", instance_id, sent)
+    check(started == instance_id, f"{instance_id} started with a claim dict")
+    await wait_for(
+        client, instance_id, lambda s: s.custom_status == {"Stage": "AwaitingApproval"}
+    )
+    return sent
+
+
+async def drive(base_url: str, hub: str) -> None:
     client = df.DurableOrchestrationClient(binding(base_url, hub))
     since = datetime.now(timezone.utc) - timedelta(minutes=5)
 
@@ -97,31 +116,54 @@ async def drive(base_url: str, hub: str, claim: str) -> None:
     check(not await client.get_status("py-nobody"), "an unknown instance has no status")
     await wait_for(client, generated, lambda s: s.runtime_status == Status.Completed)
 
-    # Suspend a waiting claim, raise an event into it, resume it, terminate it.
-    waiting = await client.get_status(claim)
+    # A typed orchestrator: the claim and the decision arrive as JSON strings holding JSON,
+    # which the orchestrator decodes as that JSON (as the Python orchestrator SDK does).
+    sent = await start_claim(client, "py-claim-1")
+    waiting = await client.get_status("py-claim-1")
     check(waiting.runtime_status == Status.Running, "the claim is running")
-    check(waiting.custom_status == {"Stage": "AwaitingApproval"}, "custom status is JSON")
-    await client.suspend(claim, "audit")
-    await wait_for(client, claim, lambda s: s.runtime_status == Status.Suspended)
-    await client.raise_event(claim, "ApprovalDecision", {"Approved": True, "Approver": "py"})
+    check(
+        waiting.input_ == json.dumps(sent) and json.loads(waiting.input_) == sent,
+        "get_status shows the claim as sent (a JSON string, as against the extension)",
+    )
+    await client.raise_event(
+        "py-claim-1", "ApprovalDecision", {"Approved": True, "Approver": "py", "Comment": "ok"}
+    )
+    approved = await wait_for(
+        client, "py-claim-1", lambda s: s.runtime_status == Status.Completed
+    )
+    check(
+        approved.output == {"ClaimId": "PY-CLAIM-1", "Status": "Approved", "Approver": "py"},
+        "the raised decision settles the claim",
+    )
+    check(approved.custom_status == {"Stage": "Approved"}, "custom status is JSON")
+
+    # Suspend a waiting claim, raise an event into it, resume it.
+    await start_claim(client, "py-claim-2")
+    await client.suspend("py-claim-2", "audit")
+    await wait_for(client, "py-claim-2", lambda s: s.runtime_status == Status.Suspended)
+    decision = {"Approved": False, "Approver": "py", "Comment": "no cover"}
+    await client.raise_event("py-claim-2", "ApprovalDecision", decision)
     held = await wait_for(
-        client, claim, lambda s: "EventRaised" in history_types(s), show_history=True
+        client, "py-claim-2", lambda s: "EventRaised" in history_types(s), show_history=True
     )
     check(held.runtime_status == Status.Suspended, "the event is recorded and held")
-    await client.resume(claim, "carry on")
-    resumed = await wait_for(
-        client,
-        claim,
-        lambda s: s.runtime_status == Status.Running and "ExecutionResumed" in history_types(s),
-        show_history=True,
+    await client.resume("py-claim-2", "carry on")
+    rejected = await wait_for(
+        client, "py-claim-2", lambda s: s.runtime_status == Status.Completed
     )
-    # The client's double-encoded decision is a JSON string, not a decision: skipped.
-    check(resumed.custom_status == {"Stage": "AwaitingApproval"}, "resumed where it was")
-    await client.terminate(claim, "stop")
-    ended = await wait_for(client, claim, lambda s: s.runtime_status == Status.Terminated)
+    check(
+        rejected.output
+        == {"ClaimId": "PY-CLAIM-2", "Status": "Rejected", "Approver": "py", "Reason": "no cover"},
+        "the held decision is applied after resume",
+    )
+
+    # Terminate a waiting claim.
+    await start_claim(client, "py-claim-3")
+    await client.terminate("py-claim-3", "stop")
+    ended = await wait_for(client, "py-claim-3", lambda s: s.runtime_status == Status.Terminated)
     check(ended.output == "stop", "the terminate reason is the output")
     try:
-        await client.raise_event(claim, "ApprovalDecision", {"Approved": True})
+        await client.raise_event("py-claim-3", "ApprovalDecision", {"Approved": True})
         check(False, "an ended instance refuses events")
     except Exception as error:  # the client raises a bare Exception for 410
         check("gone" in str(error), "an ended instance refuses events (410)")
@@ -136,15 +178,18 @@ async def drive(base_url: str, hub: str, claim: str) -> None:
     completed = await client.get_status_by(
         runtime_status=[Status.Completed], instance_id_prefix="py-"
     )
-    check(sorted(s.instance_id for s in completed) == ["py-hello-1"], "by status and prefix")
+    check(
+        sorted(s.instance_id for s in completed) == ["py-claim-1", "py-claim-2", "py-hello-1"],
+        "by status and prefix",
+    )
     terminated = await client.get_status_by(runtime_status=[Status.Terminated])
-    check([s.instance_id for s in terminated] == [claim], "by status")
+    check([s.instance_id for s in terminated] == ["py-claim-3"], "by status")
     by_prefix = await client.get_status_by(instance_id_prefix="py-")
-    check(len(by_prefix) == 2, "by prefix")
+    check(len(by_prefix) == 4, "by prefix")
     everything = await client.get_status_all()
-    check(len(everything) == 4, "all instances")
+    check(len(everything) == 6, "all instances")
     in_range = await client.get_status_by(created_time_from=since)
-    check(len(in_range) == 4, "by creation time")
+    check(len(in_range) == 6, "by creation time")
 
     # Purge one, then by filter.
     purged = await client.purge_instance_history("py-hello-1")
@@ -155,7 +200,7 @@ async def drive(base_url: str, hub: str, claim: str) -> None:
     by_filter = await client.purge_instance_history_by(
         created_time_from=since, runtime_status=[Status.Completed, Status.Terminated]
     )
-    check(by_filter.instances_deleted == 3, "purge by filter")
+    check(by_filter.instances_deleted == 5, "purge by filter")
     check(await client.get_status_all() == [], "nothing is left")
     print("all checks passed", flush=True)
 
@@ -164,9 +209,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--task-hub", required=True)
-    parser.add_argument("--claim", required=True)
     args = parser.parse_args()
-    asyncio.run(drive(args.base_url, args.task_hub, args.claim))
+    asyncio.run(drive(args.base_url, args.task_hub))
     return 0
 
 

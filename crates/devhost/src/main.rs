@@ -23,8 +23,8 @@ use durable_devhost::timer_trigger::TimerTrigger;
 use durable_protocol::connection::{
     http_client, HttpSettings, StorageConnection, DEFAULT_CONNECTION,
 };
+use durable_protocol::logging::{self, LogFormat};
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 /// `func start`'s port when neither `--port` nor `Host.LocalHttpPort` says otherwise.
 const DEFAULT_HTTP_PORT: u16 = 7071;
@@ -45,13 +45,14 @@ type Outputs = BTreeMap<String, Arc<OutputBindings>>;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
-    match run().await {
+    let format = match logging::init_from_env() {
+        Ok(format) => format,
+        Err(error) => {
+            tracing::error!("{error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(format).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -98,7 +99,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<A
     }))
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(format: LogFormat) -> anyhow::Result<()> {
     let Some(args) = parse_args(std::env::args().skip(1))? else {
         println!("{USAGE}");
         return Ok(());
@@ -157,7 +158,12 @@ async fn run() -> anyhow::Result<()> {
         http_functions(&app, &functions, &outputs)?,
         invoker,
     ));
-    println!("\n{}", banner(&functions, &app.host, http_port));
+    // `func start`'s listing for people; one event (newlines escaped) where lines must be JSON.
+    let listing = banner(&functions, &app.host, http_port);
+    match format {
+        LogFormat::Text => println!("\n{listing}"),
+        LogFormat::Json => tracing::info!("{listing}"),
+    }
     let mut serving = tokio::spawn(front.serve(listener, stopped.clone()));
 
     // Restart the worker when it dies, holding invocations meanwhile, as the host does; stop

@@ -16,6 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::action::Action;
+use super::client_json::decode_client_json;
 use super::combinators::{select2, Either};
 use super::error::TaskError;
 use super::future::{DurableFuture, MapFn};
@@ -445,8 +446,10 @@ impl OrchestrationContext {
         self.create_timer(add_saturating(self.current_utc_datetime(), delay))
     }
 
-    /// Waits for the external event `name` (case-insensitive) and decodes its payload. An event
-    /// raised before anyone waits is buffered and handed to the first wait for that name.
+    /// Waits for the external event `name` (case-insensitive) and decodes its payload (a JSON
+    /// string holding JSON, as Durable Functions' Python client sends, is decoded as that JSON
+    /// when `T` does not take a string). An event raised before anyone waits is buffered and
+    /// handed to the first wait for that name.
     pub fn wait_for_external_event<T: DeserializeOwned>(
         &self,
         name: &str,
@@ -619,7 +622,12 @@ fn map_event_payload<T: DeserializeOwned>(
     label: &Label,
 ) -> Result<T, TaskError> {
     match completion {
-        Completion::Value(text) => decode(&label_name(label), text.as_deref()),
+        Completion::Value(text) => decode_client_json(text.as_deref()).map_err(|message| {
+            TaskError::ResultDeserialization {
+                name: label_name(label),
+                message,
+            }
+        }),
         _ => Err(TaskError::ResultDeserialization {
             name: label_name(label),
             message: "completion of an unexpected kind".to_string(),

@@ -4,6 +4,7 @@
 
 mod action;
 pub mod builder;
+mod client_json;
 mod combinators;
 mod context;
 mod error;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::client_json::decode_client_json;
 use super::context::OrchestrationContext;
 use super::error::{ActivityError, OrchestrationError};
 
@@ -110,7 +111,9 @@ pub struct RegistryBuilder {
 
 impl RegistryBuilder {
     /// Registers `async fn(OrchestrationContext, Input) -> Result<Output, OrchestrationError>`.
-    /// A missing input decodes as JSON `null`, so `()` and `Option<T>` inputs accept it.
+    /// A missing input decodes as JSON `null`, so `()` and `Option<T>` inputs accept it; a JSON
+    /// string holding JSON (Durable Functions' Python client) decodes as that JSON when `I` does
+    /// not take a string.
     pub fn orchestrator<I, O, F, Fut>(mut self, name: &str, handler: F) -> Self
     where
         I: DeserializeOwned + 'static,
@@ -121,7 +124,10 @@ impl RegistryBuilder {
         let function_name = name.to_string();
         let wrapped =
             move |ctx: OrchestrationContext, input: Option<String>| -> OrchestratorFuture {
-                match decode_input::<I>(&function_name, "orchestrator", input.as_deref()) {
+                let decoded = decode_client_json::<I>(input.as_deref()).map_err(|e| {
+                    format!("the input of orchestrator '{function_name}' is not valid: {e}")
+                });
+                match decoded {
                     Ok(value) => {
                         let running = handler(ctx, value);
                         Box::pin(async move { encode_output(running.await?) })
@@ -154,7 +160,7 @@ impl RegistryBuilder {
     {
         let function_name = name.to_string();
         let wrapped = move |ctx: ActivityContext, input: Option<String>| -> ActivityFuture {
-            match decode_input::<I>(&function_name, "activity", input.as_deref()) {
+            match decode_input::<I>(&function_name, input.as_deref()) {
                 Ok(value) => {
                     let running = handler(ctx, value);
                     Box::pin(async move {
@@ -212,13 +218,11 @@ impl RegistryBuilder {
     }
 }
 
-fn decode_input<I: DeserializeOwned>(
-    name: &str,
-    what: &str,
-    input: Option<&str>,
-) -> Result<I, String> {
+/// An activity's input: what its orchestrator serialized, so it is decoded exactly once (unlike
+/// an orchestrator's, which a client may have sent).
+fn decode_input<I: DeserializeOwned>(name: &str, input: Option<&str>) -> Result<I, String> {
     serde_json::from_str(input.unwrap_or("null"))
-        .map_err(|e| format!("the input of {what} '{name}' is not valid: {e}"))
+        .map_err(|e| format!("the input of activity '{name}' is not valid: {e}"))
 }
 
 fn encode_output<O: Serialize>(output: O) -> Result<Option<String>, OrchestrationError> {

@@ -1,8 +1,9 @@
 //! What a custom-handler worker and the Functions host (or the dev host standing in for it)
-//! share: the invocation payloads, the storage connection settings both read, and how the
-//! process is asked to stop.
+//! share: the invocation payloads, the storage connection settings both read, how the process
+//! is asked to stop, and how both log.
 
 pub mod connection;
 pub mod invocation;
 pub mod jsonc;
+pub mod logging;
 pub mod shutdown;

@@ -1,8 +1,9 @@
 //! Running activities: from a work item (then its result goes straight into a turn of its
 //! instance) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
-//! the worker.
+//! the worker. An activity runs in a span naming its instance, execution and function.
 
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{Disposition, Runtime, RuntimeError};
 use durable_engine::{
@@ -87,7 +88,17 @@ impl<B: Backend> Runtime<B> {
             .into_iter()
             .map(|(ctx, input)| {
                 let (task_id, name) = (ctx.task_id, ctx.name.clone());
-                let running = self.registry.start_activity(ctx, input).map(tokio::spawn);
+                let span = tracing::info_span!(
+                    "activity",
+                    instance_id = %ctx.instance_id,
+                    execution_id = %ctx.execution_id,
+                    function = %ctx.name,
+                    task_id,
+                );
+                let running = self
+                    .registry
+                    .start_activity(ctx, input)
+                    .map(|activity| tokio::spawn(activity.instrument(span)));
                 (task_id, name, running)
             })
             .collect();

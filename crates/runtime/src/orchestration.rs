@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use tracing::field::display;
 
 use super::ids::IdSource;
 use super::mailbox::{Claim, Ticket};
@@ -439,7 +440,13 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Runs one turn over `messages` and commits it; on success `known` is the instance as
-    /// committed (its session live if the execution still runs).
+    /// committed (its session live if the execution still runs). What it logs, the orchestration
+    /// code's lines included, carries the instance id, execution id and orchestrator name.
+    #[tracing::instrument(name = "turn", skip_all, fields(
+        instance_id = %messages[0].destination.instance_id(),
+        execution_id,
+        function,
+    ))]
     async fn run_turn(
         &self,
         known: &mut Option<Known>,
@@ -480,6 +487,9 @@ impl<B: Backend> Runtime<B> {
                 fresh
             }
         };
+        let span = tracing::Span::current();
+        span.record("execution_id", display(&work.state.execution_id));
+        span.record("function", display(&work.state.name));
         let summary_before = work.state.summary();
         let mut new_events: Vec<HistoryEvent> =
             std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
@@ -633,6 +643,7 @@ impl<B: Backend> Runtime<B> {
             let ending = work.state.clone();
             remember_execution(&mut work.state, &ending, consumed);
             work.state.execution_id = self.options.ids.next_id();
+            span.record("execution_id", display(&work.state.execution_id));
             work.state.input = input.clone();
             work.restart_history();
             work.code = Code::Stored(Vec::new());

@@ -18,9 +18,11 @@ pub(crate) type Token = u64;
 
 /// A job runs inside the tokio runtime its caller runs on, as orchestration code ran before it
 /// moved to engine threads: code that reaches for tokio (a timer) then fails as a foreign await,
-/// not as a panic about a missing runtime.
+/// not as a panic about a missing runtime. It runs in its caller's span too, so what the code
+/// logs names the instance and the turn.
 struct Job {
     context: Option<tokio::runtime::Handle>,
+    span: tracing::Span,
     work: Work,
 }
 
@@ -143,6 +145,7 @@ impl Sessions {
         let shard = &self.shards[shard_of(instance_id, self.shards.len())];
         let job = Job {
             context: tokio::runtime::Handle::try_current().ok(),
+            span: tracing::Span::current(),
             work,
         };
         shard.send(job).map_err(|_| stopped())
@@ -165,8 +168,14 @@ fn shard_of(instance_id: &str, shards: usize) -> usize {
 
 fn serve(registry: &Registry, jobs: &mpsc::Receiver<Job>) {
     let mut live: HashMap<String, (Token, Session)> = HashMap::new();
-    while let Ok(Job { context, work }) = jobs.recv() {
+    while let Ok(Job {
+        context,
+        span,
+        work,
+    }) = jobs.recv()
+    {
         let _context = context.as_ref().map(tokio::runtime::Handle::enter);
+        let _span = span.enter();
         let instance_id = work.instance_id().to_string();
         // The executor turns a panic of orchestration code into a failed instance; one that
         // still escapes is the engine's own. The job's reply is dropped (its caller reports the

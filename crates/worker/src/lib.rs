@@ -106,6 +106,9 @@ fn done(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
+/// Runs in a span naming the function invoked, so every line logged on its behalf says which
+/// (a turn or an activity it runs adds the instance and execution).
+#[tracing::instrument(name = "invocation", skip_all, fields(function = %function))]
 async fn invoke<B: Backend>(
     State(worker): State<Arc<Worker<B>>>,
     Path(function): Path<String>,

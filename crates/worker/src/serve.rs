@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use durable_engine::Registry;
 use durable_protocol::connection::{http_client, ConnectionError, HttpSettings, StorageConnection};
+use durable_protocol::logging::{self, LogFormatError};
 use durable_runtime::settings::SettingsError;
 use durable_runtime::{Runtime, RuntimeOptions};
 use durable_store::artifacts::ArtifactStore;
@@ -19,7 +20,6 @@ use durable_store::azure::artifacts::AzureArtifactStore;
 use durable_store::azure::backend::AzureBackend;
 use durable_store::backend::{Backend, SystemClock};
 use durable_store::names::{TaskHub, TaskHubError};
-use tracing_subscriber::EnvFilter;
 
 use crate::functions::TriggerFunctions;
 use crate::host_json::{max_dequeue_count, HostJsonError, HOST_JSON};
@@ -51,6 +51,8 @@ pub enum ServeError {
     Clients(#[source] ConnectionError),
     #[error("a runtime setting is not valid")]
     RuntimeSettings(#[source] SettingsError),
+    #[error("the log format setting is not valid")]
+    LogFormat(#[source] LogFormatError),
     #[error(transparent)]
     HostJson(#[from] HostJsonError),
     /// The app's own setup failed: its error, as it is.
@@ -110,23 +112,22 @@ impl App {
     }
 }
 
-/// An app's whole `main`: logs to stderr (filtered by `RUST_LOG`, `info` by default), serves
-/// [`serve`] with the process environment on a multi-threaded tokio runtime, and exits non-zero
-/// with the reason logged when it cannot start or stops serving.
+/// An app's whole `main`: logs to stdout (`DURABLE_LOG_FORMAT`, filtered by `RUST_LOG`, `info`
+/// by default; see [`durable_protocol::logging`]), serves [`serve`] with the process
+/// environment on a multi-threaded tokio runtime, and exits non-zero with the reason logged
+/// when it cannot start or stops serving.
 pub fn run<F>(setup: F) -> ExitCode
 where
     F: FnOnce(&mut Setup) -> Result<App, AppError>,
 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
-    let served = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)
+    let served = logging::init_from_env()
+        .map_err(ServeError::LogFormat)
+        .and_then(|_| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(ServeError::Runtime)
+        })
         .and_then(|runtime| runtime.block_on(serve(std::env::vars().collect(), setup)));
     match served {
         Ok(()) => ExitCode::SUCCESS,
