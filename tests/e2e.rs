@@ -195,7 +195,7 @@ async fn a_current_storage_sdk_puts_a_sync_item_the_app_runs() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let app = App::start(&[]).await;
     let item = json!({"Id": 1, "SyncName": "SdkSync", "TriggerDateUtc": "2026-01-02T03:04:05Z"});
-    let connection = app.connection_string();
+    let connection = app.connection_string().expect("the app owns its Azurite");
     let message = item.to_string();
     let sent = tokio::task::spawn_blocking(move || {
         std::process::Command::new(root.join("scripts/queue-sdk.sh"))

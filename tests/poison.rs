@@ -131,7 +131,15 @@ async fn poison_messages_are_parked_shown_requeued_and_discarded() {
         )
         .await;
     assert_eq!(raised.status, StatusCode::ACCEPTED, "{}", raised.body);
-    let parked = wait_for_poison(&app, "stuck-1").await;
+    // Recorded before the last delivery runs (should its worker die), then with why it failed.
+    let parked = app
+        .wait_until("/api/poisonMessages?instanceId=stuck-1", LONG, |list| {
+            list[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("failed"))
+        })
+        .await[0]
+        .clone();
     assert_eq!(parked["attempts"], MAX_DEQUEUE_COUNT, "{parked}");
     let reason = parked["reason"].as_str().unwrap();
     assert!(reason.contains("failed on all 3 deliveries"), "{parked}");

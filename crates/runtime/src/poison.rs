@@ -74,7 +74,7 @@ impl<B: Backend> Runtime<B> {
         }
         // Parked before the last delivery runs, so a worker that dies during it (as it may have
         // on every earlier one) still leaves a record; a success takes it back.
-        let stopped = "the worker stopped during the last delivery";
+        let stopped = "its last delivery has not finished: it is running, or its worker stopped";
         let recorded = self
             .park_message(&message, stopped, delivery.attempt)
             .await
