@@ -195,10 +195,14 @@ impl Drop for Worker {
 /// What the worker creates at start-up: the task hub's tables, queues and containers.
 fn expected_creations() -> BTreeSet<String> {
     let hub = TaskHub::new(HUB).unwrap();
-    let mut expected: BTreeSet<String> = [hub.history_table(), hub.instances_table()]
-        .into_iter()
-        .map(|t| format!("table {t}"))
-        .collect();
+    let mut expected: BTreeSet<String> = [
+        hub.history_table(),
+        hub.instances_table(),
+        hub.poison_table(),
+    ]
+    .into_iter()
+    .map(|t| format!("table {t}"))
+    .collect();
     for queue in hub
         .control_queues()
         .into_iter()
