@@ -211,8 +211,12 @@ impl<B: Backend> Backend for Faulty<B> {
             .await
     }
 
-    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
-        self.call("unpark", self.inner.unpark(id)).await
+    async fn unpark(
+        &self,
+        id: &str,
+        parked_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<bool, StoreError> {
+        self.call("unpark", self.inner.unpark(id, parked_at)).await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

@@ -621,6 +621,7 @@ pub async fn poison_messages_are_kept_counted_and_discarded(subject: &impl Subje
     // Parking the same message again replaces its record.
     let mut again = poison("m-2", Some("p-1"));
     again.attempts = 6;
+    again.parked_at = epoch() + chrono::TimeDelta::seconds(1);
     backend.park(&again).await.unwrap();
     assert_eq!(
         backend.poison_message("m-2").await.unwrap(),
@@ -673,8 +674,8 @@ pub async fn poison_messages_are_kept_counted_and_discarded(subject: &impl Subje
         .unwrap();
     assert_eq!(of_instance.items.len(), 2);
 
-    assert!(backend.unpark("m-1").await.unwrap());
-    assert!(!backend.unpark("m-1").await.unwrap());
+    assert!(backend.unpark("m-1", None).await.unwrap());
+    assert!(!backend.unpark("m-1", None).await.unwrap());
     assert_eq!(
         backend
             .read_summary("p-1")
@@ -684,7 +685,9 @@ pub async fn poison_messages_are_kept_counted_and_discarded(subject: &impl Subje
             .poison_messages,
         1
     );
-    assert!(backend.unpark("m-2").await.unwrap());
+    // Only the parking named: the earlier one of m-2 was replaced by the later.
+    assert!(!backend.unpark("m-2", Some(epoch())).await.unwrap());
+    assert!(backend.unpark("m-2", Some(again.parked_at)).await.unwrap());
     assert_eq!(
         backend
             .read_summary("p-1")

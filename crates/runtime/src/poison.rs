@@ -4,6 +4,8 @@
 
 use std::fmt::Display;
 
+use chrono::{DateTime, Utc};
+
 use super::{Disposition, Runtime, RuntimeError};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{Message, Page, PoisonMessage, PoisonQuery, QueueKind};
@@ -48,9 +50,10 @@ impl From<StoreError> for PoisonError {
 
 impl<B: Backend> Runtime<B> {
     /// Processes one delivery. A text that is no message is parked at once: no retry can read
-    /// it. Any other failure is returned for the host to retry, except on the host's last
-    /// delivery, when the message is parked with the failure as its reason; should parking
-    /// fail too, the failure is returned and the host moves the message to `<queue>-poison`.
+    /// it. Any other failure is returned for the host to retry, except when processing fails on
+    /// the host's last delivery: the message is parked with the failure as its reason. Should
+    /// parking fail too, or reading the message fail for want of storage, the failure is
+    /// returned and the host moves the message to `<queue>-poison`.
     /// The last delivery costs two more storage calls (a record made first, taken back on
     /// success).
     pub async fn deliver(&self, delivery: Delivery<'_>) -> Result<Delivered, RuntimeError> {
@@ -61,12 +64,8 @@ impl<B: Backend> Runtime<B> {
                 let reason = format!("not a message this runtime can read: {reason}");
                 return self.park_text(&delivery, reason).await;
             }
-            Err(error) if last => {
-                return match self.park_text(&delivery, &error).await {
-                    Ok(parked) => Ok(parked),
-                    Err(_) => Err(error.into()),
-                }
-            }
+            // A storage failure (reading a large message's blob): parked as text, a message
+            // that is fine could no longer be requeued. The host's `<queue>-poison` keeps it.
             Err(error) => return Err(error.into()),
         };
         if !last {
@@ -75,47 +74,47 @@ impl<B: Backend> Runtime<B> {
         // Parked before the last delivery runs, so a worker that dies during it (as it may have
         // on every earlier one) still leaves a record; a success takes it back.
         let stopped = "its last delivery has not finished: it is running, or its worker stopped";
+        // A park that failed may still have written its record: take back whichever is there.
         let recorded = self
             .park_message(&message, stopped, delivery.attempt)
             .await
-            .is_ok();
+            .ok();
         match self.process(&message).await {
             Ok(Disposition::Parked) => Ok(Delivered::Parked(message.id)),
             Ok(disposition) => {
-                if recorded {
-                    if let Err(error) = self.backend.unpark(&message.id).await {
-                        // The record outlives its processed message: a requeue of it is
-                        // dropped as a duplicate, and a discard clears it.
-                        tracing::warn!(
-                            "message {} was processed but stays parked: {error}",
-                            message.id
-                        );
-                    }
+                if let Err(error) = self.backend.unpark(&message.id, recorded).await {
+                    // The record outlives its processed message: a requeue of it is dropped as a
+                    // duplicate, and a discard clears it.
+                    tracing::warn!(
+                        "message {} was processed but stays parked: {error}",
+                        message.id
+                    );
                 }
                 Ok(Delivered::Processed(disposition))
             }
             Err(error) => {
                 let reason = format!("failed on all {} deliveries: {error}", delivery.attempt);
                 match self.park_message(&message, reason, delivery.attempt).await {
-                    Ok(()) => Ok(Delivered::Parked(message.id)),
+                    Ok(_) => Ok(Delivered::Parked(message.id)),
                     Err(_) => Err(error),
                 }
             }
         }
     }
 
-    /// Parks a message the runtime could read.
+    /// Parks a message the runtime could read; returns when (which tells this parking apart).
     pub(crate) async fn park_message(
         &self,
         message: &Message,
         reason: impl Display,
         attempts: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<DateTime<Utc>, StoreError> {
         let instance_id = message.destination.instance_id();
         tracing::warn!(
             "parked message {} for '{instance_id}' as a poison message: {reason}",
             message.id
         );
+        let parked_at = self.clock.now();
         self.backend
             .park(&PoisonMessage {
                 id: message.id.clone(),
@@ -123,11 +122,12 @@ impl<B: Backend> Runtime<B> {
                 instance_id: Some(instance_id.to_string()),
                 reason: reason.to_string(),
                 attempts,
-                parked_at: self.clock.now(),
+                parked_at,
                 message: Some(message.clone()),
                 text: None,
             })
-            .await
+            .await?;
+        Ok(parked_at)
     }
 
     async fn park_text(
@@ -176,12 +176,13 @@ impl<B: Backend> Runtime<B> {
             .message
             .ok_or_else(|| PoisonError::Unreadable(id.to_string()))?;
         self.backend.send(std::slice::from_ref(&message)).await?;
-        self.backend.unpark(id).await?;
+        // Only this parking: the message sent may already be parked again under its id.
+        self.backend.unpark(id, Some(poison.parked_at)).await?;
         Ok(message)
     }
 
     pub async fn discard_poison(&self, id: &str) -> Result<(), PoisonError> {
-        if self.backend.unpark(id).await? {
+        if self.backend.unpark(id, None).await? {
             Ok(())
         } else {
             Err(PoisonError::NotFound(id.to_string()))

@@ -19,7 +19,7 @@ pub const MAX_HISTORY_EVENTS: &str = "DURABLE_MAX_HISTORY_EVENTS";
 pub const MAX_DEFERRAL_SECONDS: &str = "DURABLE_MAX_DEFERRAL_SECONDS";
 
 #[derive(Debug, thiserror::Error)]
-#[error("app setting {name} is '{value}'; it must be a whole number (0 or more; at least 1 for {MAX_HISTORY_EVENTS})")]
+#[error("app setting {name} is '{value}'; it must be a whole number (0 or more; at least 1 for {MAX_HISTORY_EVENTS} and {MAX_DEFERRAL_SECONDS})")]
 pub struct SettingsError {
     pub name: &'static str,
     pub value: String,
@@ -47,8 +47,16 @@ impl RuntimeOptions {
         if let Some(events) = number(INSTANCE_CACHE_EVENTS)? {
             self.instance_cache.max_events = events;
         }
-        if let Some(seconds) = number(MAX_DEFERRAL_SECONDS)? {
-            self.max_deferral = Duration::from_secs(seconds as u64);
+        match number(MAX_DEFERRAL_SECONDS)? {
+            // Nothing could overtake its start: every early message would be parked.
+            Some(0) => {
+                return Err(SettingsError {
+                    name: MAX_DEFERRAL_SECONDS,
+                    value: "0".to_string(),
+                })
+            }
+            Some(seconds) => self.max_deferral = Duration::from_secs(seconds as u64),
+            None => {}
         }
         if let Some(ms) = number(CHECKPOINT_INTERVAL_MS)? {
             self.checkpoint_interval = Duration::from_millis(ms as u64);
@@ -104,9 +112,11 @@ mod tests {
         assert_eq!(error.name, INSTANCE_CACHE_EVENTS);
         assert!(error.to_string().contains("'lots'"), "{error}");
 
-        let error = RuntimeOptions::default()
-            .with_settings(|name| (name == MAX_HISTORY_EVENTS).then(|| "0".to_string()))
-            .unwrap_err();
-        assert_eq!(error.name, MAX_HISTORY_EVENTS);
+        for name in [MAX_HISTORY_EVENTS, MAX_DEFERRAL_SECONDS] {
+            let error = RuntimeOptions::default()
+                .with_settings(|asked| (asked == name).then(|| "0".to_string()))
+                .unwrap_err();
+            assert_eq!(error.name, name);
+        }
     }
 }

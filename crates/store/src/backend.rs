@@ -163,14 +163,15 @@ pub trait Backend: Send + Sync + 'static {
         query: &InstanceQuery,
     ) -> impl Future<Output = Result<Page<InstanceSummary>, StoreError>> + Send;
 
-    /// Deletes everything stored for the instance. Returns whether it existed.
+    /// Deletes everything stored for the instance but its poison messages, which an operator
+    /// still handles. Returns whether it existed.
     fn purge(&self, instance_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Keeps a poison message, replacing one of the same id, and brings its instance summary's
     /// `poison_messages` in step.
     fn park(&self, poison: &PoisonMessage) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Poison messages, oldest id first, filtered by instance.
+    /// Poison messages in id order, filtered by instance.
     fn poison_messages(
         &self,
         query: &PoisonQuery,
@@ -181,9 +182,14 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<PoisonMessage>, StoreError>> + Send;
 
-    /// Deletes a poison message and brings its instance summary's `poison_messages` in step.
-    /// Returns whether it existed.
-    fn unpark(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Deletes a poison message if it is still the one parked at `parked_at` (whichever, with
+    /// `None`: a requeue must not delete the same message parked again since), and brings its
+    /// instance summary's `poison_messages` in step. Returns whether it deleted it.
+    fn unpark(
+        &self,
+        id: &str,
+        parked_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The message a queue message's text stands for, as the Functions host hands it to the
     /// worker (already base64-decoded): the envelope's JSON, or a pointer to a blob holding it.

@@ -369,8 +369,13 @@ impl Backend for MemoryBackend {
         Ok(self.lock().poison.get(id).cloned())
     }
 
-    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().poison.remove(id).is_some())
+    async fn unpark(&self, id: &str, parked_at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = inner
+            .poison
+            .get(id)
+            .is_some_and(|poison| parked_at.is_none_or(|at| at == poison.parked_at));
+        Ok(current && inner.poison.remove(id).is_some())
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

@@ -1,5 +1,6 @@
-//! What the worker reads of the app's `host.json` (in its working directory, the app root): the
-//! queue extension's `maxDequeueCount`, so its last delivery of a message is known to be the last.
+//! What the worker reads of the app's `host.json` (in the app root: `FUNCTIONS_APP_ROOT_PATH`,
+//! else its working directory): the queue extension's `maxDequeueCount`, so its last delivery of a
+//! message is known to be the last.
 
 use std::path::Path;
 

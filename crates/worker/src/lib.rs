@@ -196,15 +196,18 @@ async fn engine_message<B: Backend>(
         queue_message_id: queue_message_id.as_deref(),
         attempt: request.dequeue_count().unwrap_or(1),
     };
+    // The host's id names the message in these lines; the runtime's own lines name its id.
+    let named = queue_message_id.as_deref().unwrap_or("(no id)");
     match runtime.deliver(delivery).await {
-        Ok(Delivered::Processed(disposition)) => {
-            done(InvocationResponse::default().log(format!("message processed: {disposition:?}")))
-        }
-        Ok(Delivered::Parked(id)) => done(
-            InvocationResponse::default().log(format!("message parked as poison message {id}")),
+        Ok(Delivered::Processed(disposition)) => done(
+            InvocationResponse::default()
+                .log(format!("queue message {named} processed: {disposition:?}")),
         ),
+        Ok(Delivered::Parked(id)) => done(InvocationResponse::default().log(format!(
+            "queue message {named} parked as poison message {id}"
+        ))),
         Err(e) => {
-            tracing::warn!("{function}: message will be retried: {e}");
+            tracing::warn!("{function}: queue message {named} will be retried: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }

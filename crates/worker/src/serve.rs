@@ -26,6 +26,8 @@ use crate::host_json::{max_dequeue_count, HostJsonError, HOST_JSON};
 
 /// Where the Functions host tells the worker to listen.
 pub const PORT_SETTING: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// The app root, which the Functions host (and the dev host) tells the worker.
+pub const APP_ROOT_SETTING: &str = "FUNCTIONS_APP_ROOT_PATH";
 /// The storage connection the task hub (and the host's own queue triggers) live in.
 pub const STORAGE_CONNECTION: &str = "AzureWebJobsStorage";
 
@@ -154,7 +156,13 @@ where
                 .map(|(_, value)| value.clone())
         })
         .map_err(ServeError::RuntimeSettings)?;
-    options.max_dequeue_count = max_dequeue_count(Path::new(HOST_JSON))?;
+    // The host names the app root; the worker's working directory is it unless host.json's
+    // `workingDirectory` says otherwise.
+    let app_root = settings
+        .iter()
+        .find(|(key, _)| key == APP_ROOT_SETTING)
+        .map_or_else(|| Path::new(".").to_path_buf(), |(_, root)| root.into());
+    options.max_dequeue_count = max_dequeue_count(&app_root.join(HOST_JSON))?;
     let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
         .map_err(ServeError::Connection)?;
     let hub = TaskHub::from_settings(settings.iter().cloned()).map_err(ServeError::TaskHub)?;

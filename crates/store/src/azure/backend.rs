@@ -2,6 +2,8 @@
 //! summaries, Queues for messages, Blobs for payloads beyond the services' size limits.
 
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use super::blobs::Blobs;
@@ -136,8 +138,8 @@ impl Backend for AzureBackend {
         self.tables.poison_message(id).await
     }
 
-    async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
-        self.tables.unpark(id).await
+    async fn unpark(&self, id: &str, parked_at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+        self.tables.unpark(id, parked_at).await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

@@ -1,13 +1,16 @@
 //! The task hub's `Poison` table: one row per parked message (its whole record as JSON, in a blob
-//! when large), and the `PoisonMessages` count it keeps on the instance's summary row.
+//! when large), and the `PoisonMessages` count it keeps on the instance's summary row: never below
+//! the number of records, and checked against them whenever a status read finds it above 0.
 
+use azure_core::Etag;
 use azure_data_tables::prelude::{Filter, IfMatchCondition, Select, Top};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::errors::{classify, status};
 use super::known_summaries::KnownSummary;
-use super::tables::{from_json, json, Tables};
+use super::tables::{from_json, json, time, Tables};
 use crate::backend::StoreError;
 use crate::model::{Page, PoisonMessage, PoisonQuery};
 use crate::names::{escape_key, odata_escape, odata_literal};
@@ -23,10 +26,21 @@ struct PoisonRow {
     row_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instance_id: Option<String>,
+    /// The record's `parked_at`: which parking of the message this row is.
+    #[serde(default)]
+    parked_at: String,
     #[serde(default)]
     record: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     record_blob: Option<String>,
+}
+
+/// How a merge sets the count.
+enum CountChange {
+    /// One more, ahead of a record about to be written.
+    Bump,
+    /// The number of records, counted now.
+    Exact,
 }
 
 /// Only the count column: a merge that leaves the rest of the summary row as it is.
@@ -37,9 +51,18 @@ struct CountRow {
 }
 
 impl Tables {
+    /// Counts the record on its instance first and exactly after: a crash in between leaves
+    /// the count too high, which the next status read of the instance mends.
     pub async fn park(&self, poison: &PoisonMessage) -> Result<(), StoreError> {
+        if let Some(instance_id) = &poison.instance_id {
+            self.bump_poison(instance_id).await?;
+        }
         let partition_key = escape_key(&poison.id).into_owned();
-        let blob_name = format!("poison/{partition_key}.json");
+        // Unique, so a record parked again never shares a blob an unpark of the old one deletes.
+        let blob_name = format!(
+            "poison/{partition_key}-{}.json",
+            uuid::Uuid::new_v4().simple()
+        );
         let (record, record_blob) = self
             .offload(blob_name, json("poison message", poison)?)
             .await?;
@@ -47,6 +70,7 @@ impl Tables {
             partition_key: partition_key.clone(),
             row_key: String::new(),
             instance_id: poison.instance_id.clone(),
+            parked_at: time(poison.parked_at),
             record,
             record_blob,
         };
@@ -57,10 +81,10 @@ impl Tables {
             .map_err(|e| classify("park message", e))?
             .await
             .map_err(|e| classify("park message", e))?;
-        match &poison.instance_id {
-            Some(instance_id) => self.recount_poison(instance_id).await,
-            None => Ok(()),
+        if let Some(instance_id) = &poison.instance_id {
+            self.recount_poison(instance_id).await?;
         }
+        Ok(())
     }
 
     pub async fn poison_messages(
@@ -113,39 +137,52 @@ impl Tables {
 
     pub async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {
         match self.poison_row(id).await? {
-            Some(row) => self.decode_poison(&row).await.map(Some),
+            Some((row, _)) => self.decode_poison(&row).await.map(Some),
             None => Ok(None),
         }
     }
 
-    pub async fn unpark(&self, id: &str) -> Result<bool, StoreError> {
-        let Some(row) = self.poison_row(id).await? else {
+    /// Deletes the record, if it is still the parking at `parked_at` (any, with `None`): a
+    /// requeue must not delete the record of the same message parked again meanwhile. Recounts
+    /// even when the record is gone, so a retry after a failed recount mends the count.
+    pub async fn unpark(
+        &self,
+        id: &str,
+        parked_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let Some((row, etag)) = self.poison_row(id).await? else {
             return Ok(false);
         };
+        if parked_at.is_some_and(|parked_at| time(parked_at) != row.parked_at) {
+            return Ok(false);
+        }
         let deleted = self
             .poison
             .partition_key_client(odata_escape(&row.partition_key).into_owned())
             .entity_client("")
             .delete()
+            .if_match(IfMatchCondition::Etag(etag))
             .await;
-        match deleted {
-            Ok(_) => {}
-            // Someone else discarded it meanwhile: the count below still needs to be right.
-            Err(error) if status(&error) == Some(404) => {}
+        let existed = match deleted {
+            Ok(_) => true,
+            // Discarded or parked again meanwhile: not this call's to delete.
+            Err(error) if matches!(status(&error), Some(404 | 412)) => false,
             Err(error) => return Err(classify("discard poison message", error)),
-        }
-        if let Some(blob) = &row.record_blob {
-            if let Err(error) = self.blobs.delete(blob).await {
-                tracing::warn!("could not delete poison message blob '{blob}': {error}");
+        };
+        if existed {
+            if let Some(blob) = &row.record_blob {
+                if let Err(error) = self.blobs.delete(blob).await {
+                    tracing::warn!("could not delete poison message blob '{blob}': {error}");
+                }
             }
         }
         if let Some(instance_id) = &row.instance_id {
             self.recount_poison(instance_id).await?;
         }
-        Ok(true)
+        Ok(existed)
     }
 
-    async fn poison_row(&self, id: &str) -> Result<Option<PoisonRow>, StoreError> {
+    async fn poison_row(&self, id: &str) -> Result<Option<(PoisonRow, Etag)>, StoreError> {
         let partition_key = escape_key(id).into_owned();
         let read = self
             .poison
@@ -154,7 +191,7 @@ impl Tables {
             .get::<PoisonRow>()
             .await;
         match read {
-            Ok(response) => Ok(Some(response.entity)),
+            Ok(response) => Ok(Some((response.entity, response.etag))),
             Err(error) if status(&error) == Some(404) => Ok(None),
             Err(error) => Err(classify("read poison message", error)),
         }
@@ -168,10 +205,29 @@ impl Tables {
     }
 
     /// Sets the summary row's `PoisonMessages` to the number of the instance's poison rows. The
-    /// merge is conditional on the row as read, so a summary write or another recount in between
-    /// costs a retry, never a stale count; a summary write starts from the row (its ETag changed),
-    /// so it carries the count over.
-    async fn recount_poison(&self, instance_id: &str) -> Result<(), StoreError> {
+    /// merge is conditional on the row as read and always written, even when the count is
+    /// unchanged: it moves the ETag, so of two recounts that read the same row only the later
+    /// one's count stands, never a count from before the other's. A summary write starts from
+    /// the row (its ETag changed), so it carries the count over.
+    pub(super) async fn recount_poison(&self, instance_id: &str) -> Result<u32, StoreError> {
+        self.merge_poison_count(instance_id, CountChange::Exact)
+            .await
+    }
+
+    /// Raises the count by one ahead of a new record.
+    async fn bump_poison(&self, instance_id: &str) -> Result<(), StoreError> {
+        self.merge_poison_count(instance_id, CountChange::Bump)
+            .await
+            .map(drop)
+    }
+
+    /// Merges the new count into the summary row under If-Match, again on a lost race, and
+    /// returns it; nothing (0) when the instance has no summary row.
+    async fn merge_poison_count(
+        &self,
+        instance_id: &str,
+        change: CountChange,
+    ) -> Result<u32, StoreError> {
         let partition_key = escape_key(instance_id).into_owned();
         let entity = self
             .instances
@@ -181,12 +237,12 @@ impl Tables {
             let (Some(row), KnownSummary::Stored { etag, .. }) =
                 self.read_summary_row(instance_id).await?
             else {
-                return Ok(());
+                return Ok(0);
             };
-            let count = self.count_poison(instance_id).await?;
-            if row.poison_messages == count {
-                return Ok(());
-            }
+            let count = match change {
+                CountChange::Bump => row.poison_messages.saturating_add(1),
+                CountChange::Exact => self.count_poison(instance_id).await?,
+            };
             let merged = entity
                 .merge(
                     &CountRow {
@@ -198,7 +254,7 @@ impl Tables {
                 .await;
             self.known.forget(instance_id);
             match merged {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(count),
                 Err(error) if matches!(status(&error), Some(404 | 412)) => continue,
                 Err(error) => return Err(classify("count poison messages", error)),
             }

@@ -639,6 +639,14 @@ impl Tables {
             };
             match self.decode_summary(&row).await {
                 Err(StoreError::Conflict(_)) => continue,
+                // The count may be above the records (a park or unpark cut short): mend it.
+                Ok(summary) if summary.poison_messages > 0 => {
+                    let poison_messages = self.recount_poison(instance_id).await?;
+                    return Ok(Some(InstanceSummary {
+                        poison_messages,
+                        ..summary
+                    }));
+                }
                 other => return other.map(Some),
             }
         }

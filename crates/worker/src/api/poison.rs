@@ -55,7 +55,9 @@ pub async fn list<B: Backend>(
 pub async fn one<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments(id): Segments<String>,
+    _: Params,
 ) -> Result<Response, ApiError> {
+    let id = poison_id(&id)?;
     let poison = state.runtime.poison_message(&id).await?;
     Ok(Json(to_json(&poison)).into_response())
 }
@@ -63,7 +65,9 @@ pub async fn one<B: Backend>(
 pub async fn requeue<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments(id): Segments<String>,
+    _: Params,
 ) -> Result<Response, ApiError> {
+    let id = poison_id(&id)?;
     let message = state.runtime.requeue_poison(&id).await?;
     let instance_id = message.destination.instance_id();
     Ok(Json(json!({ "id": id, "requeued": true, "instanceId": instance_id })).into_response())
@@ -72,9 +76,17 @@ pub async fn requeue<B: Backend>(
 pub async fn discard<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments(id): Segments<String>,
+    _: Params,
 ) -> Result<Response, ApiError> {
+    let id = poison_id(&id)?;
     state.runtime.discard_poison(&id).await?;
     Ok(Json(json!({ "id": id, "discarded": true })).into_response())
+}
+
+/// A poison message's id: a message id or a queue message id, so the rules of instance ids
+/// (which storage keys can hold) hold for it; anything else is no id this API handed out.
+fn poison_id(text: &str) -> Result<String, ApiError> {
+    instance_id(text).map(|id| id.as_str().to_string())
 }
 
 fn to_json(poison: &durable_store::model::PoisonMessage) -> Value {
