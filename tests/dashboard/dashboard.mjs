@@ -189,6 +189,16 @@ await check('hostile ids, inputs and outputs are shown as text and run nothing',
   await page.screenshot({ path: `${shots}/hostile.png`, fullPage: true });
 });
 
+await check('the queue view shows each control queue and the work-item queue', async () => {
+  await page.goto(dashboard('?view=queues'));
+  await ready(page);
+  const queues = await page.locator('#queues tbody td:first-child').allTextContents();
+  const expected = ['control-00', 'control-01', 'control-02', 'control-03', 'workitems'];
+  expect(JSON.stringify(queues) === JSON.stringify(expected), `queues ${queues}`);
+  const counts = await page.locator('#queues tbody td:nth-child(2)').allTextContents();
+  expect(counts.every((c) => /^\d+$/.test(c)), `counts ${counts}`);
+});
+
 await check('the poison and stuck views load', async () => {
   await page.goto(dashboard('?view=poison'));
   await ready(page);

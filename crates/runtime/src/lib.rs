@@ -2,6 +2,7 @@
 //! turns with the crash-safe checkpoint, activity work items, and client operations.
 
 mod activity;
+pub mod backlog;
 mod client;
 mod counters;
 mod ends;

@@ -2,6 +2,7 @@
 //! `GET /api/openapi.json`): starting, reading, querying, steering and purging instances. Errors
 //! are JSON `{"error": …}`, 4xx for requests that cannot be served as asked, 5xx only for storage.
 
+mod backlog;
 mod dashboard;
 pub mod eager;
 mod extract;
@@ -161,6 +162,7 @@ fn route_table<B: Backend>() -> Vec<ApiRoute<Arc<ApiState<B>>>> {
             poison::requeue::<B>,
         ),
         route(Method::GET, "/api/openapi.json", openapi::document),
+        route(Method::GET, "/api/queues", backlog::queues::<B>),
         route(Method::GET, "/api/dashboard", dashboard::page),
         route(
             Method::GET,

@@ -561,6 +561,24 @@ async function renderPoison(main) {
       : el('tr', {}, el('td', { colspan: 7 }, 'No poison messages.')))));
 }
 
+// ---- queue backlog ----
+
+async function renderQueues(main) {
+  const answer = await api('GET', 'queues');
+  if (!answer.ok) {
+    say(problem(answer), true);
+    return;
+  }
+  main.append(el('p', {}, `Messages waiting in each queue of task hub ${answer.data.taskHub} `
+    + '(approximate; hidden and delayed ones included).'),
+  el('table', { id: 'queues' },
+    el('thead', {}, el('tr', {}, el('th', {}, 'Queue'), el('th', {}, 'Messages'))),
+    el('tbody', {}, answer.data.queues.map((q) => el('tr', {},
+      el('td', {}, q.queue), el('td', {}, String(q.messages)))))));
+  const seconds = Number(new URLSearchParams(location.search).get('refresh') || 0);
+  if (seconds > 0) refreshTimer = setInterval(() => render(false), seconds * 1000);
+}
+
 // ---- routing ----
 
 async function render(clearMessage = true) {
@@ -579,6 +597,7 @@ async function render(clearMessage = true) {
     if (view === 'instance') await renderInstance(fresh, params.get('id') || '');
     else if (view === 'stuck') await renderStuck(fresh);
     else if (view === 'poison') await renderPoison(fresh);
+    else if (view === 'queues') await renderQueues(fresh);
     else await renderList(fresh);
     fresh.setAttribute('data-ready', 'true');
   } catch (error) {
