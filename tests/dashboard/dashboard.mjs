@@ -127,6 +127,7 @@ await check('a sub-orchestration links to its parent and the parent to it', asyn
   const childId = await child.textContent();
   expect(childId && childId !== ids.parent, `child link '${childId}'`);
   expect(await page.locator('#timeline g.span[data-kind=suborchestration]').count() > 0, 'no sub-orchestration on the timeline');
+  await page.screenshot({ path: `${shots}/parent.png` });
   await child.click();
   await ready(page);
   const parent = await page.locator('dl.fields dd a').first().textContent();
