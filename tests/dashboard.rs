@@ -71,20 +71,14 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         start_as(&app, "HelloSequence5", id, &json!(null)).await;
     }
     let claim = |id: &str| json!({"ClaimId": id, "Claimant": "Ann Lee", "Amount": 1234.5, "Description": "Water damage"});
-    start_as(
-        &app,
-        "ClaimApprovalWorkflow",
-        "claim-approve",
-        &claim("C-1"),
-    )
-    .await;
-    start_as(
-        &app,
-        "ClaimApprovalWorkflow",
-        "claim-terminate",
-        &claim("C-2"),
-    )
-    .await;
+    let claims = [
+        ("claim-approve", "C-1"),
+        ("claim-terminate", "C-2"),
+        ("claim-timer", "C-3"),
+    ];
+    for (id, claim_id) in claims {
+        start_as(&app, "ClaimApprovalWorkflow", id, &claim(claim_id)).await;
+    }
     let order = json!({
         "OrderId": "O-1", "CustomerId": "cust-7",
         "Items": [{"Sku": "A", "Quantity": 1, "UnitPrice": 2.5}],
@@ -113,7 +107,7 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     }
     let rejected = app.wait_for_end(&urlencode(hostile_id), LONG).await;
     assert_eq!(rejected["output"]["ClaimId"], hostile, "{rejected}");
-    for id in ["claim-approve", "claim-terminate"] {
+    for (id, _) in claims {
         app.wait_for(id, LONG, |s| {
             s["customStatus"]["Stage"] == "AwaitingApproval"
         })
@@ -124,7 +118,7 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     std::fs::create_dir_all(&shots).unwrap();
     let ids = json!({
         "hello": hello, "purge": purge, "claim": "claim-approve",
-        "terminate": "claim-terminate", "parent": "order-1", "failed": failed,
+        "terminate": "claim-terminate", "timer": "claim-timer", "parent": "order-1", "failed": failed,
         "hostile": hostile_id,
     });
     let base = app.base.clone();
@@ -147,6 +141,9 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         "the browser checks failed:\n{report}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+
+    let refused = app.get("/api/stuck?idleSeconds=soon").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
 
     // What the page did, seen through the API.
     let approved = app.wait_for_end("claim-approve", LONG).await;

@@ -200,13 +200,17 @@ await check('the queue view shows each control queue and the work-item queue', a
   expect(counts.every((c) => /^\d+$/.test(c)), `counts ${counts}`);
 });
 
-await check('the poison and stuck views load', async () => {
+await check('the poison and stuck views load; a claim waiting on its timer is not stuck', async () => {
   await page.goto(dashboard('?view=poison'));
   await ready(page);
   expect(await page.locator('#poison').count() === 1, 'no poison table');
   await page.goto(dashboard('?view=stuck&minutes=0'));
   await ready(page);
+  // Running with its timer open (a claim waiting for a decision): not stuck. (The positive
+  // cases are tests/features/stuck.rs: the seed app has no workflow that waits on nothing.)
   expect(await page.locator('#stuck').count() === 1, 'no stuck table');
+  const listed = await page.locator('#stuck tbody td:first-child').allTextContents();
+  expect(!listed.includes(ids.timer), `an instance waiting on its timer is listed: ${listed}`);
 });
 
 await check('the page raised no script error', async () => {

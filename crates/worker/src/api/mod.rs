@@ -14,6 +14,7 @@ mod purge;
 mod query;
 mod start;
 mod status;
+mod stuck;
 mod urls;
 
 use std::sync::Arc;
@@ -163,6 +164,7 @@ fn route_table<B: Backend>() -> Vec<ApiRoute<Arc<ApiState<B>>>> {
         ),
         route(Method::GET, "/api/openapi.json", openapi::document),
         route(Method::GET, "/api/queues", backlog::queues::<B>),
+        route(Method::GET, "/api/stuck", stuck::list::<B>),
         route(Method::GET, "/api/dashboard", dashboard::page),
         route(
             Method::GET,

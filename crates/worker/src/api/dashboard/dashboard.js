@@ -501,29 +501,20 @@ async function renderInstance(main, id) {
 async function renderStuck(main) {
   const params = new URLSearchParams(location.search);
   const minutes = Number(params.get('minutes') || 5);
-  const before = new Date(Date.now() - minutes * 60000).toISOString();
-  main.append(el('p', {}, `Instances not moving for ${minutes} minutes or more: Pending ones never started, `
-    + 'Running ones with no activity, sub-orchestration or timer pending (waiting for an event, or stuck), '
-    + 'and any with poison messages.'));
-  const found = [];
-  const pending = await api('GET', 'instances', { query: { runtimeStatus: 'Pending', createdTimeTo: before, top: 100 } });
-  if (pending.ok) found.push(...pending.data.map((i) => [i, 'Pending: its start was never processed']));
-  const running = await api('GET', 'instances', { query: { runtimeStatus: 'Running', top: 200 } });
-  if (running.ok) {
-    for (const instance of running.data.filter((i) => i.lastUpdatedTime < before)) {
-      const detail = await api('GET', instancePath(instance.instanceId), { query: { showHistory: true } });
-      if (!detail.ok && detail.status !== 202) continue;
-      const spans = timelineSpans(detail.data.historyEvents || [], Date.now());
-      if (detail.data.poisonMessages) found.push([instance, `${detail.data.poisonMessages} poison messages`]);
-      else if (!spans.some((s) => s.open)) found.push([instance, 'Running with nothing pending and no timer']);
-    }
+  main.append(el('p', {}, `Pending and Running instances unchanged for ${minutes} minutes or more that look stuck: `
+    + 'a start never processed, a summary that disagrees with the state, or Running with nothing open '
+    + '(no activity, timer or sub-orchestration: it waits for an event, or for nothing).'));
+  const answer = await api('GET', 'stuck', { query: { idleSeconds: Math.round(minutes * 60), top: 200 } });
+  if (!answer.ok) {
+    say(problem(answer), true);
+    return;
   }
   main.append(el('table', { id: 'stuck' },
     el('thead', {}, el('tr', {}, ['Id', 'Name', 'Status', 'Last updated', 'Why'].map((h) => el('th', {}, h)))),
-    el('tbody', {}, found.length ? found.map(([i, why]) => el('tr', {},
+    el('tbody', {}, answer.data.length ? answer.data.map((i) => el('tr', { 'data-reason': i.reason },
       el('td', {}, link(i.instanceId, { view: 'instance', id: i.instanceId })),
       el('td', {}, i.name), el('td', {}, statusCell(i.runtimeStatus)),
-      el('td', {}, formatTime(i.lastUpdatedTime)), el('td', {}, why)))
+      el('td', {}, formatTime(i.lastUpdatedTime)), el('td', {}, i.description)))
       : el('tr', {}, el('td', { colspan: 5 }, 'None.')))));
 }
 
