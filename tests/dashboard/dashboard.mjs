@@ -103,6 +103,32 @@ await check('paging follows the continuation token', async () => {
   await page.waitForFunction(() => document.querySelectorAll('#instances tbody tr').length === 5, null, { timeout: TIMEOUT });
 });
 
+await check('auto-refresh shows an instance started after the page loaded', async () => {
+  await page.goto(dashboard('?prefix=late-&refresh=5'));
+  await ready(page);
+  expect(await page.locator('#instances tbody a').count() === 0, 'late- instances before any was started');
+  const started = await page.request.post(`${base}/api/orchestrators/HelloSequence5/late-1`, { data: null });
+  expect(started.status() === 202, `starting late-1 answered ${started.status()}`);
+  await page.waitForSelector('#instances a:text-is("late-1")', { timeout: TIMEOUT });
+});
+
+await check('the function key in the page URL goes with every API call', async () => {
+  const calls = [];
+  const keyed = await browser.newPage();
+  keyed.on('request', (request) => {
+    if (new URL(request.url()).pathname.startsWith('/api/')) calls.push(request.url());
+  });
+  await keyed.goto(dashboard('?code=the-key&view=list'));
+  await ready(keyed);
+  await keyed.click(`#instances a:text-is("${ids.hello[0]}")`);
+  await ready(keyed);
+  await keyed.close();
+  const apiCalls = calls.filter((url) => !url.includes('/api/dashboard'));
+  expect(apiCalls.length >= 3, `only ${apiCalls.length} API calls seen`);
+  const keyless = apiCalls.filter((url) => new URL(url).searchParams.get('code') !== 'the-key');
+  expect(keyless.length === 0, `calls without the key: ${keyless}`);
+});
+
 await check('an instance shows its fields, JSON, history and a timeline of its activities', async () => {
   await page.goto(dashboard(`?view=list&prefix=${ids.hello[0]}`));
   await ready(page);
