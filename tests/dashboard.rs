@@ -16,11 +16,37 @@ use std::process::Command;
 use std::time::Duration;
 
 use app::App;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(60);
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The text of a queue message that is no message: parked at once, shown by the poison view.
+const POISON_TEXT: &str = "<script>window.__xss=3</script> not a message";
+
+/// Puts `text` on the app's first control queue, as a stray writer could.
+async fn put_on_control_queue(app: &App, text: &str) {
+    let connection = StorageConnection::from_settings(
+        [(
+            "AzureWebJobsStorage",
+            app.connection_string().expect("the app owns its Azurite"),
+        )],
+        "AzureWebJobsStorage",
+    )
+    .unwrap();
+    let clients = connection
+        .build_clients(http_client(HttpSettings::default()).unwrap())
+        .unwrap();
+    clients
+        .queues
+        .queue_client("e2ehub-control-00")
+        .put_message(BASE64.encode(text))
+        .await
+        .unwrap();
+}
 
 async fn start_as(app: &App, orchestrator: &str, id: &str, input: &Value) {
     let answer = app
@@ -114,12 +140,19 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         .await;
     }
 
+    put_on_control_queue(&app, POISON_TEXT).await;
+    app.wait_until("/api/poisonMessages", LONG, |list| {
+        list.as_array()
+            .is_some_and(|list| list.iter().any(|p| p["text"] == POISON_TEXT))
+    })
+    .await;
+
     let shots = root.join("target/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let ids = json!({
         "hello": hello, "purge": purge, "claim": "claim-approve",
         "terminate": "claim-terminate", "timer": "claim-timer", "parent": "order-1", "failed": failed,
-        "hostile": hostile_id,
+        "hostile": hostile_id, "poisonText": POISON_TEXT,
     });
     let base = app.base.clone();
     let script = root.join("tests/dashboard/dashboard.mjs");

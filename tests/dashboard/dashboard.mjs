@@ -226,10 +226,24 @@ await check('the queue view shows each control queue and the work-item queue', a
   expect(counts.every((c) => /^\d+$/.test(c)), `counts ${counts}`);
 });
 
-await check('the poison and stuck views load; a claim waiting on its timer is not stuck', async () => {
+await check('a poison message shows as text, cannot be requeued unread, and is discarded', async () => {
   await page.goto(dashboard('?view=poison'));
   await ready(page);
-  expect(await page.locator('#poison').count() === 1, 'no poison table');
+  const row = page.locator('#poison tbody tr', { hasText: ids.poisonText });
+  expect(await row.count() === 1, 'the malformed message is not listed as text');
+  await row.locator('button[data-action=requeue]').click();
+  await confirm(page, 'Send message');
+  await page.waitForFunction(() => document.getElementById('message').textContent.startsWith('Requeue failed: 409'), null, { timeout: TIMEOUT });
+  await ready(page);
+  await page.locator('#poison tbody tr', { hasText: ids.poisonText }).locator('button[data-action=discard]').click();
+  await confirm(page, 'Discard message');
+  await page.waitForFunction(() => document.getElementById('message').textContent === 'Discard: done.', null, { timeout: TIMEOUT });
+  await ready(page);
+  expect(await page.locator('#poison tbody tr', { hasText: ids.poisonText }).count() === 0, 'the discarded message is still listed');
+  expect(await page.evaluate(() => window.__xss) === undefined, 'the message text ran');
+});
+
+await check('the stuck view loads; a claim waiting on its timer is not stuck', async () => {
   await page.goto(dashboard('?view=stuck&minutes=0'));
   await ready(page);
   // Running with its timer open (a claim waiting for a decision): not stuck. (The positive

@@ -527,8 +527,8 @@ async function renderPoison(main) {
     say(problem(answer), true);
     return;
   }
-  const act = (label, question, call) => {
-    const button = el('button', { type: 'button' }, label);
+  const act = (label, question, call, action) => {
+    const button = el('button', { type: 'button', 'data-action': action }, label);
     button.addEventListener('click', async () => {
       if (!await confirmAction(question)) return;
       const result = await call();
@@ -540,16 +540,17 @@ async function renderPoison(main) {
   };
   const path = (id) => 'poisonMessages/' + encodeURIComponent(id);
   main.append(el('table', { id: 'poison' },
-    el('thead', {}, el('tr', {}, ['Id', 'Instance', 'Queue', 'Reason', 'Deliveries', 'Parked', ''].map((h) => el('th', {}, h)))),
-    el('tbody', {}, answer.data.length ? answer.data.map((p) => el('tr', {},
+    el('thead', {}, el('tr', {}, ['Id', 'Instance', 'Queue', 'Reason', 'Deliveries', 'Parked', 'Message', ''].map((h) => el('th', {}, h)))),
+    el('tbody', {}, answer.data.length ? answer.data.map((p) => el('tr', { 'data-id': p.id },
       el('td', {}, p.id),
       el('td', {}, p.instanceId ? link(p.instanceId, { view: 'instance', id: p.instanceId }) : ''),
       el('td', {}, p.queue), el('td', {}, p.reason), el('td', {}, String(p.attempts)),
       el('td', {}, formatTime(p.parkedAt)),
+      el('td', { class: 'json' }, (p.text !== undefined ? p.text : JSON.stringify(p.message)).slice(0, 300)),
       el('td', {},
-        act('Requeue', `Send message ${p.id} again?`, () => api('POST', `${path(p.id)}/requeue`)),
-        act('Discard', `Discard message ${p.id}? It is lost for good.`, () => api('DELETE', path(p.id))))))
-      : el('tr', {}, el('td', { colspan: 7 }, 'No poison messages.')))));
+        act('Requeue', `Send message ${p.id} again?`, () => api('POST', `${path(p.id)}/requeue`), 'requeue'),
+        act('Discard', `Discard message ${p.id}? It is lost for good.`, () => api('DELETE', path(p.id)), 'discard'))))
+      : el('tr', {}, el('td', { colspan: 8 }, 'No poison messages.')))));
 }
 
 // ---- queue backlog ----
