@@ -18,7 +18,6 @@ use std::time::Duration;
 use app::App;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -29,17 +28,7 @@ const POISON_TEXT: &str = "<script>window.__xss=3</script> not a message";
 
 /// Puts `text` on the app's first control queue, as a stray writer could.
 async fn put_on_control_queue(app: &App, text: &str) {
-    let connection = StorageConnection::from_settings(
-        [(
-            "AzureWebJobsStorage",
-            app.connection_string().expect("the app owns its Azurite"),
-        )],
-        "AzureWebJobsStorage",
-    )
-    .unwrap();
-    let clients = connection
-        .build_clients(http_client(HttpSettings::default()).unwrap())
-        .unwrap();
+    let (_, clients) = app.storage();
     clients
         .queues
         .queue_client("e2ehub-control-00")
