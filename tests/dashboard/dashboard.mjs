@@ -181,12 +181,33 @@ await check('raising ApprovalDecision from the page completes the claim', async 
   expect(await page.locator('#timeline g.span[data-kind=event]').count() === 1, 'the event wait is not on the timeline');
 });
 
-await check('terminating from the page ends the instance', async () => {
+await check('terminating from the page ends the instance; Cancel and Escape do nothing', async () => {
   await page.goto(instanceUrl(ids.terminate));
   await ready(page);
   await page.click('button[data-action=terminate]');
+  await page.click('#confirm-no');
+  await page.click('button[data-action=terminate]');
+  await page.keyboard.press('Escape');
+  await page.waitForTimeout(300);
+  await page.goto(instanceUrl(ids.terminate));
+  await ready(page);
+  const status = await page.locator('dl.fields .status').first().textContent();
+  expect(status === 'Running', `after Cancel and Escape the instance is ${status}`);
+  await page.click('button[data-action=terminate]');
   await confirm(page, `Terminate ${ids.terminate}`);
   await waitForStatus(page, ids.terminate, 'Terminated');
+});
+
+await check('restarting from the page opens the new run', async () => {
+  await page.goto(instanceUrl(ids.hello[1]));
+  await ready(page);
+  await page.click('button[data-action=restart]');
+  await confirm(page, `Restart ${ids.hello[1]}`);
+  await page.waitForFunction((old) => {
+    const id = document.getElementById('instance-id');
+    return id && id.textContent !== old;
+  }, ids.hello[1], { timeout: TIMEOUT });
+  expect(await page.locator('h2').textContent().then((t) => t.startsWith('HelloSequence5')), 'the new run is another orchestration');
 });
 
 await check('a bulk purge counts what the filter matches, then purges it', async () => {

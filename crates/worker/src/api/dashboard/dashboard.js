@@ -123,11 +123,14 @@ function confirmAction(text) {
     const done = (answer) => {
       yes.onclick = null;
       no.onclick = null;
+      dialog.oncancel = null;
       dialog.close();
       resolve(answer);
     };
     yes.onclick = () => done(true);
     no.onclick = () => done(false);
+    // Escape closes the dialog: that is a no.
+    dialog.oncancel = () => done(false);
     dialog.showModal();
   });
 }
@@ -423,6 +426,8 @@ function actionButtons(id, status) {
       if (answer.ok) say(`${label}: done (${answer.status}).`);
       else say(`${label} failed: ${problem(answer)}`, true);
       if (answer.ok && label === 'Purge') go({ view: 'list' });
+      // A restart under a new id answers with that id: show the new run.
+      else if (answer.ok && label === 'Restart' && answer.data && answer.data.id) go({ view: 'instance', id: answer.data.id });
       else render(false);
     });
     return button;
