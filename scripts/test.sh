@@ -25,6 +25,14 @@ scripts/queue-sdk.sh --install-only
 echo "==> schemathesis for the OpenAPI test (pinned, in target/)"
 scripts/schemathesis.sh --install-only
 
+echo "==> Chromium for the dashboard's browser test (Debian's package, once)"
+if [[ ! -x /usr/bin/chromium ]]; then
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" apt-get install -y chromium
+fi
+
 echo "==> cargo test"
 cargo test --locked --workspace --lib --bins --tests
 

@@ -24,7 +24,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::Utc;
 use durable_engine::{EventKind, HistoryEvent};
-use durable_protocol::connection::{http_client, HttpSettings, StorageClients, StorageConnection};
 use durable_store::azure::backend::AzureBackend;
 use durable_store::backend::{Backend, SystemClock};
 use durable_store::model::{Destination, Message};
@@ -48,21 +47,6 @@ fn app_dir() -> PathBuf {
     std::fs::write(dir.join("host.json"), host.to_string()).unwrap();
     std::os::unix::fs::symlink(root.join("functions"), dir.join("functions")).unwrap();
     dir
-}
-
-fn clients(app: &App) -> (StorageConnection, StorageClients) {
-    let connection = StorageConnection::from_settings(
-        [(
-            "AzureWebJobsStorage",
-            app.connection_string().expect("the app owns its Azurite"),
-        )],
-        "AzureWebJobsStorage",
-    )
-    .unwrap();
-    let clients = connection
-        .build_clients(http_client(HttpSettings::default()).unwrap())
-        .unwrap();
-    (connection, clients)
 }
 
 async fn poison_of(app: &App, instance_id: &str) -> Vec<Value> {
@@ -97,7 +81,7 @@ async fn delete(app: &App, path: &str) -> app::Answer {
 async fn poison_messages_are_parked_shown_requeued_and_discarded() {
     let dir = app_dir();
     let app = App::start_in(&dir, &[("DURABLE_MAX_DEFERRAL_SECONDS", "2")]).await;
-    let (connection, clients) = clients(&app);
+    let (connection, clients) = app.storage();
 
     // 1. A message whose handling fails every time: the instance's state is unreadable.
     let claim = json!({"ClaimId": "C-1", "Claimant": "Ann Lee", "Amount": 1234.5, "Description": "Water damage"});

@@ -225,9 +225,32 @@ impl App {
     }
 }
 
-// Only the tests that run several apps on one task hub, or kill processes, use these.
+// Only the tests that run several apps on one task hub, kill processes, or reach into the
+// storage use these.
 #[allow(dead_code)]
 impl App {
+    /// The connection and clients of the storage this app owns.
+    pub fn storage(
+        &self,
+    ) -> (
+        durable_protocol::connection::StorageConnection,
+        durable_protocol::connection::StorageClients,
+    ) {
+        use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
+        let connection = StorageConnection::from_settings(
+            [(
+                "AzureWebJobsStorage",
+                self.connection_string().expect("the app owns its Azurite"),
+            )],
+            "AzureWebJobsStorage",
+        )
+        .expect("the app's connection string parses");
+        let clients = connection
+            .build_clients(http_client(HttpSettings::default()).expect("an HTTP client"))
+            .expect("storage clients");
+        (connection, clients)
+    }
+
     /// Starts a dev host and its worker on task hub `hub` of a storage the caller owns.
     pub async fn start_on(storage: &str, hub: &str, settings: &[(&str, &str)]) -> App {
         Self::launch(

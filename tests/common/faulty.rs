@@ -227,6 +227,11 @@ impl<B: Backend> Backend for Faulty<B> {
         self.inner.queue_for(destination)
     }
 
+    async fn queue_length(&self, queue: QueueKind) -> Result<u64, StoreError> {
+        self.call("queue_length", self.inner.queue_length(queue))
+            .await
+    }
+
     fn queues(&self) -> Vec<QueueKind> {
         self.inner.queues()
     }

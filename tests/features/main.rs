@@ -13,5 +13,6 @@ mod history_cap;
 mod lifecycle;
 mod retry;
 mod same_turn_races;
+mod stuck;
 mod sub_orchestrations;
 mod timers;

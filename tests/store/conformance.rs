@@ -468,6 +468,33 @@ pub async fn work_items_have_their_own_queue(subject: &impl Subject) {
     assert!(backend.queues().contains(&QueueKind::WorkItems));
 }
 
+/// A queue's length counts hidden and delayed messages too (the backlog an operator sees), and
+/// drops as messages are deleted; other queues stay empty.
+pub async fn queue_lengths_count_hidden_and_delayed_messages(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let later = Some(subject.now() + chrono::TimeDelta::seconds(60));
+    let messages = [message("len", "a", None), message("len", "b", later)];
+    backend.send(&messages).await.unwrap();
+    let queue = backend.queue_for(&messages[0].destination);
+    assert_eq!(backend.queue_length(queue).await.unwrap(), 2);
+    let received = backend
+        .receive(queue, 32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        backend.queue_length(queue).await.unwrap(),
+        2,
+        "hidden still counts"
+    );
+    backend.delete(&received[0].receipt).await.unwrap();
+    assert_eq!(backend.queue_length(queue).await.unwrap(), 1);
+    for other in backend.queues().into_iter().filter(|q| *q != queue) {
+        assert_eq!(backend.queue_length(other).await.unwrap(), 0, "{other:?}");
+    }
+}
+
 /// `create_summary` writes a missing row only; a write after it replaces it as usual, also
 /// when the process's memory of the row is stale (another writer replaced it meanwhile).
 pub async fn summaries_are_created_once_and_stale_writers_lose(subject: &impl Subject) {

@@ -130,6 +130,7 @@ conformance!(
     queue_visibility_receipts_and_delays,
     held_messages_are_hidden_until_settled,
     work_items_have_their_own_queue,
+    queue_lengths_count_hidden_and_delayed_messages,
     summaries_keep_the_newest_revision_and_query,
     summaries_are_created_once_and_stale_writers_lose,
     purge_removes_everything,

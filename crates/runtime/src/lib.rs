@@ -2,6 +2,7 @@
 //! turns with the crash-safe checkpoint, activity work items, and client operations.
 
 mod activity;
+pub mod backlog;
 mod client;
 mod counters;
 mod ends;
@@ -16,6 +17,7 @@ mod resident;
 mod rewind;
 mod sessions;
 pub mod settings;
+pub mod stuck;
 mod sweep;
 #[cfg(feature = "testkit")]
 pub mod testkit;

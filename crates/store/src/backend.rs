@@ -203,4 +203,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every queue of the task hub.
     fn queues(&self) -> Vec<QueueKind>;
+
+    /// About how many messages `queue` holds, hidden and delayed ones included (Azure's
+    /// approximate count): the backlog an operator watches.
+    fn queue_length(
+        &self,
+        queue: QueueKind,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

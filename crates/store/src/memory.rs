@@ -398,6 +398,11 @@ impl Backend for MemoryBackend {
             .chain([QueueKind::WorkItems])
             .collect()
     }
+
+    async fn queue_length(&self, queue: QueueKind) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner.queues.get(&queue).map_or(0, |q| q.len() as u64))
+    }
 }
 
 /// The page of `rows` (in key order, after the key `continuation`) that `take` keeps, and the

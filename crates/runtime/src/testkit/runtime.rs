@@ -21,6 +21,7 @@ use durable_store::memory::MemoryBackend;
 use durable_store::model::{InstanceQuery, InstanceSummary, QueueKind, Receipt, Received};
 use durable_store::names::PartitionCount;
 
+use crate::stuck::StuckReason;
 use crate::{Disposition, IdSource, Runtime, RuntimeError, RuntimeOptions};
 
 /// One control queue: messages for different instances are then delivered in the order they
@@ -204,6 +205,15 @@ impl InMemoryRuntime {
             .ok()
             .flatten()
             .map(InstanceState::from)
+    }
+
+    /// The ids of the instances idle for `idle` that look stuck, and why ([`Runtime::stuck`]).
+    pub fn stuck(&self, idle: Duration) -> Result<Vec<(String, StuckReason)>, RuntimeError> {
+        let stuck = self.block_on(self.runtime.stuck(idle, 1000))?;
+        Ok(stuck
+            .into_iter()
+            .map(|s| (s.summary.instance_id, s.reason))
+            .collect())
     }
 
     /// The history of the instance's current execution; `None` before its first turn.

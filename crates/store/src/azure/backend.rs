@@ -171,4 +171,8 @@ impl Backend for AzureBackend {
     fn queues(&self) -> Vec<QueueKind> {
         self.queues.queues()
     }
+
+    async fn queue_length(&self, queue: QueueKind) -> Result<u64, StoreError> {
+        self.queues.length(queue).await
+    }
 }

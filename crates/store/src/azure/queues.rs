@@ -235,6 +235,18 @@ impl Queues {
         Ok(self.service.queue_client(self.queue_name(queue)?))
     }
 
+    /// The queue's approximate message count (one metadata request).
+    pub async fn length(&self, queue: QueueKind) -> Result<u64, StoreError> {
+        let client = self.client(queue)?;
+        let metadata = client.get_metadata().await.map_err(|e| {
+            classify_unconditional(
+                &format!("read the length of queue '{}'", client.queue_name()),
+                e,
+            )
+        })?;
+        Ok(metadata.approximate_messages_count as u64)
+    }
+
     /// Enqueues each message on its destination's queue, invisible until its `deliver_at`
     /// (at most [`MAX_INITIAL_DELAY`] ahead). Not atomic: on error some may have been sent.
     pub async fn send(&self, messages: &[Message]) -> Result<(), StoreError> {

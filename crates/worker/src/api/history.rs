@@ -26,6 +26,8 @@ struct Scheduled {
     index: usize,
     name: String,
     time: DateTime<Utc>,
+    /// A sub-orchestration's instance id, kept on its result row so the child can be found.
+    child: Option<String>,
 }
 
 pub fn history_payload(history: &[HistoryEvent], show_output: bool) -> Vec<Value> {
@@ -46,7 +48,11 @@ pub fn history_payload(history: &[HistoryEvent], show_output: bool) -> Vec<Value
             EventKind::OrchestratorStarted | EventKind::OrchestratorCompleted => {
                 dropped.insert(index);
             }
-            EventKind::ExecutionStarted { name, .. } => {
+            EventKind::ExecutionStarted {
+                name,
+                parent_instance,
+                ..
+            } => {
                 drop_keys(
                     &mut row,
                     &[
@@ -58,19 +64,29 @@ pub fn history_payload(history: &[HistoryEvent], show_output: bool) -> Vec<Value
                     ],
                 );
                 row.insert("FunctionName".to_string(), Value::String(name.clone()));
+                // Beyond the extension's row: where a sub-orchestration's parent is.
+                if let Some(parent) = parent_instance {
+                    row.insert(
+                        "ParentInstanceId".to_string(),
+                        Value::String(parent.orchestration_instance.instance_id.clone()),
+                    );
+                }
             }
             EventKind::TaskScheduled { name, .. }
             | EventKind::SubOrchestrationInstanceCreated { name, .. } => {
-                let sub = matches!(
-                    event.kind,
-                    EventKind::SubOrchestrationInstanceCreated { .. }
-                );
+                let child = match &event.kind {
+                    EventKind::SubOrchestrationInstanceCreated { instance_id, .. } => {
+                        Some(instance_id.clone())
+                    }
+                    _ => None,
+                };
                 scheduled.insert(
-                    (sub, event.event_id),
+                    (child.is_some(), event.event_id),
                     Scheduled {
                         index,
                         name: name.clone(),
                         time: event.timestamp,
+                        child,
                     },
                 );
                 drop_keys(&mut row, &["Version", "Input"]);
@@ -163,6 +179,9 @@ fn fold(start: &Scheduled, row: &mut Map<String, Value>) {
         "FunctionName".to_string(),
         Value::String(start.name.clone()),
     );
+    if let Some(child) = &start.child {
+        row.insert("InstanceId".to_string(), Value::String(child.clone()));
+    }
 }
 
 /// `Result` as a JSON value with `showHistoryOutput`, left out without it.
@@ -178,7 +197,9 @@ fn show_result(row: &mut Map<String, Value>, result: Option<&str>, show: bool) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use durable_engine::{FailureDetails, OrchestrationInstance, OrchestrationStatus};
+    use durable_engine::{
+        FailureDetails, OrchestrationInstance, OrchestrationStatus, ParentInstance,
+    };
 
     fn at(second: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2018, 2, 28, 5, 18, second).unwrap()
@@ -293,5 +314,65 @@ mod tests {
         assert_eq!(last["EventType"], "TaskScheduled");
         assert_eq!(last["Name"], "E1_SayHello");
         assert!(last.get("Input").is_none() && last.get("EventId").is_none());
+    }
+
+    #[test]
+    fn rows_name_the_parent_and_the_children() {
+        let instance = |id: &str| OrchestrationInstance {
+            instance_id: id.into(),
+            execution_id: "e".into(),
+        };
+        let history = vec![
+            HistoryEvent::message(
+                at(49),
+                EventKind::ExecutionStarted {
+                    name: "Middle".into(),
+                    version: None,
+                    input: None,
+                    orchestration_instance: instance("middle"),
+                    parent_instance: Some(ParentInstance {
+                        name: "Top".into(),
+                        version: None,
+                        orchestration_instance: instance("top"),
+                        task_schedule_id: 0,
+                    }),
+                    scheduled_start_time: None,
+                },
+            ),
+            HistoryEvent::new(
+                0,
+                at(50),
+                EventKind::SubOrchestrationInstanceCreated {
+                    name: "Leaf".into(),
+                    version: None,
+                    instance_id: "leaf-done".into(),
+                    input: None,
+                },
+            ),
+            HistoryEvent::new(
+                1,
+                at(50),
+                EventKind::SubOrchestrationInstanceCreated {
+                    name: "Leaf".into(),
+                    version: None,
+                    instance_id: "leaf-running".into(),
+                    input: None,
+                },
+            ),
+            HistoryEvent::message(
+                at(51),
+                EventKind::SubOrchestrationInstanceCompleted {
+                    task_scheduled_id: 0,
+                    result: None,
+                },
+            ),
+        ];
+        let rows = history_payload(&history, false);
+        assert_eq!(rows[0]["ParentInstanceId"], "top");
+        assert_eq!(rows[1]["EventType"], "SubOrchestrationInstanceCreated");
+        assert_eq!(rows[1]["InstanceId"], "leaf-running");
+        assert_eq!(rows[2]["EventType"], "SubOrchestrationInstanceCompleted");
+        assert_eq!(rows[2]["InstanceId"], "leaf-done");
+        assert_eq!(rows[2]["FunctionName"], "Leaf");
     }
 }

@@ -2,6 +2,8 @@
 //! `GET /api/openapi.json`): starting, reading, querying, steering and purging instances. Errors
 //! are JSON `{"error": …}`, 4xx for requests that cannot be served as asked, 5xx only for storage.
 
+mod backlog;
+mod dashboard;
 pub mod eager;
 mod extract;
 mod history;
@@ -12,6 +14,7 @@ mod purge;
 mod query;
 mod start;
 mod status;
+mod stuck;
 mod urls;
 
 use std::sync::Arc;
@@ -160,6 +163,14 @@ fn route_table<B: Backend>() -> Vec<ApiRoute<Arc<ApiState<B>>>> {
             poison::requeue::<B>,
         ),
         route(Method::GET, "/api/openapi.json", openapi::document),
+        route(Method::GET, "/api/queues", backlog::queues::<B>),
+        route(Method::GET, "/api/stuck", stuck::list::<B>),
+        route(Method::GET, "/api/dashboard", dashboard::page),
+        route(
+            Method::GET,
+            "/api/dashboard/assets/{name}",
+            dashboard::asset,
+        ),
     ]
 }
 

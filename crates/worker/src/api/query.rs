@@ -1,4 +1,4 @@
-//! `GET /api/instances`: instances filtered by status, creation time and id prefix, a page at a
+//! `GET /api/instances`: instances filtered by status, creation time, id prefix and name, a page at a
 //! time, the continuation passed back and forth in the `x-ms-continuation-token` header. The
 //! filter is parsed here for the purge by filter too.
 
@@ -148,7 +148,15 @@ pub async fn list<B: Backend>(
         .query(&filter)
         .await
         .map_err(|e| ApiError::from(durable_runtime::RuntimeError::from(e)))?;
-    let items: Vec<Value> = page.items.iter().map(|s| payload(s, show_input)).collect();
+    // `name` is this API's own filter (the extension has none): it narrows each page, so a
+    // page may hold fewer than `top` while more follow.
+    let name = params.get("name").filter(|n| !n.is_empty());
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .filter(|s| name.as_ref().is_none_or(|n| s.name.eq_ignore_ascii_case(n)))
+        .map(|s| payload(s, show_input))
+        .collect();
     Ok(paged(items, page.continuation))
 }
 
