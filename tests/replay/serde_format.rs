@@ -57,6 +57,7 @@ fn one_of_each() -> Vec<HistoryEvent> {
                     task_schedule_id: 3,
                 }),
                 scheduled_start_time: Some(at(30, 0)),
+                parent_trace_context: None,
             },
         ),
         (

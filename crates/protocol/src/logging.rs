@@ -1,5 +1,6 @@
 //! How the worker and the dev host log to stdout, which the Functions host forwards: text, or
-//! JSON lines (`DURABLE_LOG_FORMAT`), colour only on a terminal, filtered by `RUST_LOG`.
+//! JSON lines (`DURABLE_LOG_FORMAT`), colour only on a terminal, filtered by `RUST_LOG`; and,
+//! beside them, the OpenTelemetry export of spans when it is set up ([`crate::telemetry`]).
 
 use std::io::IsTerminal;
 
@@ -7,8 +8,12 @@ use serde_json::{Map, Value};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+use crate::telemetry;
 
 /// The setting that picks the format: `text` (the default) or `json`.
 pub const LOG_FORMAT_SETTING: &str = "DURABLE_LOG_FORMAT";
@@ -54,19 +59,40 @@ fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_target(false);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-        LogFormat::Json => builder
-            .with_ansi(false)
-            .fmt_fields(JsonFields::new())
-            .event_format(FlatJson(
-                tracing_subscriber::fmt::format()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true)
-                    .with_target(false),
-            ))
-            .init(),
+        LogFormat::Text => install(builder.with_ansi(std::io::stdout().is_terminal()).finish()),
+        LogFormat::Json => install(
+            builder
+                .with_ansi(false)
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(true)
+                        .with_target(false),
+                ))
+                .finish(),
+        ),
+    }
+}
+
+/// Installs the logger with the span export beside it, when the export is set up.
+fn install<S>(logger: S)
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    // The process's name (`worker`, `devhost`) is the service's unless OTEL_SERVICE_NAME says.
+    let service = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem()?.to_str().map(str::to_string))
+        .unwrap_or_else(|| "durable".to_string());
+    match telemetry::layer(&service) {
+        Ok(export) => logger.with(export).init(),
+        Err(error) => {
+            logger.init();
+            tracing::warn!("{error}; spans are not exported");
+        }
     }
 }
 
@@ -101,7 +127,12 @@ fn flatten_spans(line: &str) -> String {
     if let Some(Value::Array(spans)) = object.remove("spans") {
         for span in spans {
             if let Value::Object(fields) = span {
-                from_spans.extend(fields.into_iter().filter(|(name, _)| name != "name"));
+                // `otel.*` fields name a span for the trace export, not for the log.
+                from_spans.extend(
+                    fields
+                        .into_iter()
+                        .filter(|(name, _)| name != "name" && !name.starts_with("otel.")),
+                );
             }
         }
     }
@@ -136,7 +167,7 @@ mod tests {
 
     #[test]
     fn span_fields_join_the_event_inner_spans_first_own_fields_kept() {
-        let line = r#"{"timestamp":"t","level":"INFO","message":"m","instance_id":"own","spans":[{"name":"invocation","function":"DurableControl00","instance_id":"a"},{"name":"turn","instance_id":"a","execution_id":"e","function":"MainWorkflow"}]}"#;
+        let line = r#"{"timestamp":"t","level":"INFO","message":"m","instance_id":"own","spans":[{"name":"invocation","function":"DurableControl00","instance_id":"a"},{"name":"turn","instance_id":"a","execution_id":"e","function":"MainWorkflow","otel.name":"activity:A"}]}"#;
         let flat: Value = serde_json::from_str(&flatten_spans(line)).unwrap();
         assert_eq!(
             flat,

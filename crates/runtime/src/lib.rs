@@ -16,6 +16,7 @@ mod resident;
 mod rewind;
 mod sessions;
 pub mod settings;
+mod spans;
 mod sweep;
 #[cfg(feature = "testkit")]
 pub mod testkit;

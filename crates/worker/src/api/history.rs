@@ -200,6 +200,7 @@ mod tests {
                     },
                     parent_instance: None,
                     scheduled_start_time: None,
+                    parent_trace_context: None,
                 },
             ),
             HistoryEvent::new(

@@ -12,6 +12,7 @@ mod purge;
 mod query;
 mod start;
 mod status;
+mod trace;
 mod urls;
 
 use std::sync::Arc;
