@@ -9,9 +9,9 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::telemetry;
 
@@ -54,15 +54,16 @@ pub fn init_from_env() -> Result<LogFormat, LogFormatError> {
 }
 
 fn init(format: LogFormat) {
+    // A filter of the log's own: the export beside it picks its spans by another.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let log = tracing_subscriber::fmt::layer().with_target(false);
     match format {
-        LogFormat::Text => install(builder.with_ansi(std::io::stdout().is_terminal()).finish()),
+        LogFormat::Text => install(
+            log.with_ansi(std::io::stdout().is_terminal())
+                .with_filter(filter),
+        ),
         LogFormat::Json => install(
-            builder
-                .with_ansi(false)
+            log.with_ansi(false)
                 .fmt_fields(JsonFields::new())
                 .event_format(FlatJson(
                     tracing_subscriber::fmt::format()
@@ -72,25 +73,26 @@ fn init(format: LogFormat) {
                         .with_span_list(true)
                         .with_target(false),
                 ))
-                .finish(),
+                .with_filter(filter),
         ),
     }
 }
 
-/// Installs the logger with the span export beside it, when the export is set up.
-fn install<S>(logger: S)
+/// Installs the log with the span export beside it, when the export is set up.
+fn install<L>(log: L)
 where
-    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    L: Layer<Registry> + Send + Sync,
 {
     // The process's name (`worker`, `devhost`) is the service's unless OTEL_SERVICE_NAME says.
     let service = std::env::current_exe()
         .ok()
         .and_then(|path| path.file_stem()?.to_str().map(str::to_string))
         .unwrap_or_else(|| "durable".to_string());
+    let logged = tracing_subscriber::registry().with(log);
     match telemetry::layer(&service) {
-        Ok(export) => logger.with(export).init(),
+        Ok(export) => logged.with(export).init(),
         Err(error) => {
-            logger.init();
+            logged.init();
             tracing::warn!("{error}; spans are not exported");
         }
     }

@@ -49,10 +49,16 @@ where
         return Ok(None);
     }
     // The blocking client: the SDK exports on a thread of its own, outside any tokio runtime.
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|error| TelemetryError(error.to_string()))?;
+    // It is built on a thread of its own too, as building one inside a runtime (the dev host
+    // logs from `#[tokio::main]`) panics.
+    let client = std::thread::spawn(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+    })
+    .join()
+    .map_err(|_| TelemetryError("building its HTTP client panicked".to_string()))?
+    .map_err(|error| TelemetryError(error.to_string()))?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(BlockingClient(client))
