@@ -14,7 +14,9 @@ use opentelemetry::Context;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::WithHttpConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SdkTracerProvider, TracerProviderBuilder,
+};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
@@ -37,9 +39,7 @@ thread_local! {
     static PINNED_SPAN_ID: Cell<Option<SpanId>> = const { Cell::new(None) };
 }
 
-/// The layer that exports `tracing` spans declaring an `otel.name` field (and no others: the
-/// log-only spans and events stay out of the export), when the endpoint is set; `None` otherwise.
-/// Installs the global tracer provider the runtime's own spans use.
+/// The export layer ([`export_layer`]) over OTLP/HTTP when the endpoint is set; `None` otherwise.
 pub fn layer<S>(default_service: &str) -> Result<Option<impl Layer<S>>, TelemetryError>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -68,21 +68,33 @@ where
         .ok()
         .filter(|value| !value.trim().is_empty())
         .unwrap_or_else(|| default_service.to_string());
-    let provider = SdkTracerProvider::builder()
+    let provider = tracer_provider()
         .with_batch_exporter(exporter)
-        .with_id_generator(PinnableIds)
         .with_resource(Resource::builder().with_service_name(service).build())
         .build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
+    let _ = PROVIDER.set(provider.clone());
+    Ok(Some(export_layer(provider)))
+}
+
+/// A tracer provider builder making the span ids the runtime pins; the caller adds the exporter.
+pub fn tracer_provider() -> TracerProviderBuilder {
+    SdkTracerProvider::builder().with_id_generator(PinnableIds)
+}
+
+/// The layer exporting through `provider` the `tracing` spans that declare an `otel.name` field
+/// (and no others: the log's spans and events stay out); installs `provider` as the global one
+/// the runtime's own spans use.
+pub fn export_layer<S>(provider: SdkTracerProvider) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     let tracer = provider.tracer(SCOPE);
-    let _ = PROVIDER.set(provider);
-    Ok(Some(
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && meta.fields().field("otel.name").is_some()
-            })),
-    ))
+    opentelemetry::global::set_tracer_provider(provider);
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.is_span() && meta.fields().field("otel.name").is_some()
+        }))
 }
 
 /// Exports what is still batched; called as the process stops.
