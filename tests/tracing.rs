@@ -39,6 +39,8 @@ struct Received {
     kind: i32,
     /// (trace id, span id) of each link.
     links: Vec<(String, String)>,
+    /// OTLP's status code: 0 unset, 1 ok, 2 error.
+    status: i32,
 }
 
 type Spans = Arc<Mutex<Vec<Received>>>;
@@ -66,6 +68,7 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> StatusCode {
                         .iter()
                         .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
                         .collect(),
+                    status: span.status.map_or(0, |status| status.code),
                 });
             }
         }
@@ -143,6 +146,7 @@ async fn a_start_with_a_traceparent_is_traced_through_activities_and_sub_orchest
         "OrderId": "T-1",
         "CustomerId": "cust-7",
         "Items": [{"Sku": "A", "Quantity": 2, "UnitPrice": 9.5}],
+        "Simulate": {"PaymentTransientFailures": 1},
     });
     let started = post_traced(
         &app,
@@ -169,6 +173,7 @@ async fn a_start_with_a_traceparent_is_traced_through_activities_and_sub_orchest
             "orchestration:OrderWorkflow",
             "activity:ValidateOrder",
             "activity:ProcessPayment",
+            "orchestration:OrderWorkflow:timer",
             "orchestration:ShippingWorkflow",
             "activity:ReserveInventory",
             "activity:CreateShipment",
@@ -186,9 +191,26 @@ async fn a_start_with_a_traceparent_is_traced_through_activities_and_sub_orchest
     assert_eq!(orchestration.kind, 2, "a server span");
     let shipping = one(&received, "orchestration:ShippingWorkflow");
     assert_eq!(shipping.parent_span_id, orchestration.span_id);
+    // The payment fails once, waits for its retry on a timer, then succeeds.
+    let payments: Vec<&Received> = received
+        .iter()
+        .filter(|span| span.name == "activity:ProcessPayment")
+        .collect();
+    assert_eq!(payments.len(), 2, "{received:#?}");
+    assert!(payments
+        .iter()
+        .all(|span| span.parent_span_id == orchestration.span_id));
+    let mut statuses: Vec<i32> = payments.iter().map(|span| span.status).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [0, 2],
+        "the failed attempt is an error: {payments:#?}"
+    );
+    let retry_timer = one(&received, "orchestration:OrderWorkflow:timer");
+    assert_eq!(retry_timer.parent_span_id, orchestration.span_id);
     for (activity, parent) in [
         ("activity:ValidateOrder", orchestration),
-        ("activity:ProcessPayment", orchestration),
         ("activity:ReserveInventory", shipping),
         ("activity:CreateShipment", shipping),
     ] {

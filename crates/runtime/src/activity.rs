@@ -91,7 +91,7 @@ impl<B: Backend> Runtime<B> {
         calls: Vec<(ActivityContext, Option<String>)>,
         orchestration: Option<&TraceContext>,
     ) -> Vec<EventKind> {
-        let started: Vec<(i32, String, Option<Running>)> = calls
+        let started: Vec<(i32, String, tracing::Span, Option<Running>)> = calls
             .into_iter()
             .map(|(ctx, input)| {
                 let (task_id, name) = (ctx.task_id, ctx.name.clone());
@@ -106,6 +106,8 @@ impl<B: Backend> Runtime<B> {
                             task_id,
                             otel.name = %format_args!("activity:{}", ctx.name),
                             otel.kind = "server",
+                            otel.status_code = tracing::field::Empty,
+                            otel.status_description = tracing::field::Empty,
                         );
                         spans::adopt(&span, parent);
                         span
@@ -121,12 +123,12 @@ impl<B: Backend> Runtime<B> {
                 let running = self
                     .registry
                     .start_activity(ctx, input)
-                    .map(|activity| tokio::spawn(activity.instrument(span)));
-                (task_id, name, running)
+                    .map(|activity| tokio::spawn(activity.instrument(span.clone())));
+                (task_id, name, span, running)
             })
             .collect();
         let mut results = Vec::with_capacity(started.len());
-        for (task_scheduled_id, name, running) in started {
+        for (task_scheduled_id, name, span, running) in started {
             let outcome = match running {
                 None => Err(FailureDetails::new(
                     "ActivityNotFound",
@@ -146,6 +148,12 @@ impl<B: Backend> Runtime<B> {
                     )),
                 },
             };
+            if let Err(details) = &outcome {
+                // Held until here, so the exported span says how the activity ended.
+                span.record("otel.status_code", "error");
+                span.record("otel.status_description", details.error_message.as_str());
+            }
+            drop(span);
             results.push(match outcome {
                 Ok(result) => EventKind::TaskCompleted {
                     task_scheduled_id,
