@@ -494,7 +494,7 @@ impl<B: Backend> Runtime<B> {
         // Reported as applied: a turn whose commit fails reports them again when retried.
         spans::delivered(&work.state, messages, now);
         // Executions this turn ends, whose spans are reported once it has committed.
-        let mut ended: Vec<InstanceState> = Vec::new();
+        let mut ended: Vec<spans::Ended> = Vec::new();
         let mut new_events: Vec<HistoryEvent> =
             std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
                 .chain(messages.iter().map(|message| message.event.clone()))
@@ -629,8 +629,8 @@ impl<B: Backend> Runtime<B> {
             } = turn.outcome
             else {
                 record_end(&mut work.state, &turn.outcome, now);
-                if work.state.status.is_terminal() && work.state.trace_context.is_some() {
-                    ended.push(work.state.clone());
+                if work.state.status.is_terminal() {
+                    ended.extend(spans::Ended::of(&work.state, work.state.status));
                 }
                 if let Some(parent) = &work.state.parent {
                     outbox.extend(parent_notification(
@@ -654,11 +654,11 @@ impl<B: Backend> Runtime<B> {
                 .cloned()
                 .chain(stored.iter().filter_map(|event| event.message_id.clone()))
                 .collect();
-            let mut ending = work.state.clone();
-            if ending.trace_context.is_some() {
-                ending.status = OrchestrationStatus::ContinuedAsNew;
-                ended.push(ending.clone());
-            }
+            let ending = work.state.clone();
+            ended.extend(spans::Ended::of(
+                &ending,
+                OrchestrationStatus::ContinuedAsNew,
+            ));
             remember_execution(&mut work.state, &ending, consumed);
             work.state.execution_id = self.options.ids.next_id();
             span.record("execution_id", display(&work.state.execution_id));
@@ -697,7 +697,7 @@ impl<B: Backend> Runtime<B> {
         committed?;
         self.counters.turn_committed();
         for execution in &ended {
-            spans::end_orchestration(execution, self.clock.now());
+            execution.report(self.clock.now());
         }
         if new_execution || summary_fields_differ(&summary_before, &work.state) {
             self.write_summary(&work.state.summary()).await?;

@@ -12,7 +12,7 @@ use opentelemetry::{global, Context, KeyValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use durable_engine::{EventKind, TraceContext};
+use durable_engine::{EventKind, OrchestrationStatus, TraceContext};
 use durable_protocol::telemetry::{self, SCOPE};
 use durable_store::model::{Destination, InstanceState, Message};
 
@@ -107,30 +107,65 @@ fn attributes(state: &InstanceState, kind: &'static str) -> Vec<KeyValue> {
     ]
 }
 
-/// Reports the span of an execution that has ended (`state` as its last turn left it), from its
-/// start to `end`, under the id its children were given.
-pub(crate) fn end_orchestration(state: &InstanceState, end: DateTime<Utc>) {
-    let Some(parent) = &state.trace_context else {
-        return;
-    };
-    let tracer = global::tracer(SCOPE);
-    let id = orchestration_span_id(&state.instance_id, &state.execution_id);
-    let mut span = telemetry::with_span_id(id, || {
-        tracer
-            .span_builder(format!("orchestration:{}", state.name))
-            .with_kind(SpanKind::Server)
-            .with_start_time(SystemTime::from(state.created_at))
-            .with_attributes(attributes(state, "orchestration"))
-            .start_with_context(&tracer, &context(parent))
-    });
-    span.set_attribute(KeyValue::new(
-        "durabletask.runtime_status",
-        format!("{:?}", state.status),
-    ));
-    if let Some(failure) = &state.failure {
-        span.set_status(Status::error(failure.error_message.clone()));
+/// What the span of an execution that ended needs of its last state.
+pub(crate) struct Ended {
+    state: InstanceState,
+}
+
+impl Ended {
+    /// The execution `state` ends with `status`; none if it is not traced. The copy leaves out
+    /// the outbox, input and output, which the span does not report.
+    pub(crate) fn of(state: &InstanceState, status: OrchestrationStatus) -> Option<Self> {
+        state.trace_context.as_ref()?;
+        Some(Self {
+            state: InstanceState {
+                instance_id: state.instance_id.clone(),
+                name: state.name.clone(),
+                execution_id: state.execution_id.clone(),
+                status,
+                input: None,
+                output: None,
+                failure: state.failure.clone(),
+                custom_status: None,
+                parent: None,
+                created_at: state.created_at,
+                updated_at: state.updated_at,
+                completed_at: state.completed_at,
+                revision: state.revision,
+                outbox: Vec::new(),
+                earlier_message_ids: Vec::new(),
+                earlier_execution_ids: Vec::new(),
+                trace_context: state.trace_context.clone(),
+            },
+        })
     }
-    span.end_with_timestamp(SystemTime::from(end));
+
+    /// Reports the execution's span, from its start to `end`, under the id its children were
+    /// given.
+    pub(crate) fn report(&self, end: DateTime<Utc>) {
+        let state = &self.state;
+        let Some(parent) = &state.trace_context else {
+            return;
+        };
+        let tracer = global::tracer(SCOPE);
+        let id = orchestration_span_id(&state.instance_id, &state.execution_id);
+        let mut span = telemetry::with_span_id(id, || {
+            tracer
+                .span_builder(format!("orchestration:{}", state.name))
+                .with_kind(SpanKind::Server)
+                .with_start_time(SystemTime::from(state.created_at))
+                .with_attributes(attributes(state, "orchestration"))
+                .start_with_context(&tracer, &context(parent))
+        });
+        span.set_attribute(KeyValue::new(
+            "durabletask.runtime_status",
+            format!("{:?}", state.status),
+        ));
+        if let Some(failure) = &state.failure {
+            span.set_status(Status::error(failure.error_message.clone()));
+        }
+        span.end_with_timestamp(SystemTime::from(end));
+    }
 }
 
 /// Reports a durable timer of a traced execution, from when it was created to when it fired.
