@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -34,6 +35,7 @@ pub const SCOPE: &str = "DurableOrchestrator";
 pub struct TelemetryError(String);
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static PINNED_SPAN_ID: Cell<Option<SpanId>> = const { Cell::new(None) };
@@ -90,11 +92,17 @@ where
 {
     let tracer = provider.tracer(SCOPE);
     opentelemetry::global::set_tracer_provider(provider);
+    EXPORTING.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
             meta.is_span() && meta.fields().field("otel.name").is_some()
         }))
+}
+
+/// Whether spans are exported: without, callers skip making spans and contexts no one sees.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
 }
 
 /// Exports what is still batched; called as the process stops.

@@ -52,8 +52,11 @@ fn orchestration_span_id(instance_id: &str, execution_id: &str) -> SpanId {
 }
 
 /// The context of the current execution's span, which its activities, timers and children are
-/// parented to; none when the execution is not traced.
+/// parented to; none when the execution is not traced, or nothing is exported.
 pub(crate) fn orchestration(state: &InstanceState) -> Option<TraceContext> {
+    if !telemetry::exporting() {
+        return None;
+    }
     let parent = context(state.trace_context.as_ref()?);
     let parent = parent.span().span_context().clone();
     let own = SpanContext::new(
@@ -84,7 +87,7 @@ pub(crate) fn tag(message: &mut Message, orchestration: Option<&TraceContext>) {
 /// Reports what the messages of a turn of a traced execution finish: timers that fired, and
 /// events raised by traced clients.
 pub(crate) fn delivered(state: &InstanceState, messages: &[&Message], now: DateTime<Utc>) {
-    if state.trace_context.is_none() {
+    if state.trace_context.is_none() || !telemetry::exporting() {
         return;
     }
     for message in messages {
@@ -116,7 +119,9 @@ impl Ended {
     /// The execution `state` ends with `status`; none if it is not traced. The copy leaves out
     /// the outbox, input and output, which the span does not report.
     pub(crate) fn of(state: &InstanceState, status: OrchestrationStatus) -> Option<Self> {
-        state.trace_context.as_ref()?;
+        if state.trace_context.is_none() || !telemetry::exporting() {
+            return None;
+        }
         Some(Self {
             state: InstanceState {
                 instance_id: state.instance_id.clone(),

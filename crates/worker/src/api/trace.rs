@@ -18,7 +18,11 @@ pub fn raise_event(headers: &HeaderMap, name: &str) -> Span {
     client_span(headers, format!("raise_event:{name}"), "producer")
 }
 
+/// No span when nothing is exported: its `otel.*` fields would only clutter the text log.
 fn client_span(headers: &HeaderMap, name: String, kind: &'static str) -> Span {
+    if !telemetry::exporting() {
+        return Span::none();
+    }
     let span = tracing::info_span!("client", otel.name = %name, otel.kind = kind);
     follow(&span, headers);
     span
