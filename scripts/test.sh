@@ -38,4 +38,4 @@ cargo test --locked --workspace --lib --bins --tests
 
 echo "==> the runtime suites again with the instance cache off (every message loads and replays)"
 DURABLE_INSTANCE_CACHE_INSTANCES=0 cargo test --locked \
-  --test features --test replay --test runtime --test azure_runtime --test e2e
+  --test features --test replay --test runtime --test azure_runtime --test e2e --test tracing

@@ -73,6 +73,7 @@ async fn hub(name: &str, partitions: u32) -> Hub {
 fn raised(instance_id: &str, id: &str, input: Option<String>) -> Message {
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: id.to_string(),
         destination: Destination::Instance {
             instance_id: instance_id.to_string(),
@@ -379,6 +380,7 @@ async fn instances_route_to_their_partitions_control_queue() {
         .collect();
     messages.push(Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: "work-1".to_string(),
         destination: Destination::WorkItem {
             instance_id: "instance-0".to_string(),

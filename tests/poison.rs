@@ -230,6 +230,7 @@ async fn poison_messages_are_parked_shown_requeued_and_discarded() {
         deliver_at: None,
         revision: None,
         more_calls: Vec::new(),
+        trace_context: None,
     };
     backend.send(&[late]).await.unwrap();
     let parked = wait_for_poison(&app, "purged-1").await;

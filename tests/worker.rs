@@ -138,6 +138,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
     // A start for an orchestrator this app does not have: the turn runs and fails the instance.
     let start = Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: "start-1".to_string(),
         destination: Destination::Instance {
             instance_id: "via-worker".to_string(),
@@ -155,6 +156,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
                 },
                 parent_instance: None,
                 scheduled_start_time: None,
+                parent_trace_context: None,
             },
         ),
         deliver_at: None,

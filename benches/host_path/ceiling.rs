@@ -157,6 +157,7 @@ impl Template {
             deliver_at: None,
             revision: Some(1),
             more_calls: Vec::new(),
+            trace_context: None,
         }
     }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use durable_engine::{
     EventKind, EventType, FailureDetails, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
-    ParentInstance,
+    ParentInstance, TraceContext,
 };
 
 fn at(seconds: i64, millis: u32) -> DateTime<Utc> {
@@ -57,6 +57,11 @@ fn one_of_each() -> Vec<HistoryEvent> {
                     task_schedule_id: 3,
                 }),
                 scheduled_start_time: Some(at(30, 0)),
+                parent_trace_context: Some(TraceContext {
+                    trace_parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                        .to_string(),
+                    trace_state: text("congo=t61rcWkgMzE"),
+                }),
             },
         ),
         (
@@ -340,6 +345,33 @@ fn execution_completed_writes_the_status_by_name() {
 }
 
 /// Rows written by DurableTask.Core carry fields this engine does not model (`IsPlayed`, `Tags`).
+#[test]
+fn a_start_keeps_its_trace_context_as_durable_task_core_and_reads_one_stored_without() {
+    let traced = &one_of_each()[1];
+    let value = serde_json::to_value(traced).unwrap();
+    assert_eq!(
+        value["ParentTraceContext"],
+        json!({
+            "TraceParent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "TraceState": "congo=t61rcWkgMzE"
+        })
+    );
+    let stored_before = json!({
+        "EventId": -1, "Timestamp": "2026-01-01T00:00:00Z", "EventType": "ExecutionStarted",
+        "Name": "Order", "OrchestrationInstance": {"InstanceId": "i", "ExecutionId": "e"}
+    });
+    let read: HistoryEvent = serde_json::from_value(stored_before.clone()).unwrap();
+    let EventKind::ExecutionStarted {
+        parent_trace_context,
+        ..
+    } = &read.kind
+    else {
+        panic!("{read:?}");
+    };
+    assert_eq!(parent_trace_context, &None);
+    assert_eq!(serde_json::to_value(&read).unwrap(), stored_before);
+}
+
 #[test]
 fn unknown_durable_task_core_fields_are_tolerated() {
     let row = json!({

@@ -213,6 +213,7 @@ impl Harness {
     ) {
         let message = Message {
             more_calls: Vec::new(),
+            trace_context: None,
             id: IdSource::random().next_id(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),

@@ -34,6 +34,7 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
         outbox: Vec::new(),
         earlier_message_ids: Vec::new(),
         earlier_execution_ids: Vec::new(),
+        trace_context: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn names(history: &[HistoryEvent]) -> Vec<String> {
 fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Message {
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: id.to_string(),
         destination: Destination::Instance {
             instance_id: instance_id.to_string(),

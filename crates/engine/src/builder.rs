@@ -65,6 +65,7 @@ impl HistoryBuilder {
                 orchestration_instance: instance,
                 parent_instance: None,
                 scheduled_start_time: None,
+                parent_trace_context: None,
             },
         )
     }

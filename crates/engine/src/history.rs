@@ -57,6 +57,16 @@ pub struct ParentInstance {
     pub task_schedule_id: i32,
 }
 
+/// A W3C trace context (`traceparent`, `tracestate`), as DurableTask.Core's
+/// `DistributedTraceContext`: stored, never interpreted by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TraceContext {
+    pub trace_parent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
+}
+
 /// Structured description of a failure, as DurableTask.Core's `FailureDetails`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -151,6 +161,10 @@ pub enum EventKind {
         parent_instance: Option<ParentInstance>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scheduled_start_time: Option<DateTime<Utc>>,
+        /// The span the execution's span is a child of: the client's start, or the parent
+        /// orchestration's span for a sub-orchestration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_trace_context: Option<TraceContext>,
     },
     ExecutionCompleted {
         orchestration_status: OrchestrationStatus,

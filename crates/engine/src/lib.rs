@@ -36,7 +36,7 @@ pub use executor::{
 pub use future::DurableFuture;
 pub use history::{
     EventKind, EventType, FailureDetails, HistoryEvent, OrchestrationInstance, OrchestrationStatus,
-    ParentInstance,
+    ParentInstance, TraceContext,
 };
 pub use registry::{ActivityContext, ActivityFuture, Registry, RegistryBuilder, RegistryError};
 pub use retry::RetryPolicy;

@@ -1,5 +1,6 @@
 //! How the worker and the dev host log to stdout, which the Functions host forwards: text, or
-//! JSON lines (`DURABLE_LOG_FORMAT`), colour only on a terminal, filtered by `RUST_LOG`.
+//! JSON lines (`DURABLE_LOG_FORMAT`), colour only on a terminal, filtered by `RUST_LOG`; and,
+//! beside them, the OpenTelemetry export of spans when it is set up ([`crate::telemetry`]).
 
 use std::io::IsTerminal;
 
@@ -7,8 +8,12 @@ use serde_json::{Map, Value};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::telemetry;
 
 /// The setting that picks the format: `text` (the default) or `json`.
 pub const LOG_FORMAT_SETTING: &str = "DURABLE_LOG_FORMAT";
@@ -49,24 +54,47 @@ pub fn init_from_env() -> Result<LogFormat, LogFormatError> {
 }
 
 fn init(format: LogFormat) {
+    // A filter of the log's own: the export beside it picks its spans by another.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let log = tracing_subscriber::fmt::layer().with_target(false);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-        LogFormat::Json => builder
-            .with_ansi(false)
-            .fmt_fields(JsonFields::new())
-            .event_format(FlatJson(
-                tracing_subscriber::fmt::format()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true)
-                    .with_target(false),
-            ))
-            .init(),
+        LogFormat::Text => install(
+            log.with_ansi(std::io::stdout().is_terminal())
+                .with_filter(filter),
+        ),
+        LogFormat::Json => install(
+            log.with_ansi(false)
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(true)
+                        .with_target(false),
+                ))
+                .with_filter(filter),
+        ),
+    }
+}
+
+/// Installs the log with the span export beside it, when the export is set up.
+fn install<L>(log: L)
+where
+    L: Layer<Registry> + Send + Sync,
+{
+    // The process's name (`worker`, `devhost`) is the service's unless OTEL_SERVICE_NAME says.
+    let service = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem()?.to_str().map(str::to_string))
+        .unwrap_or_else(|| "durable".to_string());
+    let logged = tracing_subscriber::registry().with(log);
+    match telemetry::layer(&service) {
+        Ok(export) => logged.with(export).init(),
+        Err(error) => {
+            logged.init();
+            tracing::warn!("{error}; spans are not exported");
+        }
     }
 }
 
@@ -101,7 +129,12 @@ fn flatten_spans(line: &str) -> String {
     if let Some(Value::Array(spans)) = object.remove("spans") {
         for span in spans {
             if let Value::Object(fields) = span {
-                from_spans.extend(fields.into_iter().filter(|(name, _)| name != "name"));
+                // `otel.*` fields name a span for the trace export, not for the log.
+                from_spans.extend(
+                    fields
+                        .into_iter()
+                        .filter(|(name, _)| name != "name" && !name.starts_with("otel.")),
+                );
             }
         }
     }
@@ -136,7 +169,7 @@ mod tests {
 
     #[test]
     fn span_fields_join_the_event_inner_spans_first_own_fields_kept() {
-        let line = r#"{"timestamp":"t","level":"INFO","message":"m","instance_id":"own","spans":[{"name":"invocation","function":"DurableControl00","instance_id":"a"},{"name":"turn","instance_id":"a","execution_id":"e","function":"MainWorkflow"}]}"#;
+        let line = r#"{"timestamp":"t","level":"INFO","message":"m","instance_id":"own","spans":[{"name":"invocation","function":"DurableControl00","instance_id":"a"},{"name":"turn","instance_id":"a","execution_id":"e","function":"MainWorkflow","otel.name":"activity:A"}]}"#;
         let flat: Value = serde_json::from_str(&flatten_spans(line)).unwrap();
         assert_eq!(
             flat,

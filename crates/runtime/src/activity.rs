@@ -1,13 +1,15 @@
 //! Running activities: from a work item (then its result goes straight into a turn of its
 //! instance) or in-process inside a turn. Each runs isolated, so a panic fails the task and not
-//! the worker. An activity runs in a span naming its instance, execution and function.
+//! the worker. An activity runs in a span naming its instance, execution and function, exported
+//! as `activity:<name>` under its orchestration's span when that execution is traced.
 
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{Disposition, Runtime, RuntimeError};
+use super::{spans, Disposition, Runtime, RuntimeError};
 use durable_engine::{
     panic_message, ActivityContext, ActivityError, EventKind, FailureDetails, HistoryEvent,
+    TraceContext,
 };
 use durable_store::backend::Backend;
 use durable_store::model::{Destination, Message};
@@ -40,7 +42,9 @@ impl<B: Backend> Runtime<B> {
             calls.push((ctx, input.clone()));
         }
         let task_ids: Vec<i32> = calls.iter().map(|(ctx, _)| ctx.task_id).collect();
-        let results = self.run_activities(calls).await;
+        let results = self
+            .run_activities(calls, message.trace_context.as_ref())
+            .await;
         let now = self.clock.now();
         let results: Vec<Message> = results
             .into_iter()
@@ -61,6 +65,7 @@ impl<B: Backend> Runtime<B> {
                 deliver_at: None,
                 revision: None,
                 more_calls: Vec::new(),
+                trace_context: None,
             })
             .collect();
         // The results are applied here, in a turn with any other results waiting for the
@@ -79,31 +84,51 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Runs the calls concurrently; returns their completion events (TaskCompleted or
-    /// TaskFailed) in the order given.
+    /// TaskFailed) in the order given. `orchestration` is the span of the execution that
+    /// scheduled them, if it is traced.
     pub(crate) async fn run_activities(
         &self,
         calls: Vec<(ActivityContext, Option<String>)>,
+        orchestration: Option<&TraceContext>,
     ) -> Vec<EventKind> {
-        let started: Vec<(i32, String, Option<Running>)> = calls
+        let started: Vec<(i32, String, tracing::Span, Option<Running>)> = calls
             .into_iter()
             .map(|(ctx, input)| {
                 let (task_id, name) = (ctx.task_id, ctx.name.clone());
-                let span = tracing::info_span!(
-                    "activity",
-                    instance_id = %ctx.instance_id,
-                    execution_id = %ctx.execution_id,
-                    function = %ctx.name,
-                    task_id,
-                );
+                // Two call sites, as only a span declaring `otel.name` is exported.
+                let span = match orchestration {
+                    Some(parent) => {
+                        let span = tracing::info_span!(
+                            "activity",
+                            instance_id = %ctx.instance_id,
+                            execution_id = %ctx.execution_id,
+                            function = %ctx.name,
+                            task_id,
+                            otel.name = %format_args!("activity:{}", ctx.name),
+                            otel.kind = "server",
+                            otel.status_code = tracing::field::Empty,
+                            otel.status_description = tracing::field::Empty,
+                        );
+                        spans::adopt(&span, parent);
+                        span
+                    }
+                    None => tracing::info_span!(
+                        "activity",
+                        instance_id = %ctx.instance_id,
+                        execution_id = %ctx.execution_id,
+                        function = %ctx.name,
+                        task_id,
+                    ),
+                };
                 let running = self
                     .registry
                     .start_activity(ctx, input)
-                    .map(|activity| tokio::spawn(activity.instrument(span)));
-                (task_id, name, running)
+                    .map(|activity| tokio::spawn(activity.instrument(span.clone())));
+                (task_id, name, span, running)
             })
             .collect();
         let mut results = Vec::with_capacity(started.len());
-        for (task_scheduled_id, name, running) in started {
+        for (task_scheduled_id, name, span, running) in started {
             let outcome = match running {
                 None => Err(FailureDetails::new(
                     "ActivityNotFound",
@@ -123,6 +148,12 @@ impl<B: Backend> Runtime<B> {
                     )),
                 },
             };
+            if let Err(details) = &outcome {
+                // Held until here, so the exported span says how the activity ended.
+                span.record("otel.status_code", "error");
+                span.record("otel.status_description", details.error_message.as_str());
+            }
+            drop(span);
             results.push(match outcome {
                 Ok(result) => EventKind::TaskCompleted {
                     task_scheduled_id,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Runtime, RuntimeError};
+use super::{spans, Runtime, RuntimeError};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use durable_store::backend::Backend;
 use durable_store::model::{Destination, InstanceSummary, Message, Receipt};
@@ -94,6 +94,15 @@ impl<B: Backend> Runtime<B> {
         // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
         // create is the check.
         let (mut message, mut summary) = self.start_records(name, &instance_id, input);
+        if let EventKind::ExecutionStarted {
+            parent_trace_context,
+            ..
+        } = &mut message.event.kind
+        {
+            // The caller's span (the worker's `create_orchestration`) parents the execution.
+            // A start the sweep re-sends is rebuilt from the summary, without it.
+            *parent_trace_context = spans::current();
+        }
         let new_instance = self.backend.create_summary(&summary).await?;
         if !new_instance {
             summary.revision = self.start_revision(&instance_id).await?;
@@ -279,6 +288,8 @@ impl<B: Backend> Runtime<B> {
         }
         let message = Message {
             more_calls: Vec::new(),
+            // The client's span, which a raised event's delivery is reported in.
+            trace_context: spans::current(),
             id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id,
@@ -302,6 +313,7 @@ impl<B: Backend> Runtime<B> {
 pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id,
         destination: Destination::Instance {
             instance_id: summary.instance_id.clone(),
@@ -319,6 +331,7 @@ pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
                 },
                 parent_instance: None,
                 scheduled_start_time: None,
+                parent_trace_context: None,
             },
         ),
         deliver_at: None,

@@ -17,6 +17,7 @@ mod resident;
 mod rewind;
 mod sessions;
 pub mod settings;
+mod spans;
 pub mod stuck;
 mod sweep;
 #[cfg(feature = "testkit")]

@@ -159,6 +159,7 @@ mod tests {
     fn message(instance_id: &str, id: &str) -> Message {
         Message {
             more_calls: Vec::new(),
+            trace_context: None,
             id: id.to_string(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),

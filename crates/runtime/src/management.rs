@@ -341,6 +341,7 @@ impl<B: Backend> Runtime<B> {
 fn wake_up(state: &InstanceState, reason: &str, now: DateTime<Utc>, ids: &IdSource) -> Message {
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: state.instance_id.clone(),

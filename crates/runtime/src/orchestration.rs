@@ -16,7 +16,7 @@ use super::outbox::{
 };
 use super::resident::{Code, Known};
 use super::sessions::{Sessions, Token};
-use super::{Disposition, Runtime, RuntimeError};
+use super::{spans, Disposition, Runtime, RuntimeError};
 use durable_engine::{
     Action, ActivityContext, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance,
     OrchestrationStatus, ParentInstance, Turn, TurnOutcome,
@@ -491,6 +491,10 @@ impl<B: Backend> Runtime<B> {
         span.record("execution_id", display(&work.state.execution_id));
         span.record("function", display(&work.state.name));
         let summary_before = work.state.summary();
+        // Reported as applied: a turn whose commit fails reports them again when retried.
+        spans::delivered(&work.state, messages, now);
+        // Executions this turn ends, whose spans are reported once it has committed.
+        let mut ended: Vec<spans::Ended> = Vec::new();
         let mut new_events: Vec<HistoryEvent> =
             std::iter::once(HistoryEvent::message(now, EventKind::OrchestratorStarted))
                 .chain(messages.iter().map(|message| message.event.clone()))
@@ -521,6 +525,7 @@ impl<B: Backend> Runtime<B> {
                 instance_id: instance_id.clone(),
                 execution_id: work.state.execution_id.clone(),
             };
+            let orchestration_trace = spans::orchestration(&work.state);
             let activities: Vec<&Action> = turn
                 .actions
                 .iter()
@@ -539,6 +544,7 @@ impl<B: Backend> Runtime<B> {
                 && activities.len() <= self.options.max_inline_fan_out
                 && activities.len() <= inline_budget;
             let mut calls = Vec::new();
+            let sent_before = outbox.len();
             for action in turn.actions.iter() {
                 match action {
                     Action::ScheduleTask { .. } if run_inline => {}
@@ -557,6 +563,9 @@ impl<B: Backend> Runtime<B> {
                         &self.options.ids,
                     )),
                 }
+            }
+            for message in calls.iter_mut().chain(&mut outbox[sent_before..]) {
+                spans::tag(message, orchestration_trace.as_ref());
             }
             outbox.extend(work_items(calls));
             stored.extend(
@@ -597,7 +606,9 @@ impl<B: Backend> Runtime<B> {
                         _ => None,
                     })
                     .collect();
-                let results = self.run_activities(calls).await;
+                let results = self
+                    .run_activities(calls, orchestration_trace.as_ref())
+                    .await;
                 let resumed_at = self.clock.now();
                 new_events = std::iter::once(HistoryEvent::message(
                     resumed_at,
@@ -618,6 +629,9 @@ impl<B: Backend> Runtime<B> {
             } = turn.outcome
             else {
                 record_end(&mut work.state, &turn.outcome, now);
+                if work.state.status.is_terminal() {
+                    ended.extend(spans::Ended::of(&work.state, work.state.status));
+                }
                 if let Some(parent) = &work.state.parent {
                     outbox.extend(parent_notification(
                         parent,
@@ -641,6 +655,10 @@ impl<B: Backend> Runtime<B> {
                 .chain(stored.iter().filter_map(|event| event.message_id.clone()))
                 .collect();
             let ending = work.state.clone();
+            ended.extend(spans::Ended::of(
+                &ending,
+                OrchestrationStatus::ContinuedAsNew,
+            ));
             remember_execution(&mut work.state, &ending, consumed);
             work.state.execution_id = self.options.ids.next_id();
             span.record("execution_id", display(&work.state.execution_id));
@@ -663,6 +681,7 @@ impl<B: Backend> Runtime<B> {
                         },
                         parent_instance: work.state.parent.clone(),
                         scheduled_start_time: None,
+                        parent_trace_context: work.state.trace_context.clone(),
                     },
                 ),
             ];
@@ -677,6 +696,9 @@ impl<B: Backend> Runtime<B> {
         }
         committed?;
         self.counters.turn_committed();
+        for execution in &ended {
+            execution.report(self.clock.now());
+        }
         if new_execution || summary_fields_differ(&summary_before, &work.state) {
             self.write_summary(&work.state.summary()).await?;
             work.summary_current = true;
@@ -945,6 +967,7 @@ fn start_state(
         input,
         orchestration_instance,
         parent_instance,
+        parent_trace_context,
         ..
     } = &started.kind
     else {
@@ -970,6 +993,7 @@ fn start_state(
         outbox: Vec::new(),
         earlier_message_ids: Vec::new(),
         earlier_execution_ids: Vec::new(),
+        trace_context: parent_trace_context.clone(),
     })
 }
 

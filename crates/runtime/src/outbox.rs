@@ -109,6 +109,7 @@ pub fn action_message(
                         task_schedule_id: id,
                     }),
                     scheduled_start_time: None,
+                    parent_trace_context: None,
                 },
             ),
             None,
@@ -129,6 +130,7 @@ pub fn action_message(
     };
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: ids.next_id(),
         destination,
         event,
@@ -201,6 +203,7 @@ fn to_parent(
 ) -> Message {
     Message {
         more_calls: Vec::new(),
+        trace_context: None,
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: parent.orchestration_instance.instance_id.clone(),

@@ -129,6 +129,7 @@ mod tests {
                     },
                     parent_instance: None::<ParentInstance>,
                     scheduled_start_time: None,
+                    parent_trace_context: None,
                 },
             ),
         ]

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use durable_engine::{FailureDetails, HistoryEvent, OrchestrationStatus, ParentInstance};
+use durable_engine::{
+    FailureDetails, HistoryEvent, OrchestrationStatus, ParentInstance, TraceContext,
+};
 
 /// Unique id of a message; the key duplicates are recognised by.
 pub type MessageId = String;
@@ -54,6 +56,10 @@ pub struct Message {
     /// a large fan-out travels in fewer messages; empty for every other message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_calls: Vec<HistoryEvent>,
+    /// The span this message was sent from: on a work item, its orchestration's span (the
+    /// activities' parent); on a raised event, the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
 }
 
 /// The state of an instance: the source of truth every write is guarded on.
@@ -91,6 +97,10 @@ pub struct InstanceState {
     /// of one of them is recognised as a duplicate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_execution_ids: Vec<String>,
+    /// The current execution's parent span, from its ExecutionStarted: a turn parents what it
+    /// schedules without reading the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
 }
 
 impl InstanceState {

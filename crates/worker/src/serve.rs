@@ -131,6 +131,8 @@ where
                 .map_err(ServeError::Runtime)
         })
         .and_then(|runtime| runtime.block_on(serve(std::env::vars().collect(), setup)));
+    // Spans still batched would be lost with the process.
+    durable_protocol::telemetry::flush();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

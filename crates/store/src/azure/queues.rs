@@ -487,6 +487,7 @@ mod tests {
     fn message(input: Option<String>) -> Message {
         Message {
             more_calls: Vec::new(),
+            trace_context: None,
             id: "m/1".to_string(),
             destination: Destination::Instance {
                 instance_id: "order^7 it's".to_string(),

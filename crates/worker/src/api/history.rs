@@ -221,6 +221,7 @@ mod tests {
                     },
                     parent_instance: None,
                     scheduled_start_time: None,
+                    parent_trace_context: None,
                 },
             ),
             HistoryEvent::new(
@@ -337,6 +338,7 @@ mod tests {
                         task_schedule_id: 0,
                     }),
                     scheduled_start_time: None,
+                    parent_trace_context: None,
                 },
             ),
             HistoryEvent::new(

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::eager::Reservation;
 use super::extract::{Body, Params, Segments};
@@ -15,7 +16,7 @@ use super::history::history_payload;
 use super::start::{check_status_or_wait, Wait};
 use super::status::{payload, status_code};
 use super::urls::base_url;
-use super::{instance_id, ApiError, ApiState};
+use super::{instance_id, trace, ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
 use durable_store::backend::Backend;
 
@@ -144,6 +145,7 @@ pub async fn raise_event<B: Backend>(
     let raised = state
         .runtime
         .raise_event_message(id.as_str(), &event_name, data, Reservation::hold(&eager))
+        .instrument(trace::raise_event(&headers, &event_name))
         .await?;
     if let Some(eager) = eager {
         eager.run(&state.runtime, raised);

@@ -15,6 +15,7 @@ mod query;
 mod start;
 mod status;
 mod stuck;
+mod trace;
 mod urls;
 
 use std::sync::Arc;

@@ -10,10 +10,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use tracing::Instrument;
+
 use super::extract::{Body, Params, Segments};
 use super::status::{json_value, payload, status_code};
 use super::urls::{base_url, InstanceUrls};
-use super::{ApiError, ApiState};
+use super::{trace, ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
 use durable_runtime::{EndWatch, Queued, Runtime, StartDelivery};
 use durable_store::backend::Backend;
@@ -128,6 +130,7 @@ async fn start_instance<B: Backend>(
     let started = state
         .runtime
         .start_message(&function_name, instance_id.as_deref(), input, delivery)
+        .instrument(trace::create_orchestration(&headers, &function_name))
         .await?;
     let instance_id = started.message.destination.instance_id().to_string();
     // Taken before the eager turn runs, so an end it reaches at once is not missed.
