@@ -726,6 +726,11 @@ async fn purge_removes_ended_instances_one_or_by_filter() {
             &format!("/api/instances?createdTimeFrom={from}&runtimeStatus=Running"),
             "ended",
         ),
+        // The list narrows by name after its query; a purge refuses it rather than ignore it.
+        (
+            &format!("/api/instances?createdTimeFrom={from}&name=HelloSequence5"),
+            "'name'",
+        ),
     ] {
         assert_error(&delete(&app, path).await, StatusCode::BAD_REQUEST, needle);
     }

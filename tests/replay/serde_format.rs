@@ -344,7 +344,8 @@ fn execution_completed_writes_the_status_by_name() {
     );
 }
 
-/// Rows written by DurableTask.Core carry fields this engine does not model (`IsPlayed`, `Tags`).
+/// `ParentTraceContext` as DurableTask.Core names it; a start stored before it existed reads back
+/// the same.
 #[test]
 fn a_start_keeps_its_trace_context_as_durable_task_core_and_reads_one_stored_without() {
     let traced = &one_of_each()[1];
@@ -372,6 +373,7 @@ fn a_start_keeps_its_trace_context_as_durable_task_core_and_reads_one_stored_wit
     assert_eq!(serde_json::to_value(&read).unwrap(), stored_before);
 }
 
+/// Rows written by DurableTask.Core carry fields this engine does not model (`IsPlayed`, `Tags`).
 #[test]
 fn unknown_durable_task_core_fields_are_tolerated() {
     let row = json!({

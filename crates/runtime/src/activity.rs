@@ -43,7 +43,7 @@ impl<B: Backend> Runtime<B> {
         }
         let task_ids: Vec<i32> = calls.iter().map(|(ctx, _)| ctx.task_id).collect();
         let results = self
-            .run_activities(calls, message.trace_context.as_ref())
+            .run_activities(calls, spans::exported(message.trace_context.as_ref()))
             .await;
         let now = self.clock.now();
         let results: Vec<Message> = results

@@ -491,8 +491,7 @@ impl<B: Backend> Runtime<B> {
         span.record("execution_id", display(&work.state.execution_id));
         span.record("function", display(&work.state.name));
         let summary_before = work.state.summary();
-        // Reported as applied: a turn whose commit fails reports them again when retried.
-        spans::delivered(&work.state, messages, now);
+        let delivered = spans::Delivered::of(&work.state, messages, now);
         // Executions this turn ends, whose spans are reported once it has committed.
         let mut ended: Vec<spans::Ended> = Vec::new();
         let mut new_events: Vec<HistoryEvent> =
@@ -696,6 +695,9 @@ impl<B: Backend> Runtime<B> {
         }
         committed?;
         self.counters.turn_committed();
+        if let Some(delivered) = &delivered {
+            delivered.report();
+        }
         for execution in &ended {
             execution.report(self.clock.now());
         }

@@ -21,7 +21,16 @@ const SPAN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c3b_4a59_4e87_b0c1_9d2e_
 /// The current `tracing` span's context, if it is exported: none when the export is off, so an
 /// untraced process stores nothing.
 pub(crate) fn current() -> Option<TraceContext> {
+    if !telemetry::exporting() {
+        return None;
+    }
     stored(&tracing::Span::current().context())
+}
+
+/// A stored context, while this worker exports: one stored by an exporting worker is ignored
+/// by one that does not.
+pub(crate) fn exported(context: Option<&TraceContext>) -> Option<&TraceContext> {
+    context.filter(|_| telemetry::exporting())
 }
 
 /// Makes the current `tracing` span a child of `parent` (a stored context).
@@ -86,17 +95,50 @@ pub(crate) fn tag(message: &mut Message, orchestration: Option<&TraceContext>) {
 
 /// Reports what the messages of a turn of a traced execution finish: timers that fired, and
 /// events raised by traced clients.
-pub(crate) fn delivered(state: &InstanceState, messages: &[&Message], now: DateTime<Utc>) {
-    if state.trace_context.is_none() || !telemetry::exporting() {
-        return;
+/// The spans of the timers and events a turn applies, reported once the turn has committed (a
+/// turn refused and retried would otherwise report them twice); none if nothing is traced.
+pub(crate) struct Delivered {
+    state: Ended,
+    messages: Vec<Message>,
+    at: DateTime<Utc>,
+}
+
+impl Delivered {
+    pub(crate) fn of(
+        state: &InstanceState,
+        messages: &[&Message],
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
+        let traced = |message: &&&Message| {
+            matches!(
+                (&message.event.kind, &message.trace_context),
+                (EventKind::TimerFired { .. }, _) | (EventKind::EventRaised { .. }, Some(_))
+            )
+        };
+        if !messages.iter().any(|message| traced(&message)) {
+            return None;
+        }
+        Some(Self {
+            state: Ended::of(state, state.status)?,
+            messages: messages
+                .iter()
+                .filter(traced)
+                .map(|m| (*m).clone())
+                .collect(),
+            at,
+        })
     }
-    for message in messages {
-        match (&message.event.kind, &message.trace_context) {
-            (EventKind::TimerFired { .. }, _) => timer(state, message.event.timestamp, now),
-            (EventKind::EventRaised { name, .. }, Some(sender)) => {
-                event_received(state, sender, name, message.event.timestamp, now)
+
+    pub(crate) fn report(&self) {
+        let state = &self.state.state;
+        for message in &self.messages {
+            match (&message.event.kind, &message.trace_context) {
+                (EventKind::TimerFired { .. }, _) => timer(state, message.event.timestamp, self.at),
+                (EventKind::EventRaised { name, .. }, Some(sender)) => {
+                    event_received(state, sender, name, message.event.timestamp, self.at)
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
 }

@@ -11,6 +11,8 @@ use durable_store::model::{InstanceQuery, InstanceSummary};
 use crate::rewind::pending_work;
 use crate::{Runtime, RuntimeError};
 
+/// Pages of Pending and Running summaries one look for stuck instances reads at most.
+const MAX_STUCK_PAGES: usize = 10;
 /// Summaries read per query page.
 const STUCK_PAGE: usize = 100;
 
@@ -49,7 +51,9 @@ impl<B: Backend> Runtime<B> {
         };
         let mut found = Vec::new();
         let mut examined = 0;
-        loop {
+        // Instances created long ago but active since are skipped without counting: bound the
+        // pages too, so one request never walks a whole large table.
+        for _ in 0..MAX_STUCK_PAGES {
             let page = self.backend.query(&query).await?;
             for summary in page.items.into_iter().filter(|s| s.updated_at <= before) {
                 examined += 1;
@@ -62,6 +66,7 @@ impl<B: Backend> Runtime<B> {
                 _ => return Ok(found),
             }
         }
+        Ok(found)
     }
 
     async fn why_stuck(

@@ -37,6 +37,13 @@ pub async fn purge_matching<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     params: Params,
 ) -> Result<Response, ApiError> {
+    // The list's `name` narrows pages after the query; a purge has no such step, so rather
+    // than purge instances of every name, it refuses the filter.
+    if params.get("name").is_some() {
+        return Err(ApiError::bad_request(
+            "a purge by filter does not take 'name'; purge by 'instanceIdPrefix' or one id at a time",
+        ));
+    }
     let mut filter = instance_filter(&params)?;
     if filter.created_from.is_none() {
         return Err(ApiError::bad_request(
