@@ -118,7 +118,7 @@ impl<B: Backend> Runtime<B> {
         self.backend
             .park(&PoisonMessage {
                 id: message.id.clone(),
-                queue: queue_label(self.backend.queue_for(&message.destination)),
+                queue: self.backend.queue_for(&message.destination).label(),
                 instance_id: Some(instance_id.to_string()),
                 reason: reason.to_string(),
                 attempts,
@@ -142,7 +142,7 @@ impl<B: Backend> Runtime<B> {
         self.backend
             .park(&PoisonMessage {
                 id: id.clone(),
-                queue: queue_label(delivery.queue),
+                queue: delivery.queue.label(),
                 instance_id: None,
                 reason: reason.to_string(),
                 attempts: delivery.attempt,
@@ -187,13 +187,5 @@ impl<B: Backend> Runtime<B> {
         } else {
             Err(PoisonError::NotFound(id.to_string()))
         }
-    }
-}
-
-/// The queue as records name it: `control-NN` or `workitems`, as in the task hub's queue names.
-fn queue_label(queue: QueueKind) -> String {
-    match queue {
-        QueueKind::Control(index) => format!("control-{index:02}"),
-        QueueKind::WorkItems => "workitems".to_string(),
     }
 }

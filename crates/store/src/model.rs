@@ -296,6 +296,17 @@ pub enum QueueKind {
     WorkItems,
 }
 
+impl QueueKind {
+    /// The queue as operators see it named: `control-NN` or `workitems`, the task hub's queue
+    /// names without the hub.
+    pub fn label(self) -> String {
+        match self {
+            Self::Control(index) => format!("control-{index:02}"),
+            Self::WorkItems => "workitems".to_string(),
+        }
+    }
+}
+
 /// Proof of having received a message, needed to delete it or make it visible again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Receipt {

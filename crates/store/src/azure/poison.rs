@@ -3,19 +3,18 @@
 //! the number of records, and checked against them whenever a status read finds it above 0.
 
 use azure_core::Etag;
-use azure_data_tables::prelude::{Filter, IfMatchCondition, Select, Top};
+use azure_data_tables::prelude::{Filter, IfMatchCondition, Select};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::errors::{classify, status};
 use super::known_summaries::KnownSummary;
-use super::tables::{from_json, json, time, Tables};
+use super::tables::{first_rows, from_json, json, page_size, paged, time, Tables};
 use crate::backend::StoreError;
 use crate::model::{Page, PoisonMessage, PoisonQuery};
 use crate::names::{escape_key, odata_escape, odata_literal};
 
-const DEFAULT_PAGE_SIZE: usize = 100;
 /// Recounts that lose the race with another writer of the summary row try again this often.
 const COUNT_ATTEMPTS: usize = 8;
 
@@ -91,11 +90,7 @@ impl Tables {
         &self,
         query: &PoisonQuery,
     ) -> Result<Page<PoisonMessage>, StoreError> {
-        let page_size = if query.page_size == 0 {
-            DEFAULT_PAGE_SIZE
-        } else {
-            query.page_size
-        };
+        let page_size = page_size(query.page_size);
         let mut clauses = Vec::new();
         if let Some(instance_id) = &query.instance_id {
             clauses.push(format!("InstanceId eq {}", odata_literal(instance_id)));
@@ -106,33 +101,18 @@ impl Tables {
                 odata_literal(&escape_key(after))
             ));
         }
-        let mut builder = self
-            .poison
-            .query()
-            .top(Top::new(u32::try_from(page_size.min(1000)).unwrap_or(1000)));
-        if !clauses.is_empty() {
-            builder = builder.filter(Filter::new(clauses.join(" and ")));
+        let rows: Vec<PoisonRow> = first_rows(
+            &self.poison,
+            clauses.join(" and "),
+            page_size,
+            "list poison messages",
+        )
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.decode_poison(row).await?);
         }
-        let mut pages = builder.into_stream::<PoisonRow>();
-        let mut items = Vec::new();
-        'pages: while let Some(page) = pages.next().await {
-            for row in page
-                .map_err(|e| classify("list poison messages", e))?
-                .entities
-            {
-                items.push(self.decode_poison(&row).await?);
-                if items.len() == page_size {
-                    break 'pages;
-                }
-            }
-        }
-        let continuation = (items.len() == page_size)
-            .then(|| items.last().map(|last| last.id.clone()))
-            .flatten();
-        Ok(Page {
-            items,
-            continuation,
-        })
+        Ok(paged(items, page_size, |last| last.id.clone()))
     }
 
     pub async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {

@@ -120,6 +120,52 @@ pub(super) fn time(value: DateTime<Utc>) -> String {
     value.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A query's page size: `0` asks for the default.
+pub(super) fn page_size(asked: usize) -> usize {
+    if asked == 0 {
+        DEFAULT_PAGE_SIZE
+    } else {
+        asked
+    }
+}
+
+/// The first `page_size` rows of `table` that `filter` (empty: every row) keeps, in key order.
+pub(super) async fn first_rows<R: DeserializeOwned + Send + Sync>(
+    table: &TableClient,
+    filter: String,
+    page_size: usize,
+    operation: &str,
+) -> Result<Vec<R>, StoreError> {
+    let mut builder = table
+        .query()
+        .top(Top::new(u32::try_from(page_size.min(1000)).unwrap_or(1000)));
+    if !filter.is_empty() {
+        builder = builder.filter(Filter::new(filter));
+    }
+    let mut pages = builder.into_stream::<R>();
+    let mut rows = Vec::new();
+    while let Some(page) = pages.next().await {
+        for row in page.map_err(|e| classify_read(operation, e))?.entities {
+            rows.push(row);
+            if rows.len() == page_size {
+                return Ok(rows);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A page of `items`, continued after the last one's key (`key`) when it is full.
+pub(super) fn paged<T>(items: Vec<T>, page_size: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let continuation = (items.len() == page_size)
+        .then(|| items.last().map(key))
+        .flatten();
+    Page {
+        items,
+        continuation,
+    }
+}
+
 pub(super) fn json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::InvalidInput(format!("cannot serialize {what}: {e}")))
@@ -654,39 +700,19 @@ impl Tables {
     }
 
     pub async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
-        let page_size = if query.page_size == 0 {
-            DEFAULT_PAGE_SIZE
-        } else {
-            query.page_size
-        };
-        let filter = summary_filter(query);
-        let mut builder = self
-            .instances
-            .query()
-            .top(Top::new(u32::try_from(page_size.min(1000)).unwrap_or(1000)));
-        if !filter.is_empty() {
-            builder = builder.filter(Filter::new(filter));
+        let page_size = page_size(query.page_size);
+        let rows: Vec<SummaryRow> = first_rows(
+            &self.instances,
+            summary_filter(query),
+            page_size,
+            "query instances",
+        )
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.decode_summary(row).await?);
         }
-        let mut pages = builder.into_stream::<SummaryRow>();
-        let mut items = Vec::new();
-        'pages: while let Some(page) = pages.next().await {
-            for row in page
-                .map_err(|e| classify_read("query instances", e))?
-                .entities
-            {
-                items.push(self.decode_summary(&row).await?);
-                if items.len() == page_size {
-                    break 'pages;
-                }
-            }
-        }
-        let continuation = (items.len() == page_size)
-            .then(|| items.last().map(|last| last.instance_id.clone()))
-            .flatten();
-        Ok(Page {
-            items,
-            continuation,
-        })
+        Ok(paged(items, page_size, |last| last.instance_id.clone()))
     }
 
     pub async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {

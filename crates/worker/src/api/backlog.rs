@@ -21,11 +21,11 @@ pub async fn queues<B: Backend>(
         .iter()
         .map(|b| match b.queue {
             QueueKind::Control(partition) => json!({
-                "queue": format!("control-{partition:02}"),
+                "queue": b.queue.label(),
                 "partition": partition,
                 "messages": b.messages,
             }),
-            QueueKind::WorkItems => json!({"queue": "workitems", "messages": b.messages}),
+            QueueKind::WorkItems => json!({"queue": b.queue.label(), "messages": b.messages}),
         })
         .collect();
     Ok(Json(json!({ "taskHub": state.task_hub, "queues": queues })))
