@@ -19,6 +19,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::StatusCode;
@@ -316,4 +318,44 @@ async fn timers_are_spans_of_their_orchestration_and_a_raised_event_joins_its_ca
         vec![(CALLER_TRACE.to_string(), orchestration.span_id.clone())],
         "linked to the orchestration that received it"
     );
+}
+
+/// A start made by a trigger function (the sync queue processor's `start_once`) is traced too:
+/// the invocation's span, the start under it, the orchestration under the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_made_by_a_trigger_function_is_traced_under_its_invocation() {
+    let (app, spans) = traced_app().await;
+    let (_, clients) = app.storage();
+    let item = json!({"Id": 1, "SyncName": "Traced", "TriggerDateUtc": "2026-12-02T10:00:00Z"});
+    clients
+        .queues
+        .queue_client("output-queue")
+        .put_message(BASE64.encode(item.to_string()))
+        .await
+        .unwrap();
+    let done = app
+        .wait_for_end("Workflow-1-Traced-20261202100000", Duration::from_secs(60))
+        .await;
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+
+    let received = wait_for_spans(
+        &spans,
+        &[
+            "function:SyncQueueProcessor",
+            "create_orchestration:MainWorkflow",
+            "orchestration:MainWorkflow",
+        ],
+    )
+    .await;
+    let function = one(&received, "function:SyncQueueProcessor");
+    assert_eq!(
+        function.parent_span_id, "",
+        "the dev host sends no traceparent"
+    );
+    assert_eq!(function.kind, 5, "a consumer span");
+    let start = one(&received, "create_orchestration:MainWorkflow");
+    assert_eq!(start.parent_span_id, function.span_id);
+    let orchestration = one(&received, "orchestration:MainWorkflow");
+    assert_eq!(orchestration.parent_span_id, start.span_id);
+    assert_eq!(orchestration.trace_id, function.trace_id);
 }

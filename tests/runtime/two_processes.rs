@@ -163,7 +163,7 @@ async fn a_result_for_a_task_another_process_scheduled_is_not_dropped_by_a_stale
 }
 
 /// `Flaky` returns what `FailOnce` returns; `FailOnce` fails its first call only.
-fn flaky_registry() -> Registry {
+pub(crate) fn flaky_registry() -> Registry {
     let calls = Arc::new(AtomicUsize::new(0));
     Registry::builder()
         .orchestrator("Flaky", |ctx: OrchestrationContext, (): ()| async move {

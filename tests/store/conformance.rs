@@ -35,6 +35,7 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
         earlier_message_ids: Vec::new(),
         earlier_execution_ids: Vec::new(),
         trace_context: None,
+        rewinds: 0,
     }
 }
 

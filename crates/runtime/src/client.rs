@@ -94,15 +94,6 @@ impl<B: Backend> Runtime<B> {
         // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
         // create is the check.
         let (mut message, mut summary) = self.start_records(name, &instance_id, input);
-        if let EventKind::ExecutionStarted {
-            parent_trace_context,
-            ..
-        } = &mut message.event.kind
-        {
-            // The caller's span (the worker's `create_orchestration`) parents the execution.
-            // A start the sweep re-sends is rebuilt from the summary, without it.
-            *parent_trace_context = spans::current();
-        }
         let new_instance = self.backend.create_summary(&summary).await?;
         if !new_instance {
             summary.revision = self.start_revision(&instance_id).await?;
@@ -166,6 +157,9 @@ impl<B: Backend> Runtime<B> {
             completed_at: None,
             revision: 1,
             client_start_id: None,
+            // The caller's span (the worker's `create_orchestration`) parents the execution,
+            // kept on the summary for a start the sweep rebuilds.
+            trace_context: spans::current(),
             poison_messages: 0,
         };
         let message = client_start(&summary, self.options.ids.next_id());
@@ -331,7 +325,7 @@ pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
                 },
                 parent_instance: None,
                 scheduled_start_time: None,
-                parent_trace_context: None,
+                parent_trace_context: summary.trace_context.clone(),
             },
         ),
         deliver_at: None,

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use super::ids::IdSource;
 use super::outbox::{action_message, parent_notification};
 use super::rewind::{pending_work, rewind};
+use super::spans;
 use super::{Runtime, RuntimeError};
 use durable_engine::{
     Action, EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstance,
@@ -237,13 +238,18 @@ impl<B: Backend> Runtime<B> {
         } = instance;
         let rewound = rewind(&history, &message_ids);
         let kept: Vec<HistoryEvent> = rewound.events.iter().map(|e| e.event.clone()).collect();
-        let (messages, children) = self.resume_pending(&state, &kept, now).await?;
+        let (mut messages, children) = self.resume_pending(&state, &kept, now).await?;
         state.status = OrchestrationStatus::Running;
         state.output = None;
         state.failure = None;
         state.completed_at = None;
         state.updated_at = now;
         state.revision += 1;
+        state.rewinds += 1;
+        let run = spans::orchestration(&state);
+        for message in &mut messages {
+            spans::tag(message, run.as_ref());
+        }
         state.earlier_message_ids.extend(rewound.forgotten);
         // The open work goes out through the outbox: the wake-up's turn sends it (or any turn
         // does, should this process stop before the wake-up is sent).

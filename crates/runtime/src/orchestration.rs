@@ -660,6 +660,7 @@ impl<B: Backend> Runtime<B> {
             ));
             remember_execution(&mut work.state, &ending, consumed);
             work.state.execution_id = self.options.ids.next_id();
+            work.state.rewinds = 0;
             span.record("execution_id", display(&work.state.execution_id));
             work.state.input = input.clone();
             work.restart_history();
@@ -996,6 +997,7 @@ fn start_state(
         earlier_message_ids: Vec::new(),
         earlier_execution_ids: Vec::new(),
         trace_context: parent_trace_context.clone(),
+        rewinds: 0,
     })
 }
 

@@ -49,12 +49,15 @@ fn context(stored: &TraceContext) -> Context {
     telemetry::extract(&stored.trace_parent, stored.trace_state.as_deref())
 }
 
-/// The id of an execution's span: every turn, in whatever process, derives the same one.
-fn orchestration_span_id(instance_id: &str, execution_id: &str) -> SpanId {
-    let uuid = Uuid::new_v5(
-        &SPAN_ID_NAMESPACE,
-        format!("{instance_id}\n{execution_id}").as_bytes(),
-    );
+/// The id of an execution's span: every turn, in whatever process, derives the same one. A run
+/// after a rewind gets one of its own, since the run before it has already reported its span.
+fn orchestration_span_id(state: &InstanceState) -> SpanId {
+    let (instance_id, execution_id) = (&state.instance_id, &state.execution_id);
+    let name = match state.rewinds {
+        0 => format!("{instance_id}\n{execution_id}"),
+        rewinds => format!("{instance_id}\n{execution_id}\n{rewinds}"),
+    };
+    let uuid = Uuid::new_v5(&SPAN_ID_NAMESPACE, name.as_bytes());
     let mut id = [0; 8];
     id.copy_from_slice(&uuid.as_bytes()[..8]);
     SpanId::from_bytes(id)
@@ -70,7 +73,7 @@ pub(crate) fn orchestration(state: &InstanceState) -> Option<TraceContext> {
     let parent = parent.span().span_context().clone();
     let own = SpanContext::new(
         parent.trace_id(),
-        orchestration_span_id(&state.instance_id, &state.execution_id),
+        orchestration_span_id(state),
         parent.trace_flags(),
         true,
         parent.trace_state().clone(),
@@ -183,6 +186,7 @@ impl Ended {
                 earlier_message_ids: Vec::new(),
                 earlier_execution_ids: Vec::new(),
                 trace_context: state.trace_context.clone(),
+                rewinds: state.rewinds,
             },
         })
     }
@@ -195,7 +199,7 @@ impl Ended {
             return;
         };
         let tracer = global::tracer(SCOPE);
-        let id = orchestration_span_id(&state.instance_id, &state.execution_id);
+        let id = orchestration_span_id(state);
         let mut span = telemetry::with_span_id(id, || {
             tracer
                 .span_builder(format!("orchestration:{}", state.name))
@@ -208,6 +212,12 @@ impl Ended {
             "durabletask.runtime_status",
             format!("{:?}", state.status),
         ));
+        if state.rewinds > 0 {
+            span.set_attribute(KeyValue::new(
+                "durabletask.rewinds",
+                i64::from(state.rewinds),
+            ));
+        }
         if let Some(failure) = &state.failure {
             span.set_status(Status::error(failure.error_message.clone()));
         }

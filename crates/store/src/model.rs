@@ -101,6 +101,14 @@ pub struct InstanceState {
     /// schedules without reading the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<TraceContext>,
+    /// How many times the current execution was rewound: each run after a rewind is a span of
+    /// its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rewinds: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl InstanceState {
@@ -120,6 +128,7 @@ impl InstanceState {
             completed_at: self.completed_at,
             revision: self.revision,
             client_start_id: None,
+            trace_context: None,
             poison_messages: 0,
         }
     }
@@ -233,6 +242,10 @@ pub struct InstanceSummary {
     /// replaces the summary and the id with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_start_id: Option<String>,
+    /// On the Pending summary of a client's start: the span that parents the execution (the
+    /// client's `traceparent`), so a start the sweep rebuilds keeps its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
     /// How many of the instance's messages are parked as poison messages. The backend keeps
     /// it from the poison records: summary writes neither set nor clear it.
     #[serde(skip)]

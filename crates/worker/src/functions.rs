@@ -11,6 +11,7 @@ use durable_protocol::invocation::{InvocationError, InvocationRequest, Invocatio
 use durable_runtime::{Runtime, RuntimeError};
 use durable_store::backend::Backend;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::is_engine_function;
 
@@ -57,7 +58,11 @@ pub async fn start_once<B: Backend, I: Serialize + ?Sized>(
     if let Some(existing) = runtime.status(instance_id).await? {
         return Ok(exists(existing.status));
     }
-    match runtime.start(name, Some(instance_id), input).await {
+    let started = runtime
+        .start(name, Some(instance_id), input)
+        .instrument(crate::api::trace::create_orchestration_here(name))
+        .await;
+    match started {
         Ok(_) => Ok(InvocationResponse::default().log(format!("started {name} '{instance_id}'"))),
         // A concurrent delivery of the same trigger got there first.
         Err(RuntimeError::AlreadyExists { status, .. }) => Ok(exists(status)),

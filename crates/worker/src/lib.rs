@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use api::eager::{EagerTurns, DEFAULT_EAGER_TURNS};
 use api::ApiState;
@@ -112,6 +113,7 @@ fn done(response: InvocationResponse) -> Response {
 async fn invoke<B: Backend>(
     State(worker): State<Arc<Worker<B>>>,
     Path(function): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request: InvocationRequest = match serde_json::from_slice(&body) {
@@ -127,7 +129,9 @@ async fn invoke<B: Backend>(
         return engine_message(&worker.runtime, &function, &request).await;
     }
     if let Some(handler) = worker.functions.get(&function) {
-        let result = handler(worker.runtime.clone(), request).await;
+        let result = handler(worker.runtime.clone(), request)
+            .instrument(api::trace::function(&headers, &function))
+            .await;
         return function_result(&function, result);
     }
     if request.data.contains_key(HTTP_REQUEST_BINDING) {

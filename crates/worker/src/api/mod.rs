@@ -15,7 +15,7 @@ mod query;
 mod start;
 mod status;
 mod stuck;
-mod trace;
+pub(crate) mod trace;
 mod urls;
 
 use std::sync::Arc;

@@ -94,6 +94,7 @@ mod tests {
             completed_at: None,
             revision: 1,
             client_start_id: None,
+            trace_context: None,
             poison_messages: 0,
         }
     }
