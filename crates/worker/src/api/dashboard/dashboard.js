@@ -191,12 +191,15 @@ function filterForm(filters) {
 }
 
 /// Every instance the filter matches, up to `limit`, following the continuation token.
+const HISTOGRAM_LIMIT = 5000;
+const HISTOGRAM_EVERY_MS = 60 * 1000;
+
 async function allMatching(filters, limit) {
   const found = [];
   let token = '';
   do {
     const answer = await api('GET', 'instances', {
-      query: { ...apiFilter(filters), top: 1000 },
+      query: { ...apiFilter(filters), top: 1000, showInput: 'false' },
       headers: token ? { 'x-ms-continuation-token': token } : {},
     });
     if (!answer.ok) throw new Error(problem(answer));
@@ -236,10 +239,15 @@ async function renderList(main) {
     following.addEventListener('click', () => { tokens.push(next); showPage(); });
     pager.replaceChildren(previous, `page ${tokens.length}, ${answer.data.length} shown`, following);
   };
+  // The histogram reads up to HISTOGRAM_LIMIT instances: an auto-refresh redraws it at most
+  // every HISTOGRAM_EVERY_MS, however often the page of the table refreshes.
+  let drawn = 0;
   const refresh = async () => {
     await showPage();
+    if (Date.now() - drawn < HISTOGRAM_EVERY_MS) return;
+    drawn = Date.now();
     try {
-      histogram.replaceChildren(startsHistogram(await allMatching(filters, 5000), filters));
+      histogram.replaceChildren(startsHistogram(await allMatching(filters, HISTOGRAM_LIMIT), filters));
     } catch (error) {
       say(String(error), true);
     }
@@ -328,9 +336,11 @@ async function bulkPurge(filters) {
 /// time), open ones running until now.
 function timelineSpans(rows, now) {
   const spans = [];
+  // The served rows leave out timer ids (as Durable Functions' do): timers are paired by their
+  // due time, the n-th created with the n-th fired, so two timers due at once pair one to one.
   const fired = new Map();
   for (const row of rows) {
-    if (row.EventType === 'TimerFired') fired.set(row.FireAt, row.Timestamp);
+    if (row.EventType === 'TimerFired') fired.set(row.FireAt, [...(fired.get(row.FireAt) || []), row.Timestamp]);
   }
   let previous = null;
   for (const row of rows) {
@@ -351,8 +361,9 @@ function timelineSpans(rows, now) {
         spans.push({ kind: 'suborchestration', label: row.Name, start: at, end: now, open: true, child: row.InstanceId });
         break;
       case 'TimerCreated': {
-        const end = fired.has(row.FireAt) ? new Date(fired.get(row.FireAt)).getTime() : new Date(row.FireAt).getTime();
-        spans.push({ kind: 'timer', label: `timer until ${formatTime(row.FireAt)}`, start: at, end, open: !fired.has(row.FireAt) });
+        const firing = (fired.get(row.FireAt) || []).shift();
+        const end = new Date(firing === undefined ? row.FireAt : firing).getTime();
+        spans.push({ kind: 'timer', label: `timer until ${formatTime(row.FireAt)}`, start: at, end, open: firing === undefined });
         break;
       }
       case 'EventRaised':
