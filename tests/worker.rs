@@ -157,6 +157,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
                 parent_instance: None,
                 scheduled_start_time: None,
                 parent_trace_context: None,
+                tags: Default::default(),
             },
         ),
         deliver_at: None,

@@ -260,6 +260,7 @@ fn execution_started_found_in_new_events_only_must_still_match_the_instance() {
             parent_instance: None,
             scheduled_start_time: None,
             parent_trace_context: None,
+            tags: Default::default(),
         },
     );
     let opened =

@@ -62,6 +62,7 @@ fn one_of_each() -> Vec<HistoryEvent> {
                         .to_string(),
                     trace_state: text("congo=t61rcWkgMzE"),
                 }),
+                tags: [("team".to_string(), "data".to_string())].into(),
             },
         ),
         (
@@ -179,7 +180,10 @@ fn keys(value: &Value, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (key, nested) in map {
                 out.push(key.clone());
-                keys(nested, out);
+                // Tags are the user's keys, not the format's.
+                if key != "Tags" {
+                    keys(nested, out);
+                }
             }
         }
         Value::Array(items) => items.iter().for_each(|item| keys(item, out)),

@@ -66,6 +66,7 @@ impl HistoryBuilder {
                 parent_instance: None,
                 scheduled_start_time: None,
                 parent_trace_context: None,
+                tags: Default::default(),
             },
         )
     }

@@ -279,6 +279,7 @@ pub(crate) struct InstanceInfo {
     pub(crate) instance_id: String,
     pub(crate) execution_id: String,
     pub(crate) name: String,
+    pub(crate) version: Option<String>,
     pub(crate) parent: Option<ParentInstance>,
 }
 
@@ -326,6 +327,13 @@ impl OrchestrationContext {
     /// Name of the orchestrator function being run.
     pub fn name(&self) -> &str {
         &self.shared.info.name
+    }
+
+    /// The execution's version, set when it started (see [`crate::Versioning`]): code that
+    /// changed under running instances can take the old path for old versions, comparing with
+    /// [`crate::compare_versions`].
+    pub fn version(&self) -> Option<&str> {
+        self.shared.info.version.as_deref()
     }
 
     pub fn parent(&self) -> Option<&ParentInstance> {

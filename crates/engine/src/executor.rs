@@ -171,18 +171,20 @@ impl Executor {
         new_events: &[HistoryEvent],
         lifetime: Lifetime,
     ) -> Result<(Self, Turn), ExecuteError> {
-        let (started_at, name, orchestration_instance, parent_instance) = past_events
+        let (started_at, name, version, orchestration_instance, parent_instance) = past_events
             .iter()
             .chain(new_events)
             .find_map(|event| match &event.kind {
                 EventKind::ExecutionStarted {
                     name,
+                    version,
                     orchestration_instance,
                     parent_instance,
                     ..
                 } => Some((
                     event.timestamp,
                     name,
+                    version,
                     orchestration_instance,
                     parent_instance,
                 )),
@@ -200,6 +202,7 @@ impl Executor {
                 instance_id: instance_id.to_string(),
                 execution_id: orchestration_instance.execution_id.clone(),
                 name: name.clone(),
+                version: version.clone(),
                 parent: parent_instance.clone(),
             },
             started_at,

@@ -1,6 +1,8 @@
 //! The history event model: the Durable Task event types with their field names, serialized the
 //! way DurableTask.Core names them so that stored histories stay readable by its tooling habits.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +167,9 @@ pub enum EventKind {
         /// orchestration's span for a sub-orchestration.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent_trace_context: Option<TraceContext>,
+        /// The instance's tags (string to string, set at start, kept by continue-as-new).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
     },
     ExecutionCompleted {
         orchestration_status: OrchestrationStatus,

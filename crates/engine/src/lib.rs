@@ -16,6 +16,7 @@ mod retry;
 mod scope;
 mod session;
 pub mod verify;
+mod versioning;
 
 #[cfg(test)]
 mod tests;
@@ -41,3 +42,4 @@ pub use history::{
 pub use registry::{ActivityContext, ActivityFuture, Registry, RegistryBuilder, RegistryError};
 pub use retry::RetryPolicy;
 pub use session::Session;
+pub use versioning::{compare_versions, UnknownStrategy, VersionFailure, VersionMatch, Versioning};

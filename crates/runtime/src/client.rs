@@ -326,6 +326,7 @@ pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
                 parent_instance: None,
                 scheduled_start_time: None,
                 parent_trace_context: summary.trace_context.clone(),
+                tags: Default::default(),
             },
         ),
         deliver_at: None,

@@ -682,6 +682,7 @@ impl<B: Backend> Runtime<B> {
                         parent_instance: work.state.parent.clone(),
                         scheduled_start_time: None,
                         parent_trace_context: work.state.trace_context.clone(),
+                        tags: Default::default(),
                     },
                 ),
             ];

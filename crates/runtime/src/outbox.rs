@@ -110,6 +110,7 @@ pub fn action_message(
                     }),
                     scheduled_start_time: None,
                     parent_trace_context: None,
+                    tags: Default::default(),
                 },
             ),
             None,

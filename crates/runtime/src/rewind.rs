@@ -130,6 +130,7 @@ mod tests {
                     parent_instance: None::<ParentInstance>,
                     scheduled_start_time: None,
                     parent_trace_context: None,
+                    tags: Default::default(),
                 },
             ),
         ]

@@ -222,6 +222,7 @@ mod tests {
                     parent_instance: None,
                     scheduled_start_time: None,
                     parent_trace_context: None,
+                    tags: Default::default(),
                 },
             ),
             HistoryEvent::new(
@@ -339,6 +340,7 @@ mod tests {
                     }),
                     scheduled_start_time: None,
                     parent_trace_context: None,
+                    tags: Default::default(),
                 },
             ),
             HistoryEvent::new(
