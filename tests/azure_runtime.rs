@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use durable_engine::{OrchestrationStatus, Registry};
 use durable_protocol::connection::StorageConnection;
-use durable_runtime::{Pump, Runtime, RuntimeOptions, StartDelivery, UNSTARTED_GRACE};
+use durable_runtime::{
+    Pump, Runtime, RuntimeOptions, StartDelivery, StartOptions, UNSTARTED_GRACE,
+};
 use durable_store::azure::backend::AzureBackend;
 use durable_store::backend::{Backend, Clock, ManualClock, SystemClock};
 use durable_store::names::TaskHub;
@@ -541,11 +543,13 @@ async fn a_crash_right_after_a_checkpoint_commit_against_azurite_reruns_only_lat
 async fn a_start_lost_with_its_worker_is_re_sent_by_the_sweep_against_azurite() {
     let setup = setup(RuntimeOptions::default()).await;
     let runtime = &setup.runtime;
+    let options = StartOptions::default();
     let start = |id: &'static str| {
         runtime.start_message(
             "HelloSequence",
             Some(id),
             "null".into(),
+            &options,
             StartDelivery::Here,
         )
     };

@@ -21,7 +21,7 @@ mod workflows;
 
 use durable_engine::{EventKind, OrchestrationStatus};
 use durable_runtime::{
-    Delivered, Delivery, PoisonError, RuntimeError, StartDelivery, UNSTARTED_GRACE,
+    Delivered, Delivery, PoisonError, RuntimeError, StartDelivery, StartOptions, UNSTARTED_GRACE,
 };
 use durable_store::backend::Backend;
 use durable_store::model::{Destination, PoisonQuery, QueueKind};
@@ -397,6 +397,7 @@ async fn a_fault_during_a_client_start_then_a_retry_leaves_one_completed_instanc
                         "HelloSequence",
                         Some("started"),
                         "null".to_string(),
+                        &StartOptions::default(),
                         delivery,
                     )
                     .await?;
@@ -457,6 +458,7 @@ async fn a_start_lost_with_its_worker_is_re_sent_by_the_sweep_after_the_grace() 
             "HelloSequence",
             Some("lost"),
             "null".to_string(),
+            &StartOptions::default(),
             StartDelivery::Here,
         )
         .await
@@ -492,7 +494,13 @@ async fn a_start_re_sent_after_its_commit_repairs_the_summary_and_runs_nothing_a
         let id = Some("ran");
         let delivery = StartDelivery::Here;
         (h.runtime)
-            .start_message("HelloSequence", id, "null".to_string(), delivery)
+            .start_message(
+                "HelloSequence",
+                id,
+                "null".to_string(),
+                &StartOptions::default(),
+                delivery,
+            )
             .await
     }
     let clean = Harness::new().await;
@@ -536,6 +544,7 @@ async fn a_second_start_of_a_new_id_is_refused_and_queues_nothing() {
             "HelloSequence",
             Some("twice"),
             "null".to_string(),
+            &StartOptions::default(),
             StartDelivery::Here,
         )
         .await
@@ -546,6 +555,7 @@ async fn a_second_start_of_a_new_id_is_refused_and_queues_nothing() {
             "HelloSequence",
             Some("twice"),
             "null".to_string(),
+            &StartOptions::default(),
             StartDelivery::Here,
         )
         .await;

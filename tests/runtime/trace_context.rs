@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use durable_engine::OrchestrationStatus;
 use durable_protocol::telemetry;
-use durable_runtime::{InstanceCacheOptions, RuntimeOptions, StartDelivery};
+use durable_runtime::{InstanceCacheOptions, RuntimeOptions, StartDelivery, StartOptions};
 
 use crate::harness::Harness;
 
@@ -98,6 +98,7 @@ async fn a_start_the_sweep_re_sends_keeps_its_callers_trace() {
             "HelloSequence",
             Some("swept"),
             "null".to_string(),
+            &StartOptions::default(),
             StartDelivery::Here,
         )
         .instrument(caller.clone())

@@ -20,6 +20,8 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
     InstanceState {
         instance_id: instance_id.to_string(),
         name: "Orchestrator".to_string(),
+        version: None,
+        tags: Default::default(),
         execution_id: "exec-1".to_string(),
         status: OrchestrationStatus::Running,
         input: Some("1".to_string()),

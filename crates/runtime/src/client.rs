@@ -2,10 +2,14 @@
 //! read status and history. Each sends a message to the instance's control queue; the turn that
 //! processes it does the rest.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 
+use super::outbox::timer_hop;
 use super::{spans, Runtime, RuntimeError};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use durable_store::backend::Backend;
@@ -19,6 +23,49 @@ pub enum StartDelivery {
     Queue,
     /// Nowhere yet: the caller processes it at once with [`Runtime::process_started`].
     Here,
+}
+
+/// How a start runs, beyond its orchestrator, id and input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// The execution's version; the worker's default version (see
+    /// [`RuntimeOptions::versioning`](crate::RuntimeOptions::versioning)) when `None`.
+    pub version: Option<String>,
+    /// At most [`MAX_TAGS_BYTES`] as JSON; keys are not empty.
+    pub tags: BTreeMap<String, String>,
+    /// The execution runs no earlier than this.
+    pub scheduled_start: Option<DateTime<Utc>>,
+}
+
+/// The most a start's tags may take as JSON, as Durable Task Scheduler allows.
+pub const MAX_TAGS_BYTES: usize = 1000;
+/// The longest version a start may name.
+pub const MAX_VERSION_CHARS: usize = 100;
+
+impl StartOptions {
+    fn validate(&self) -> Result<(), RuntimeError> {
+        let tags = serde_json::to_string(&self.tags).unwrap_or_default();
+        if tags.len() > MAX_TAGS_BYTES {
+            return Err(RuntimeError::Invalid(format!(
+                "the tags take {} bytes as JSON; at most {MAX_TAGS_BYTES} are allowed",
+                tags.len()
+            )));
+        }
+        if self.tags.keys().any(String::is_empty) {
+            return Err(RuntimeError::Invalid(
+                "a tag's key must not be empty".to_string(),
+            ));
+        }
+        if let Some(version) = &self.version {
+            if version.chars().count() > MAX_VERSION_CHARS || version.chars().any(char::is_control)
+            {
+                return Err(RuntimeError::Invalid(format!(
+                    "a version is at most {MAX_VERSION_CHARS} characters, none of them control                      characters"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A client operation's message, for a caller that also processes it at once (see
@@ -49,11 +96,17 @@ impl<B: Backend> Runtime<B> {
 
     /// Starts a new instance with the input of `instance_id`'s current execution, under a new id
     /// or (`new_id == false`) the same one, which must have ended. Returns the queued start.
+    /// The restart keeps the version and tags.
     pub async fn restart(&self, instance_id: &str, new_id: bool) -> Result<Queued, RuntimeError> {
         let (instance_id, summary) = self.existing_summary(instance_id).await?;
         let input = summary.input.unwrap_or_else(|| "null".to_string());
         let id = (!new_id).then_some(instance_id.as_str());
-        self.start_message(&summary.name, id, input, StartDelivery::Queue)
+        let options = StartOptions {
+            version: summary.version,
+            tags: summary.tags,
+            scheduled_start: None,
+        };
+        self.start_message(&summary.name, id, input, &options, StartDelivery::Queue)
             .await
     }
 
@@ -65,7 +118,13 @@ impl<B: Backend> Runtime<B> {
         input: String,
     ) -> Result<String, RuntimeError> {
         let started = self
-            .start_message(name, instance_id, input, StartDelivery::Queue)
+            .start_message(
+                name,
+                instance_id,
+                input,
+                &StartOptions::default(),
+                StartDelivery::Queue,
+            )
             .await?;
         Ok(started.message.destination.instance_id().to_string())
     }
@@ -74,17 +133,28 @@ impl<B: Backend> Runtime<B> {
     /// [`StartDelivery::Here`] the message is not queued: the caller hands it to
     /// [`Runtime::process_started`], which queues it only if processing fails. Either way the
     /// Pending summary is written first and names the start message, so a start lost with its
-    /// worker, or whose queueing failed, is re-sent by [`Runtime::sweep_unstarted`].
+    /// worker, or whose queueing failed, is re-sent by [`Runtime::sweep_unstarted`]. A start
+    /// scheduled for later is queued, for then, whatever `delivery` asks.
     pub async fn start_message(
         &self,
         name: &str,
         instance_id: Option<&str>,
         input: String,
+        options: &StartOptions,
         delivery: StartDelivery,
     ) -> Result<Queued, RuntimeError> {
         if !self.registry.has_orchestrator(name) {
             return Err(RuntimeError::UnknownOrchestrator(name.to_string()));
         }
+        options.validate()?;
+        let later = options
+            .scheduled_start
+            .is_some_and(|at| at > self.clock.now());
+        let delivery = if later {
+            StartDelivery::Queue
+        } else {
+            delivery
+        };
         let instance_id = match instance_id {
             Some(id) => InstanceId::parse(id)?.into_string(),
             None => self.options.ids.next_id(),
@@ -93,7 +163,7 @@ impl<B: Backend> Runtime<B> {
         // instance's first commit (a client's start here; any other start, a
         // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
         // create is the check.
-        let (mut message, mut summary) = self.start_records(name, &instance_id, input);
+        let (mut message, mut summary) = self.start_records(name, &instance_id, input, options);
         let new_instance = self.backend.create_summary(&summary).await?;
         if !new_instance {
             summary.revision = self.start_revision(&instance_id).await?;
@@ -141,11 +211,19 @@ impl<B: Backend> Runtime<B> {
         name: &str,
         instance_id: &str,
         input: String,
+        options: &StartOptions,
     ) -> (Message, InstanceSummary) {
         let now = self.clock.now();
+        let version = options
+            .version
+            .clone()
+            .or_else(|| self.options.versioning.default_version.clone());
         let summary = InstanceSummary {
             instance_id: instance_id.to_string(),
             name: name.to_string(),
+            version,
+            tags: options.tags.clone(),
+            scheduled_start_time: options.scheduled_start,
             execution_id: self.options.ids.next_id(),
             status: OrchestrationStatus::Pending,
             input: Some(input),
@@ -317,19 +395,22 @@ pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
             summary.created_at,
             EventKind::ExecutionStarted {
                 name: summary.name.clone(),
-                version: None,
+                version: summary.version.clone(),
                 input: summary.input.clone(),
                 orchestration_instance: OrchestrationInstance {
                     instance_id: summary.instance_id.clone(),
                     execution_id: summary.execution_id.clone(),
                 },
                 parent_instance: None,
-                scheduled_start_time: None,
+                scheduled_start_time: summary.scheduled_start_time,
                 parent_trace_context: summary.trace_context.clone(),
-                tags: Default::default(),
+                tags: summary.tags.clone(),
             },
         ),
-        deliver_at: None,
+        // Queues hold a message for a week at most: a later start hops (see `Plan::Rearm`).
+        deliver_at: summary
+            .scheduled_start_time
+            .map(|at| timer_hop(at, summary.created_at)),
         revision: Some(summary.revision),
     }
 }

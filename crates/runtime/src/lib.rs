@@ -33,16 +33,16 @@ use orchestration::Shared;
 use resident::ResidentCache;
 use sessions::Sessions;
 
-use durable_engine::{ExecuteError, OrchestrationStatus, Registry};
+use durable_engine::{ExecuteError, OrchestrationStatus, Registry, Versioning};
 use durable_store::backend::{Backend, Clock, StoreError};
 use durable_store::model::{Destination, InstanceSummary, Message};
 use durable_store::names::InstanceIdError;
 
-pub use client::{Queued, StartDelivery};
+pub use client::{Queued, StartDelivery, StartOptions};
 pub use counters::CounterSnapshot;
 pub use ends::EndWatch;
 pub use ids::IdSource;
-pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
+pub use orchestration::{HISTORY_TOO_LARGE_ERROR_TYPE, VERSION_MISMATCH_ERROR_TYPE};
 pub use poison::{Delivered, Delivery, PoisonError};
 pub use pump::Pump;
 pub use resident::InstanceCacheOptions;
@@ -56,8 +56,11 @@ pub enum Disposition {
     Dropped(&'static str),
     /// Re-sent with a short delay because the instance's start has not been processed yet.
     Deferred,
-    /// A long timer's intermediate hop: re-sent for the next hop.
+    /// A long timer's intermediate hop, or a start scheduled for later: re-sent for then.
     Rearmed,
+    /// Re-sent for later: this worker may not run the instance's version (see
+    /// [`RuntimeOptions::versioning`]), and another may.
+    Rejected,
     /// Kept as a poison message: it has no instance to go to (see [`RuntimeOptions::max_deferral`]).
     Parked,
 }
@@ -140,6 +143,8 @@ pub struct RuntimeOptions {
     /// Deliveries of a queue message before the Functions host gives up on it (`host.json`
     /// `extensions.queues.maxDequeueCount`): the last one that fails parks it.
     pub max_dequeue_count: u32,
+    /// Which executions' versions this worker runs, and the version a start gets by default.
+    pub versioning: Versioning,
 }
 
 impl Default for RuntimeOptions {
@@ -155,6 +160,7 @@ impl Default for RuntimeOptions {
             ids: IdSource::random(),
             max_deferral: Duration::from_secs(600),
             max_dequeue_count: 5,
+            versioning: Versioning::default(),
         }
     }
 }

@@ -291,6 +291,7 @@ impl<B: Backend> Runtime<B> {
                 messages.push(action_message(
                     &me,
                     &state.name,
+                    state.version.as_deref(),
                     &action,
                     now,
                     &self.options.ids,
@@ -299,7 +300,7 @@ impl<B: Backend> Runtime<B> {
             };
             let parent = ParentInstance {
                 name: state.name.clone(),
-                version: None,
+                version: state.version.clone(),
                 orchestration_instance: me.clone(),
                 task_schedule_id: *id,
             };
@@ -307,6 +308,7 @@ impl<B: Backend> Runtime<B> {
                 messages.push(action_message(
                     &me,
                     &state.name,
+                    state.version.as_deref(),
                     &action,
                     now,
                     &self.options.ids,

@@ -19,7 +19,7 @@ use super::sessions::{Sessions, Token};
 use super::{spans, Disposition, Runtime, RuntimeError};
 use durable_engine::{
     Action, ActivityContext, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance,
-    OrchestrationStatus, ParentInstance, Turn, TurnOutcome,
+    OrchestrationStatus, ParentInstance, Turn, TurnOutcome, VersionFailure,
 };
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
@@ -34,6 +34,9 @@ const MAX_GENERATIONS_PER_TURN: usize = 1000;
 /// How long a message for an instance whose start has not been processed yet is deferred.
 const DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 const MAX_DEFER_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How long a message this worker may not run (its instance's version) waits before a worker
+/// tries it again: long enough not to spin, short enough for a deployment's swap.
+const REJECT_DELAY: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 /// How many consumed message ids and execution ids an instance remembers across executions.
 const EARLIER_MESSAGE_IDS: usize = 128;
 const EARLIER_EXECUTION_IDS: usize = 16;
@@ -56,8 +59,11 @@ enum Plan {
     Repeat(&'static str),
     /// Re-send it later: the instance's start has not been processed yet.
     Defer,
-    /// A hop of a timer longer than the queue's delay limit, still awaited: send the next hop.
+    /// A hop of a timer longer than the queue's delay limit, still awaited, or a start
+    /// scheduled for later: send the next hop.
     Rearm(DateTime<Utc>),
+    /// Re-send it later, for a worker that may run its version: why this one may not.
+    Reject(String),
 }
 
 impl Plan {
@@ -66,7 +72,7 @@ impl Plan {
     fn needs_stored_instance(&self) -> bool {
         matches!(
             self,
-            Self::Drop(..) | Self::Park(_) | Self::Defer | Self::Rearm(_)
+            Self::Drop(..) | Self::Park(_) | Self::Defer | Self::Rearm(_) | Self::Reject(_)
         )
     }
 }
@@ -295,6 +301,16 @@ impl<B: Backend> Runtime<B> {
                     self.backend.send(&[hop]).await?;
                     Disposition::Rearmed
                 }
+                Plan::Reject(reason) => {
+                    tracing::info!(
+                        "'{}': {reason} It waits for a worker that may run it.",
+                        message.destination.instance_id()
+                    );
+                    let mut later = (*message).clone();
+                    later.deliver_at = Some(now + REJECT_DELAY);
+                    self.backend.send(&[later]).await?;
+                    Disposition::Rejected
+                }
             });
         }
         if !apply.is_empty() {
@@ -348,9 +364,20 @@ impl<B: Backend> Runtime<B> {
         known: Option<&Known>,
         now: DateTime<Utc>,
     ) -> Result<Plan, RuntimeError> {
+        if let EventKind::ExecutionStarted {
+            scheduled_start_time: Some(at),
+            ..
+        } = &message.event.kind
+        {
+            if *at > now {
+                return Ok(Plan::Rearm(*at));
+            }
+        }
         let Some(instance) = known else {
-            if matches!(message.event.kind, EventKind::ExecutionStarted { .. }) {
-                return Ok(Plan::NewExecution);
+            if let EventKind::ExecutionStarted { version, .. } = &message.event.kind {
+                return Ok(self
+                    .rejected(version.as_deref())
+                    .unwrap_or(Plan::NewExecution));
             }
             // Queues are not FIFO: a message can overtake the start of its instance (a client's
             // raise right after its start, an event to a child started in the same turn). It
@@ -390,7 +417,12 @@ impl<B: Backend> Runtime<B> {
                 return Ok(Plan::Drop("instance created by another start", None));
             }
             if state.status.is_terminal() {
-                return Ok(Plan::NewExecution);
+                let EventKind::ExecutionStarted { version, .. } = &message.event.kind else {
+                    unreachable!("matched as a start above");
+                };
+                return Ok(self
+                    .rejected(version.as_deref())
+                    .unwrap_or(Plan::NewExecution));
             }
             let notice = parent_instance.as_ref().map(|parent| {
                 let reason = format!(
@@ -435,8 +467,32 @@ impl<B: Backend> Runtime<B> {
         Ok(match (reason, early_timer(message, now)) {
             (Some(reason), _) => Plan::Drop(reason, None),
             (None, Some(fire_at)) => Plan::Rearm(fire_at),
-            (None, None) => Plan::Apply,
+            (None, None) => self
+                .rejected(state.version.as_deref())
+                .unwrap_or(Plan::Apply),
         })
+    }
+
+    /// Why the execution of `state` fails here: this worker may not run its version, and such
+    /// executions fail rather than wait.
+    fn version_failure(&self, state: &InstanceState) -> Option<FailureDetails> {
+        let versioning = &self.options.versioning;
+        if versioning.failure_strategy != VersionFailure::Fail {
+            return None;
+        }
+        let message = versioning.mismatch(state.version.as_deref())?;
+        Some(FailureDetails::new(VERSION_MISMATCH_ERROR_TYPE, message))
+    }
+
+    /// The plan for a message of an execution of `version` that this worker may not run, when
+    /// such messages wait for another worker; `None` if it may run it, or if the execution is
+    /// to fail instead (see `run_turn`).
+    fn rejected(&self, version: Option<&str>) -> Option<Plan> {
+        let versioning = &self.options.versioning;
+        if versioning.failure_strategy != VersionFailure::Reject {
+            return None;
+        }
+        versioning.mismatch(version).map(Plan::Reject)
     }
 
     /// Runs one turn over `messages` and commits it; on success `known` is the instance as
@@ -508,9 +564,20 @@ impl<B: Backend> Runtime<B> {
         let mut inline_budget = self.options.max_inline_activities_per_turn;
         loop {
             let new_count = new_events.len();
-            let mut turn = session
-                .step(&mut work.code, std::mem::take(&mut new_events))
-                .await?;
+            let mut turn = match self.version_failure(&work.state) {
+                // The code does not run: this worker's may not be the code the execution began
+                // with.
+                Some(details) => {
+                    session.close();
+                    work.code = Code::Ended;
+                    failed_turn(std::mem::take(&mut new_events), details, now)
+                }
+                None => {
+                    session
+                        .step(&mut work.code, std::mem::take(&mut new_events))
+                        .await?
+                }
+            };
             let cap = self.options.max_history_events;
             let still_running =
                 matches!(turn.outcome, TurnOutcome::Running | TurnOutcome::Suspended);
@@ -550,6 +617,7 @@ impl<B: Backend> Runtime<B> {
                     Action::ScheduleTask { .. } => calls.extend(outbound(
                         &me,
                         &work.state.name,
+                        work.state.version.as_deref(),
                         action,
                         now,
                         &self.options.ids,
@@ -557,6 +625,7 @@ impl<B: Backend> Runtime<B> {
                     _ => outbox.extend(outbound(
                         &me,
                         &work.state.name,
+                        work.state.version.as_deref(),
                         action,
                         now,
                         &self.options.ids,
@@ -673,7 +742,8 @@ impl<B: Backend> Runtime<B> {
                     now,
                     EventKind::ExecutionStarted {
                         name: work.state.name.clone(),
-                        version: None,
+                        // Durable Functions keeps both across continue-as-new.
+                        version: work.state.version.clone(),
                         input,
                         orchestration_instance: OrchestrationInstance {
                             instance_id: instance_id.clone(),
@@ -682,7 +752,7 @@ impl<B: Backend> Runtime<B> {
                         parent_instance: work.state.parent.clone(),
                         scheduled_start_time: None,
                         parent_trace_context: work.state.trace_context.clone(),
-                        tags: Default::default(),
+                        tags: work.state.tags.clone(),
                     },
                 ),
             ];
@@ -864,6 +934,9 @@ impl Drop for LiveSession<'_> {
 /// Error type recorded for an execution whose history passed
 /// [`crate::RuntimeOptions::max_history_events`].
 pub const HISTORY_TOO_LARGE_ERROR_TYPE: &str = "HistoryTooLarge";
+/// The error type of an execution failed by a worker that may not run its version (with
+/// [`VersionFailure::Fail`]), as Durable Functions names it.
+pub const VERSION_MISMATCH_ERROR_TYPE: &str = "VersionMismatch";
 
 /// The turn that fails the execution instead: the new events are recorded (their messages are
 /// consumed), the code's decisions are not, and nothing is dispatched.
@@ -876,8 +949,20 @@ fn history_too_large(turn: Turn, new_count: usize, cap: usize, now: DateTime<Utc
              empty history, or hand work to sub-orchestrations"
         ),
     );
-    let mut history_delta: Vec<HistoryEvent> =
-        turn.history_delta.into_iter().take(new_count).collect();
+    let new_events = turn.history_delta.into_iter().take(new_count).collect();
+    Turn {
+        custom_status: turn.custom_status,
+        ..failed_turn(new_events, details, now)
+    }
+}
+
+/// A turn that records `new_events` and ends the execution Failed with `details`, without
+/// running its code.
+fn failed_turn(
+    mut history_delta: Vec<HistoryEvent>,
+    details: FailureDetails,
+    now: DateTime<Utc>,
+) -> Turn {
     history_delta.push(HistoryEvent::message(
         now,
         EventKind::ExecutionCompleted {
@@ -890,7 +975,7 @@ fn history_too_large(turn: Turn, new_count: usize, cap: usize, now: DateTime<Utc
     Turn {
         actions: Vec::new(),
         history_delta,
-        custom_status: turn.custom_status,
+        custom_status: None,
         outcome: TurnOutcome::Failed { details },
     }
 }
@@ -929,6 +1014,7 @@ fn remember_execution(state: &mut InstanceState, ending: &InstanceState, consume
 fn outbound(
     me: &OrchestrationInstance,
     name: &str,
+    version: Option<&str>,
     action: &Action,
     now: DateTime<Utc>,
     ids: &IdSource,
@@ -944,7 +1030,7 @@ fn outbound(
         if let Err(error) = InstanceId::parse(target) {
             let parent = ParentInstance {
                 name: name.to_string(),
-                version: None,
+                version: version.map(str::to_string),
                 orchestration_instance: me.clone(),
                 task_schedule_id: task.unwrap_or(-1),
             };
@@ -956,7 +1042,7 @@ fn outbound(
             return None;
         }
     }
-    Some(action_message(me, name, action, now, ids))
+    Some(action_message(me, name, version, action, now, ids))
 }
 
 /// The state of a new execution, from its ExecutionStarted event.
@@ -968,10 +1054,12 @@ fn start_state(
 ) -> Result<InstanceState, RuntimeError> {
     let EventKind::ExecutionStarted {
         name,
+        version,
         input,
         orchestration_instance,
         parent_instance,
         parent_trace_context,
+        tags,
         ..
     } = &started.kind
     else {
@@ -982,6 +1070,8 @@ fn start_state(
     Ok(InstanceState {
         instance_id: instance_id.to_string(),
         name: name.clone(),
+        version: version.clone(),
+        tags: tags.clone(),
         execution_id: orchestration_instance.execution_id.clone(),
         status: OrchestrationStatus::Pending,
         input: input.clone(),

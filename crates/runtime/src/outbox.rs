@@ -43,10 +43,12 @@ pub fn work_items(calls: Vec<Message>) -> Vec<Message> {
     items
 }
 
-/// The message an action sends, on behalf of `me` (running orchestrator `name`).
+/// The message an action sends, on behalf of `me` (running orchestrator `name` at `version`,
+/// which a sub-orchestration inherits).
 pub fn action_message(
     me: &OrchestrationInstance,
     name: &str,
+    version: Option<&str>,
     action: &Action,
     now: DateTime<Utc>,
     ids: &IdSource,
@@ -96,7 +98,7 @@ pub fn action_message(
                 now,
                 EventKind::ExecutionStarted {
                     name: child_name,
-                    version: None,
+                    version: version.map(str::to_string),
                     input,
                     orchestration_instance: OrchestrationInstance {
                         instance_id,
@@ -104,7 +106,7 @@ pub fn action_message(
                     },
                     parent_instance: Some(ParentInstance {
                         name: name.to_string(),
-                        version: None,
+                        version: version.map(str::to_string),
                         orchestration_instance: me.clone(),
                         task_schedule_id: id,
                     }),
@@ -233,7 +235,7 @@ mod tests {
                     name: "Echo".to_string(),
                     input: Some(id.to_string()),
                 };
-                action_message(&me, "F", &action, Utc::now(), &ids)
+                action_message(&me, "F", None, &action, Utc::now(), &ids)
             })
             .collect()
     }

@@ -171,6 +171,8 @@ impl Ended {
             state: InstanceState {
                 instance_id: state.instance_id.clone(),
                 name: state.name.clone(),
+                version: None,
+                tags: Default::default(),
                 execution_id: state.execution_id.clone(),
                 status,
                 input: None,

@@ -50,9 +50,10 @@ impl<B: Backend> Runtime<B> {
     pub async fn sweep_unstarted(&self, grace: Duration) -> Result<usize, RuntimeError> {
         let grace = chrono::Duration::from_std(grace)
             .map_err(|_| RuntimeError::Invalid(format!("a grace of {grace:?} is too long")))?;
+        let cutoff = self.clock.now() - grace;
         let mut query = InstanceQuery {
             statuses: vec![OrchestrationStatus::Pending],
-            created_to: Some(self.clock.now() - grace),
+            created_to: Some(cutoff),
             page_size: SWEEP_PAGE,
             ..InstanceQuery::default()
         };
@@ -62,6 +63,8 @@ impl<B: Backend> Runtime<B> {
             let starts: Vec<_> = page
                 .items
                 .iter()
+                // A scheduled start is lost only once it is past its time by the grace.
+                .filter(|summary| summary.scheduled_start_time.is_none_or(|at| at <= cutoff))
                 .filter_map(|summary| {
                     let id = summary.client_start_id.clone()?;
                     Some(client_start(summary, id))

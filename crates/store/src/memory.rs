@@ -447,4 +447,9 @@ fn matches_query(summary: &InstanceSummary, query: &InstanceQuery) -> bool {
             .instance_id_prefix
             .as_deref()
             .is_none_or(|prefix| summary.instance_id.starts_with(prefix))
+        && query
+            .version
+            .as_ref()
+            .is_none_or(|version| summary.version.as_ref() == Some(version))
+        && query.keeps(summary)
 }

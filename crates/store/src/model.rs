@@ -1,7 +1,7 @@
 //! What the store keeps and moves: instance state with its outbox, history events with the ids
 //! of the messages that delivered them, message envelopes, and instance summaries for queries.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,12 @@ pub struct Message {
 pub struct InstanceState {
     pub instance_id: String,
     pub name: String,
+    /// The execution's orchestration version (see `durable_engine::Versioning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The instance's tags, from its start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     pub execution_id: String,
     pub status: OrchestrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +123,9 @@ impl InstanceState {
         InstanceSummary {
             instance_id: self.instance_id.clone(),
             name: self.name.clone(),
+            version: self.version.clone(),
+            tags: self.tags.clone(),
+            scheduled_start_time: None,
             execution_id: self.execution_id.clone(),
             status: self.status,
             input: self.input.clone(),
@@ -221,6 +230,14 @@ pub struct Commit {
 pub struct InstanceSummary {
     pub instance_id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// On the Pending summary of a client's scheduled start: when it may run. The sweep leaves
+    /// it alone until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_start_time: Option<DateTime<Utc>>,
     pub execution_id: String,
     pub status: OrchestrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,10 +276,39 @@ pub struct InstanceQuery {
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
     pub instance_id_prefix: Option<String>,
+    /// Only instances of this orchestration version.
+    pub version: Option<String>,
+    /// Only instances with every one of these tags.
+    pub tags: Vec<TagFilter>,
     /// Page size (at most this many results per page).
     pub page_size: usize,
     /// Continuation token from the previous page.
     pub continuation: Option<String>,
+}
+
+/// A tag an instance must have: the key, with this value if one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagFilter {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl TagFilter {
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        match (tags.get(&self.key), &self.value) {
+            (Some(found), Some(wanted)) => found == wanted,
+            (found, None) => found.is_some(),
+            (None, Some(_)) => false,
+        }
+    }
+}
+
+impl InstanceQuery {
+    /// Whether `summary` passes the filters a backend applies after reading (the others it
+    /// applies in its query).
+    pub fn keeps(&self, summary: &InstanceSummary) -> bool {
+        self.tags.iter().all(|tag| tag.matches(&summary.tags))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -53,6 +53,9 @@ pub(super) struct SummaryRow {
     instance_id: String,
     name: String,
     runtime_status: String,
+    /// The orchestration version, a column so queries can filter by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
     created_time: String,
     last_updated_time: String,
     revision: u64,
@@ -539,6 +542,7 @@ impl Tables {
             instance_id: summary.instance_id.clone(),
             name: summary.name.clone(),
             runtime_status: format!("{:?}", summary.status),
+            version: summary.version.clone(),
             created_time: time(summary.created_at),
             last_updated_time: time(summary.updated_at),
             revision: summary.revision,
@@ -712,7 +716,11 @@ impl Tables {
         for row in &rows {
             items.push(self.decode_summary(row).await?);
         }
-        Ok(paged(items, page_size, |last| last.instance_id.clone()))
+        // Tags live in the summary's JSON, which a filter cannot reach: they narrow the page
+        // read, which may then hold fewer than `page_size` (continuing after the last row read).
+        let mut page = paged(items, page_size, |last| last.instance_id.clone());
+        page.items.retain(|summary| query.keeps(summary));
+        Ok(page)
     }
 
     pub async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
@@ -793,6 +801,9 @@ fn summary_filter(query: &InstanceQuery) -> String {
         if let Some(high) = successor(&low) {
             clauses.push(format!("PartitionKey lt {}", odata_literal(&high)));
         }
+    }
+    if let Some(version) = &query.version {
+        clauses.push(format!("Version eq {}", odata_literal(version)));
     }
     if let Some(after) = &query.continuation {
         let after = escape_key(after).into_owned();

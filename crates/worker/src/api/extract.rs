@@ -2,6 +2,7 @@
 //! input with a JSON error (axum's own rejections answer plain text), and the JSON fallbacks
 //! for requests no route takes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -49,6 +50,9 @@ where
 /// joined with commas, as the extension's `NameValueCollection` does. A `taskHub` naming
 /// another task hub is refused: this app serves one.
 pub struct Params(Vec<(String, String)>);
+
+/// What query parameters naming a tag start with: `tag.team=data`.
+const TAG_PREFIX: &str = "tag.";
 
 impl<B: Backend> FromRequestParts<Arc<ApiState<B>>> for Params {
     type Rejection = ApiError;
@@ -115,6 +119,33 @@ impl Params {
                 "'{name}' must be an ISO 8601 time such as 2026-01-31T00:00:00Z, got '{text}'"
             ))
         })
+    }
+
+    /// The `tag.<key>=<value>` pairs, keys as given (a tag's key is case-sensitive); a key
+    /// given twice is refused.
+    pub fn tags(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        let mut tags = BTreeMap::new();
+        for (name, value) in &self.0 {
+            let Some(key) = name
+                .get(..TAG_PREFIX.len())
+                .filter(|prefix| prefix.eq_ignore_ascii_case(TAG_PREFIX))
+                .map(|_| &name[TAG_PREFIX.len()..])
+            else {
+                continue;
+            };
+            if key.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "'{name}' names no tag: use '{TAG_PREFIX}<key>=<value>'"
+                )));
+            }
+            if tags.insert(key.to_string(), value.clone()).is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "tag '{}' is given more than once",
+                    key.escape_debug()
+                )));
+            }
+        }
+        Ok(tags)
     }
 
     /// A free-text value (a reason) of at most `max` bytes; absent means empty.

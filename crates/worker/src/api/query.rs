@@ -17,7 +17,7 @@ use super::status::{payload, status_name};
 use super::{ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
 use durable_store::backend::Backend;
-use durable_store::model::InstanceQuery;
+use durable_store::model::{InstanceQuery, TagFilter};
 use durable_store::names::{InstanceId, InstanceIdError, MAX_INSTANCE_ID_LEN};
 
 const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
@@ -85,7 +85,7 @@ fn parse_prefix(prefix: &str) -> Result<String, ApiError> {
 }
 
 /// The filter of a query or purge: `runtimeStatus`, `createdTimeFrom`, `createdTimeTo`,
-/// `instanceIdPrefix`.
+/// `instanceIdPrefix`, `version`, and `tag.<key>[=<value>]`.
 pub fn instance_filter(params: &Params) -> Result<InstanceQuery, ApiError> {
     let filter = InstanceQuery {
         statuses: params
@@ -100,6 +100,16 @@ pub fn instance_filter(params: &Params) -> Result<InstanceQuery, ApiError> {
             .filter(|p| !p.is_empty())
             .map(|p| parse_prefix(&p))
             .transpose()?,
+        version: params.get("version").filter(|v| !v.is_empty()),
+        tags: params
+            .tags()?
+            .into_iter()
+            .map(|(key, value)| TagFilter {
+                key,
+                // `tag.team` alone (or with an empty value) asks for the key only.
+                value: Some(value).filter(|v| !v.is_empty()),
+            })
+            .collect(),
         page_size: DEFAULT_TOP,
         continuation: None,
     };

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::Utc;
 
 use tracing::Instrument;
 
@@ -17,7 +18,7 @@ use super::status::{json_value, payload, status_code};
 use super::urls::{base_url, InstanceUrls};
 use super::{trace, ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
-use durable_runtime::{EndWatch, Queued, Runtime, StartDelivery};
+use durable_runtime::{EndWatch, Queued, Runtime, StartDelivery, StartOptions};
 use durable_store::backend::Backend;
 use durable_store::model::InstanceSummary;
 
@@ -95,6 +96,15 @@ impl Wait {
     }
 }
 
+/// `version`, `scheduledStartTime` and `tag.<key>=<value>`.
+fn start_options(params: &Params) -> Result<StartOptions, ApiError> {
+    Ok(StartOptions {
+        version: params.get("version").filter(|v| !v.is_empty()),
+        tags: params.tags()?,
+        scheduled_start: params.time("scheduledStartTime")?,
+    })
+}
+
 /// A duration in (possibly fractional) seconds from the query string.
 fn seconds(params: &Params, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(text) = params.get(name).filter(|t| !t.trim().is_empty()) else {
@@ -120,16 +130,25 @@ async fn start_instance<B: Backend>(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = Wait::from_params(&params)?;
+    let options = start_options(&params)?;
     let input = body.json("request body")?;
     state.hub_ready().await?;
-    let eager = state.eager.reserve();
+    // A start scheduled for later is queued for then: no eager turn for it now.
+    let later = options.scheduled_start.is_some_and(|at| at > Utc::now());
+    let eager = if later { None } else { state.eager.reserve() };
     let delivery = match eager {
         Some(_) => StartDelivery::Here,
         None => StartDelivery::Queue,
     };
     let started = state
         .runtime
-        .start_message(&function_name, instance_id.as_deref(), input, delivery)
+        .start_message(
+            &function_name,
+            instance_id.as_deref(),
+            input,
+            &options,
+            delivery,
+        )
         .instrument(trace::create_orchestration(&headers, &function_name))
         .await?;
     let instance_id = started.message.destination.instance_id().to_string();

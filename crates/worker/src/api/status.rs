@@ -51,7 +51,13 @@ pub fn payload(summary: &InstanceSummary, show_input: bool) -> Value {
         "createdTime": format_time(summary.created_at),
         "lastUpdatedTime": format_time(summary.updated_at),
     });
-    // Not in Durable Functions' shape, so only there when it says something.
+    // Not in Durable Functions' shape, so only there when they say something.
+    if let Some(version) = &summary.version {
+        body["version"] = json!(version);
+    }
+    if !summary.tags.is_empty() {
+        body["tags"] = json!(summary.tags);
+    }
     if summary.poison_messages > 0 {
         body["poisonMessages"] = json!(summary.poison_messages);
     }
@@ -82,6 +88,9 @@ mod tests {
         InstanceSummary {
             instance_id: "i1".into(),
             name: "HelloSequence5".into(),
+            version: None,
+            tags: Default::default(),
+            scheduled_start_time: None,
             execution_id: "e".into(),
             status,
             input: Some(r#"{"a":1}"#.into()),
@@ -110,6 +119,16 @@ mod tests {
             payload(&summary(OrchestrationStatus::Completed), false)["input"],
             Value::Null
         );
+    }
+
+    #[test]
+    fn a_version_and_tags_are_shown_when_there_are_any() {
+        let mut tagged = summary(OrchestrationStatus::Running);
+        tagged.version = Some("2.0".into());
+        tagged.tags = [("team".to_string(), "data".to_string())].into();
+        let body = payload(&tagged, false);
+        assert_eq!(body["version"], "2.0");
+        assert_eq!(body["tags"], serde_json::json!({"team": "data"}));
     }
 
     #[test]
