@@ -2,10 +2,10 @@
 # Offline checks of infra/: every .bicep file parses (pycep-parser, the parser checkov itself
 # uses); both shapes of the deployment evaluate (scripts/lib/bicep_shape.py): open, from
 # main.parameters.json, and private, with main.parameters.private.json over it; and checkov's
-# Bicep policy scan of each shape reports no failed check but those the shape is expected to
-# fail, with every skipped check listed in infra/.checkov.yaml beside its reason. Installs its
-# tools into a venv under target/ from the hash-pinned infra/requirements.txt, rebuilt whenever
-# that file changes.
+# Bicep policy scan of each shape (scripts/lib/shape_scan.py) reports no failed check but those
+# the shape is expected to fail, with every skipped check listed in infra/.checkov.yaml beside
+# its reason. Installs its tools into a venv under target/ from the hash-pinned
+# infra/requirements.txt, rebuilt whenever that file changes.
 #   scripts/infra-check.sh
 #   scripts/infra-check.sh --render PARAMETERS.json...   the resources a parameter set deploys
 #                                                          (JSON), later files overriding earlier
@@ -16,6 +16,7 @@ venv=target/infra-tools
 stamp="$venv/requirements.sha256"
 config=infra/.checkov.yaml
 shape=scripts/lib/bicep_shape.py
+scan=scripts/lib/shape_scan.py
 open_shape=(infra/main.parameters.json)
 private_shape=(infra/main.parameters.json infra/main.parameters.private.json)
 
@@ -44,7 +45,7 @@ exec 9>&-
 if [[ "${1:-}" == "--render" ]]; then
   shift
   [[ $# -gt 0 ]] || fail "--render needs at least one parameter file"
-  exec "$venv/bin/python" "$shape" render infra "$@"
+  exec "$venv/bin/python" "$shape" infra "$@"
 fi
 
 echo "==> parsing every .bicep file under infra/"
@@ -116,7 +117,7 @@ PY
 echo "==> both shapes of the deployment evaluate"
 for name in open private; do
   files="${name}_shape[@]"
-  "$venv/bin/python" "$shape" render infra "${!files}" >"target/infra-shape-$name.json" ||
+  "$venv/bin/python" "$shape" infra "${!files}" >"target/infra-shape-$name.json" ||
     fail "the $name shape (${!files}) does not evaluate"
   "$venv/bin/python" - "$name" "target/infra-shape-$name.json" <<'PY'
 import collections
@@ -149,9 +150,9 @@ echo "    $(grep -cE '^[[:space:]]*- CKV' "$config") checks skipped, each with i
 # makes pass. The private shape must fail nothing.
 status=0
 echo "==> checkov, open shape (${open_shape[*]}): fails only CKV_AZURE_35 and CKV_AZURE_59"
-"$venv/bin/python" "$shape" scan infra --config "$config" --expect-fail CKV_AZURE_35,CKV_AZURE_59 \
+"$venv/bin/python" "$scan" infra --config "$config" --expect-fail CKV_AZURE_35,CKV_AZURE_59 \
   "${open_shape[@]}" || status=1
 echo "==> checkov, private shape (${private_shape[*]}): fails nothing"
-"$venv/bin/python" "$shape" scan infra --config "$config" "${private_shape[@]}" || status=1
+"$venv/bin/python" "$scan" infra --config "$config" "${private_shape[@]}" || status=1
 [[ $status -eq 0 ]] || fail "the policy scan failed (see above)"
 echo "==> infra checks passed"

@@ -306,6 +306,10 @@ fn parameters_the_templates_do_not_take_are_refused_by_name() {
             "parameter 'allowedIpRanges' is declared array",
         ),
         (
+            json!({ "allowedIpRanges": [{ "cidr": "203.0.113.0/24" }] }),
+            "the object {cidr: '203.0.113.0/24'} has no property 'name'",
+        ),
+        (
             json!({ "planSku": "EP9" }),
             "parameter 'planSku' = 'EP9' breaks @allowed",
         ),

@@ -152,9 +152,9 @@ var workerSettingsList = [for setting in items(workerSettings): {
 
 // Allow rules in the order given; App Service evaluates lower priorities first, and the default
 // action denies every address no rule allows.
-var allowRules = [for (range, i) in allowedIpRanges: {
-  name: range.name
-  ipAddress: range.cidr
+var allowRules = [for (entry, i) in allowedIpRanges: {
+  name: entry.name
+  ipAddress: entry.cidr
   action: 'Allow'
   priority: 100 + i
 }]

@@ -1,16 +1,13 @@
-"""Evaluates infra/'s Bicep for one parameter set (a deployment "shape") and scans that shape.
+"""Evaluates infra/'s Bicep for one parameter set: the resources that deployment "shape" creates.
 
 No Bicep compiler runs offline, so this folds what the parameters decide — parameters,
 variables, conditions, loops, the handful of functions the templates use — over pycep-parser's
 tree (the parser checkov uses), and leaves everything known only at deployment (resource
 properties, module outputs, uniqueString) as symbolic Bicep text.
 
-  bicep_shape.py render INFRA_DIR PARAMETERS.json...
-      The resources the shape deploys, as JSON. Later parameter files override earlier ones,
-      as `az deployment group create --parameters @a --parameters @b` does.
-  bicep_shape.py scan INFRA_DIR --config CHECKOV_YAML [--expect-fail IDS] PARAMETERS.json...
-      checkov's Bicep checks over the shape: each deployed file as this shape evaluates it.
-      IDS (comma-separated) must fail, and nothing else may.
+  bicep_shape.py INFRA_DIR PARAMETERS.json...
+      The parameters and resources of the shape, as JSON. Later parameter files override
+      earlier ones, as `az deployment group create --parameters @a --parameters @b` does.
 """
 
 from __future__ import annotations
@@ -151,13 +148,16 @@ def interpolate(template: str, scope: Scope) -> Any:
                 value = resolved
                 for name in path:
                     value = member(value, name, expression)
+        if isinstance(value, bool) or not isinstance(value, (str, int, Sym)):
+            # ARM writes these its own way ('True', JSON): not folded.
+            value = Sym(expression, expression)
         if isinstance(value, Sym):
             known = False
             quoted = value.text.startswith("'") and value.text.endswith("'") and len(value.text) > 1
             # A symbolic string (itself an interpolation) is spliced in, not nested.
             parts.append(value.text[1:-1] if quoted else "${" + value.text + "}")
         else:
-            parts.append(text(value) if not isinstance(value, str) else value)
+            parts.append(str(value))
     parts.append(template[position:])
     joined = "".join(parts)
     return joined if known else Sym("'" + joined + "'", template)
@@ -230,14 +230,18 @@ def function(node: dict, scope: Scope) -> Any:
     elif known and name in ("to_lower", "to_upper") and isinstance(args[0], str):
         value = args[0].lower() if name == "to_lower" else args[0].upper()
     elif name == "union" and all(isinstance(arg, dict) for arg in args):
-        # Only objects whose values may be symbolic: the templates union disjoint setting groups.
+        # Objects whose values may be symbolic. ARM merges shared nested objects deeply; the
+        # templates union disjoint groups of settings, and anything else is refused.
         value = {}
         for arg in args:
+            shared = set(value) & set(arg)
+            if shared:
+                raise ShapeError(f"union() of objects sharing {', '.join(sorted(shared))} is not folded")
             value.update(arg)
     elif name == "concat" and all(isinstance(arg, list) for arg in args):
         value = [item for arg in args for item in arg]
-    elif known and name == "string" and len(args) == 1:
-        value = args[0] if isinstance(args[0], str) else json.dumps(args[0], separators=(",", ":"))
+    elif name == "string" and len(args) == 1 and isinstance(args[0], str):
+        value = args[0]
     else:
         value = Sym(f"{camel(name)}({', '.join(text(arg) for arg in args)})", node)
     if call.get("property_name"):
@@ -425,67 +429,23 @@ def load_parameters(files: list[str]) -> dict[str, Any]:
     return given
 
 
-def scan(shape: Shape, config: str, expected: set[str]) -> int:
-    """Runs checkov's Bicep framework with its parser answering the shape's definitions."""
-    import checkov.bicep.parser
-    from checkov.main import Checkov
-
-    shaped = {path.resolve(): template for path, template in shape.checkov_definitions().items()}
-    original = checkov.bicep.parser.Parser.parse
-
-    def parse(self: Any, file_path: Path) -> Any:
-        template, lines = original(self, file_path)
-        return (shaped.get(Path(file_path).resolve(), template), lines)
-
-    checkov.bicep.parser.Parser.parse = parse
-    argv = ["--config-file", config, "--framework", "bicep", "--compact", "--quiet", "-o", "cli"]
-    for path in sorted(shaped):
-        argv += ["-f", str(path)]
-    run = Checkov(argv=argv)
-    run.run()
-    failed = [record for report in run.scan_reports for record in report.failed_checks]
-    passed = sum(len(report.passed_checks) for report in run.scan_reports)
-    errors = sum(len(report.parsing_errors) for report in run.scan_reports)
-    ids = {record.check_id for record in failed}
-    passing = {record.check_id for report in run.scan_reports for record in report.passed_checks}
-    print(f"checkov: {passed} passed ({', '.join(sorted(passing))}),")
-    print(f"         {len(failed)} failed ({', '.join(sorted(ids)) or 'none'}), {errors} parsing errors")
-    problems = []
-    if errors or not passed:
-        problems.append("checkov could not parse the templates or ran no check")
-    if ids - expected:
-        problems.append(f"unexpected failed checks: {', '.join(sorted(ids - expected))}")
-    if expected - ids:
-        problems.append(f"checks expected to fail in this shape passed: {', '.join(sorted(expected - ids))}")
-    for problem in problems:
-        print(f"FAIL {problem}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    render = commands.add_parser("render")
-    render.add_argument("infra", type=Path)
-    render.add_argument("parameters", nargs="+")
-    check = commands.add_parser("scan")
-    check.add_argument("infra", type=Path)
-    check.add_argument("--config", required=True)
-    check.add_argument("--expect-fail", default="")
-    check.add_argument("parameters", nargs="+")
-    args = parser.parse_args()
+def shape_or_exit(infra: Path, files: list[str], program: str) -> Shape:
+    """The shape these parameter files give, or exit 1 naming what the templates refuse."""
     try:
-        shape = Shape(args.infra, load_parameters(args.parameters))
+        return Shape(infra, load_parameters(files))
     except ShapeError as error:
-        print(f"bicep_shape: {error}", file=sys.stderr)
-        return 1
-    if args.command == "render":
-        json.dump({"parameters": plain(shape.parameters), "resources": plain(shape.resources)}, sys.stdout, indent=2)
-        print()
-        return 0
-    expected = {check for check in args.expect_fail.split(",") if check}
-    return scan(shape, args.config, expected)
+        sys.exit(f"{program}: {error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("infra", type=Path)
+    parser.add_argument("parameters", nargs="+")
+    args = parser.parse_args()
+    shape = shape_or_exit(args.infra, args.parameters, "bicep_shape")
+    json.dump({"parameters": plain(shape.parameters), "resources": plain(shape.resources)}, sys.stdout, indent=2)
+    print()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
