@@ -1,6 +1,7 @@
 // The durable orchestrator on Azure Functions Elastic Premium (Linux): monitoring, storage, the
-// plan and Function App, and the app identity's role assignments. Deploy with
-// scripts/deploy.sh (az deployment group create); settings and costs: infra/README.md.
+// plan and Function App, the app identity's role assignments and, as options, an IP allowlist
+// and private networking. Deploy with scripts/deploy.sh (az deployment group create); settings
+// and costs: infra/README.md.
 
 targetScope = 'resourceGroup'
 
@@ -62,8 +63,28 @@ param tags object = {
   app: 'durable-orchestrator'
 }
 
+@description('Address ranges allowed to call the app, each { name: \'office\', cidr: \'203.0.113.0/24\' } (IPv4 or IPv6 CIDR). Empty: every address reaches the app. Set: only these ranges reach the app and, unless scmSiteOpen, its scm (deployment) site; every other address gets 403.')
+param allowedIpRanges array = []
+
+@description('With allowedIpRanges set, leave the scm (Kudu, zip deploy) site open to every address; it still requires Entra ID sign-in.')
+param scmSiteOpen bool = false
+
+@description('Private networking: the app joins a virtual network, both storage accounts are reached through private endpoints only, and their public endpoints are closed. Private endpoints and private DNS zones are billed.')
+param privateNetworking bool = false
+
+@description('Address space of the virtual network (privateNetworking only).')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Subnet delegated to the app\'s VNet integration; /26 or larger, one address per instance.')
+param integrationSubnetPrefix string = '10.40.0.0/24'
+
+@description('Subnet holding the storage private endpoints (four addresses).')
+param privateEndpointSubnetPrefix string = '10.40.1.0/27'
+
 // Storage account names allow only 3-24 lowercase letters and digits and are globally unique.
 var suffix = uniqueString(resourceGroup().id, appName)
+// The Azure Files share the app runs from (WEBSITE_CONTENTSHARE).
+var contentShareName = toLower(appName)
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
@@ -82,6 +103,22 @@ module storage 'modules/storage.bicep' = {
     dataAccountName: 'st${suffix}'
     contentAccountName: 'stfs${suffix}'
     dataSku: dataStorageSku
+    privateNetworking: privateNetworking
+    contentShareName: contentShareName
+    tags: tags
+  }
+}
+
+module privateNetwork 'modules/privatenetwork.bicep' = if (privateNetworking) {
+  name: 'privatenetwork'
+  params: {
+    location: location
+    name: appName
+    addressPrefix: vnetAddressPrefix
+    integrationSubnetPrefix: integrationSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    dataAccountId: storage.outputs.dataAccountId
+    contentAccountId: storage.outputs.contentAccountId
     tags: tags
   }
 }
@@ -99,10 +136,17 @@ module functionApp 'modules/functionapp.bicep' = {
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
     contentAccountName: storage.outputs.contentAccountName
+    contentShareName: contentShareName
     insightsConnectionString: monitoring.outputs.connectionString
     workerSettings: union(workflowSettings, {
       TaskHub: taskHub
     })
+    allowedIpRanges: allowedIpRanges
+    scmSiteOpen: scmSiteOpen
+    privateNetworking: privateNetworking
+    // The site is created once the private endpoints and DNS zones answer: the platform checks
+    // the content share when it creates the app.
+    integrationSubnetId: privateNetworking ? privateNetwork.outputs.integrationSubnetId : ''
     tags: tags
   }
 }

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Offline checks of infra/: every .bicep file parses (pycep-parser, the parser checkov itself
-# uses) and checkov's Bicep policy scan reports no failed check, with every skipped check
-# listed in infra/.checkov.yaml beside its reason. Installs its tools into a venv under target/
-# from the hash-pinned infra/requirements.txt, rebuilt whenever that file changes.
+# uses); both shapes of the deployment evaluate (scripts/lib/bicep_shape.py): open, from
+# main.parameters.json, and private, with main.parameters.private.json over it; and checkov's
+# Bicep policy scan of each shape (scripts/lib/shape_scan.py) reports no failed check but those
+# the shape is expected to fail, with every skipped check listed in infra/.checkov.yaml beside
+# its reason. Installs its tools into a venv under target/ from the hash-pinned
+# infra/requirements.txt, rebuilt whenever that file changes.
+#   scripts/infra-check.sh
+#   scripts/infra-check.sh --render PARAMETERS.json...   the resources a parameter set deploys
+#                                                          (JSON), later files overriding earlier
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 venv=target/infra-tools
 stamp="$venv/requirements.sha256"
 config=infra/.checkov.yaml
+shape=scripts/lib/bicep_shape.py
+scan=scripts/lib/shape_scan.py
+open_shape=(infra/main.parameters.json)
+private_shape=(infra/main.parameters.json infra/main.parameters.private.json)
 
 fail() {
   echo "infra-check: $*" >&2
@@ -16,14 +26,26 @@ fail() {
 }
 
 command -v python3 >/dev/null || fail "python3 is not installed (Debian: apt-get install python3 python3-venv)"
+# Concurrent callers (tests render in parallel) wait for one install.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 want=$(sha256sum infra/requirements.txt | cut -d' ' -f1)
 if [[ ! -x "$venv/bin/checkov" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "==> installing checkov and pycep-parser into $venv (infra/requirements.txt)"
+  echo "==> installing checkov and pycep-parser into $venv (infra/requirements.txt)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv" || fail "python3 -m venv failed (Debian: apt-get install python3-venv)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
     -r infra/requirements.txt || fail "installing infra/requirements.txt failed"
   echo "$want" >"$stamp"
+fi
+flock -u 9
+exec 9>&-
+
+if [[ "${1:-}" == "--render" ]]; then
+  shift
+  [[ $# -gt 0 ]] || fail "--render needs at least one parameter file"
+  exec "$venv/bin/python" "$shape" infra "$@"
 fi
 
 echo "==> parsing every .bicep file under infra/"
@@ -92,6 +114,22 @@ if problems:
 print(f"ok   {len(workflow)} workflow settings and TaskHub '{local['TaskHub']}'")
 PY
 
+echo "==> both shapes of the deployment evaluate"
+for name in open private; do
+  files="${name}_shape[@]"
+  "$venv/bin/python" "$shape" infra "${!files}" >"target/infra-shape-$name.json" ||
+    fail "the $name shape (${!files}) does not evaluate"
+  "$venv/bin/python" - "$name" "target/infra-shape-$name.json" <<'PY'
+import collections
+import json
+import sys
+
+resources = json.load(open(sys.argv[2]))["resources"]
+kinds = collections.Counter(resource["type"].split("/", 1)[1] for resource in resources)
+print(f"ok   {sys.argv[1]}: {len(resources)} resources ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+PY
+done
+
 echo "==> every skipped check in $config has its reason"
 missing=$(awk '
   /^skip-check:/ { in_list = 1; next }
@@ -106,26 +144,15 @@ missing=$(awk '
 [[ -z "$missing" ]] || fail "skipped checks without a reason in $config:"$'\n'"$missing"
 echo "    $(grep -cE '^[[:space:]]*- CKV' "$config") checks skipped, each with its reason (see $config)"
 
-echo "==> checkov --framework bicep -d infra"
-results=target/infra-check
-rm -rf "$results"
-mkdir -p "$results"
+# The open shape keeps both storage accounts on their public endpoints (Entra ID or key,
+# HTTPS, TLS 1.2): it must fail exactly the two storage network checks, CKV_AZURE_35 (default
+# network rule Deny) and CKV_AZURE_59 (public network access disabled), which privateNetworking
+# makes pass. The private shape must fail nothing.
 status=0
-"$venv/bin/checkov" --config-file "$config" --framework bicep -d infra --compact --quiet \
-  -o cli -o json --output-file-path "console,$results/results.json" || status=$?
-"$venv/bin/python" - "$results/results.json" <<'PY' || status=1
-import json
-import sys
-
-report = json.load(open(sys.argv[1]))
-# One framework gives one report object; guard against a list should more be scanned.
-reports = report if isinstance(report, list) else [report]
-failed = sum(r["summary"]["failed"] for r in reports)
-errors = sum(r["summary"]["parsing_errors"] for r in reports)
-passed = sum(r["summary"]["passed"] for r in reports)
-print(f"checkov: {passed} passed, {failed} failed, {errors} parsing errors")
-if failed or errors or not passed:
-    sys.exit("checkov found failed checks or files it could not parse")
-PY
+echo "==> checkov, open shape (${open_shape[*]}): fails only CKV_AZURE_35 and CKV_AZURE_59"
+"$venv/bin/python" "$scan" infra --config "$config" --expect-fail CKV_AZURE_35,CKV_AZURE_59 \
+  "${open_shape[@]}" || status=1
+echo "==> checkov, private shape (${private_shape[*]}): fails nothing"
+"$venv/bin/python" "$scan" infra --config "$config" "${private_shape[@]}" || status=1
 [[ $status -eq 0 ]] || fail "the policy scan failed (see above)"
 echo "==> infra checks passed"

@@ -1,6 +1,7 @@
 // The Elastic Premium (EP1) Linux plan and the Function App running the Rust custom handler.
 // Storage for the host and the task hub is identity-based (AzureWebJobsStorage__*); the only
 // key in the settings is the content share's, which Azure Files requires (see storage.bicep).
+// Options: an inbound IP allowlist, and VNet integration for private networking.
 
 @description('Azure region of the plan and the app.')
 param location string
@@ -35,11 +36,26 @@ param tableEndpoint string
 @description('Storage account of the Azure Files content share.')
 param contentAccountName string
 
+@description('Name of the content share in that account (WEBSITE_CONTENTSHARE).')
+param contentShareName string
+
 @description('Application Insights connection string (not a secret: ingestion needs an Entra token).')
 param insightsConnectionString string
 
 @description('The worker settings: TaskHub and the workflow settings, name to value (strings).')
 param workerSettings object
+
+@description('Address ranges allowed in, each { name, cidr }; empty leaves the app open to every address.')
+param allowedIpRanges array = []
+
+@description('With allowedIpRanges set, leave the scm (deployment) site open to every address.')
+param scmSiteOpen bool = false
+
+@description('Join the virtual network: all outbound traffic, the content share included, goes through integrationSubnetId.')
+param privateNetworking bool = false
+
+@description('Subnet delegated to Microsoft.Web/serverFarms (privateNetworking only).')
+param integrationSubnetId string = ''
 
 param tags object = {}
 
@@ -106,7 +122,7 @@ var platformSettings = [
   }
   {
     name: 'WEBSITE_CONTENTSHARE'
-    value: toLower(appName)
+    value: contentShareName
   }
   // The zip published by scripts/deploy.sh is mounted as it is, so the handler keeps the
   // executable bit stored in the zip; nothing is built on the server.
@@ -134,6 +150,35 @@ var workerSettingsList = [for setting in items(workerSettings): {
   value: string(setting.value)
 }]
 
+// Allow rules in the order given; App Service evaluates lower priorities first, and the default
+// action denies every address no rule allows.
+var allowRules = [for (entry, i) in allowedIpRanges: {
+  name: entry.name
+  ipAddress: entry.cidr
+  action: 'Allow'
+  priority: 100 + i
+}]
+var accessRestrictions = empty(allowedIpRanges) ? {} : {
+  ipSecurityRestrictions: allowRules
+  ipSecurityRestrictionsDefaultAction: 'Deny'
+  // The scm site gets its own list rather than the main one, so that it can stay open.
+  scmIpSecurityRestrictionsUseMain: false
+  scmIpSecurityRestrictions: scmSiteOpen ? [] : allowRules
+  scmIpSecurityRestrictionsDefaultAction: scmSiteOpen ? 'Allow' : 'Deny'
+}
+// The storage accounts answer only on their private endpoints: the app sends all outbound
+// traffic and the content share through the VNet (vnetContentShareEnabled is the site property
+// that replaced the WEBSITE_CONTENTOVERVNET setting), and the host's own scale monitoring reads
+// the queues, which the platform's scale controller outside the VNet cannot.
+var vnetProperties = privateNetworking ? {
+  virtualNetworkSubnetId: integrationSubnetId
+  vnetRouteAllEnabled: true
+  vnetContentShareEnabled: true
+} : {}
+var vnetSiteConfig = privateNetworking ? {
+  functionsRuntimeScaleMonitoringEnabled: true
+} : {}
+
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: appName
   location: location
@@ -142,13 +187,13 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
   identity: {
     type: 'SystemAssigned'
   }
-  properties: {
+  properties: union({
     serverFarmId: plan.id
     reserved: true
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
-    siteConfig: {
+    siteConfig: union({
       // Empty for a custom handler on Linux: the portal's custom stack sends '', and 'custom'
       // fails validation.
       linuxFxVersion: ''
@@ -159,8 +204,8 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       remoteDebuggingEnabled: false
       minimumElasticInstanceCount: minimumInstances
       appSettings: concat(platformSettings, workerSettingsList)
-    }
-  }
+    }, accessRestrictions, vnetSiteConfig)
+  }, vnetProperties)
 }
 
 // Deployments authenticate with Entra ID (az CLI uses the signed-in account), never with

@@ -4,7 +4,8 @@
 // Azure Files content share an Elastic Premium app runs from; Azure Files cannot use a managed
 // identity there (WEBSITE_CONTENTAZUREFILECONNECTIONSTRING takes only a key-based connection
 // string), so that account alone keeps shared-key access on. Splitting them keeps the key away
-// from the durable state.
+// from the durable state. With privateNetworking both accounts close their public endpoints and
+// are reached through the private endpoints of privatenetwork.bicep.
 
 @description('Azure region of the accounts.')
 param location string
@@ -26,7 +27,21 @@ param contentAccountName string
 ])
 param dataSku string = 'Standard_ZRS'
 
+@description('Close both accounts to public networks; the app reaches them through private endpoints.')
+param privateNetworking bool = false
+
+@description('Name of the content share (WEBSITE_CONTENTSHARE). The platform creates it for an open account; a closed one must have it beforehand.')
+param contentShareName string
+
 param tags object = {}
+
+// Open: reachable over the internet, authenticated (the data account by Entra ID only). Private:
+// the private endpoints alone; trusted Azure services keep their bypass.
+var publicNetworkAccess = privateNetworking ? 'Disabled' : 'Enabled'
+var networkAcls = {
+  bypass: 'AzureServices'
+  defaultAction: privateNetworking ? 'Deny' : 'Allow'
+}
 
 resource data 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: dataAccountName
@@ -45,13 +60,8 @@ resource data 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     // Only Entra ID (the app's managed identity) may use this account; see the header.
     allowSharedKeyAccess: false
-    // Reachable over the internet (authenticated): the app has no virtual network to reach a
-    // private endpoint through. See infra/.checkov.yaml (CKV_AZURE_35, CKV_AZURE_59).
-    publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
-    }
+    publicNetworkAccess: publicNetworkAccess
+    networkAcls: networkAcls
     encryption: {
       keySource: 'Microsoft.Storage'
       requireInfrastructureEncryption: true
@@ -85,13 +95,8 @@ resource content 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     // Required: the Premium content share is mounted with the account key (see the header).
     allowSharedKeyAccess: true
-    // Reachable over the internet (authenticated): the app has no virtual network to reach a
-    // private endpoint through. See infra/.checkov.yaml (CKV_AZURE_35, CKV_AZURE_59).
-    publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
-    }
+    publicNetworkAccess: publicNetworkAccess
+    networkAcls: networkAcls
     encryption: {
       keySource: 'Microsoft.Storage'
       requireInfrastructureEncryption: true
@@ -107,9 +112,20 @@ resource content 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
+resource contentFiles 'Microsoft.Storage/storageAccounts/fileServices@2023-05-01' existing = {
+  parent: content
+  name: 'default'
+}
+
+resource contentShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-01' = if (privateNetworking) {
+  parent: contentFiles
+  name: contentShareName
+}
+
 output dataAccountName string = data.name
 output dataAccountId string = data.id
 output blobEndpoint string = data.properties.primaryEndpoints.blob
 output queueEndpoint string = data.properties.primaryEndpoints.queue
 output tableEndpoint string = data.properties.primaryEndpoints.table
 output contentAccountName string = content.name
+output contentAccountId string = content.id
