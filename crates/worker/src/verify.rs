@@ -2,8 +2,10 @@
 //! reports, per instance, whether the code still makes the recorded decisions: the check to run
 //! before a deploy. It only reads the task hub.
 
+use std::future::Future;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -24,6 +26,9 @@ pub const DEFAULT_SAMPLE: usize = 100;
 const MAX_PAGE: usize = 1000;
 /// Histories loaded at once while earlier ones are replayed.
 const LOADS_IN_FLIGHT: usize = 8;
+/// Reads of one history before a torn one is reported: the task hub may be live.
+const LOAD_ATTEMPTS: u32 = 4;
+const LOAD_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 pub const USAGE: &str = "usage: worker verify [--status S[,S…]] [--prefix P] [--created-from T] \
 [--created-to T] [--sample N]
@@ -380,7 +385,7 @@ pub async fn check<B: Backend>(
         listed += instances.len();
         let mut loads = futures::stream::iter(instances)
             .map(|instance| async move {
-                let loaded = backend.load(&instance.instance_id).await;
+                let loaded = until_untorn(|| backend.load(&instance.instance_id)).await;
                 (instance, loaded)
             })
             .buffered(LOADS_IN_FLIGHT);
@@ -408,12 +413,28 @@ pub async fn check<B: Backend>(
     }
 }
 
+/// `read`, again while it reports a conflict: a read that straddled another process's commit
+/// (a running instance moved on meanwhile) is torn, and a second one usually is not.
+async fn until_untorn<T, F, Fut>(mut read: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    for _ in 1..LOAD_ATTEMPTS {
+        match read().await {
+            Err(StoreError::Conflict(_)) => tokio::time::sleep(LOAD_RETRY_DELAY).await,
+            done => return done,
+        }
+    }
+    read().await
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use durable_engine::{
-        ActivityContext, ActivityError, OrchestrationContext, OrchestrationError,
+        ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, RegistryBuilder,
     };
     use durable_runtime::testkit::InMemoryRuntime;
 
@@ -436,6 +457,39 @@ mod tests {
             Err(error) => (error.to_string(), error.exit_code()),
             Ok(command) => panic!("{text} was accepted: {command:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_torn_read_is_read_again_a_few_times() {
+        let attempts = std::cell::Cell::new(0);
+        let torn_twice = until_untorn(|| {
+            attempts.set(attempts.get() + 1);
+            let attempt = attempts.get();
+            async move {
+                match attempt {
+                    1 | 2 => Err(StoreError::Conflict("a".to_string())),
+                    _ => Ok(attempt),
+                }
+            }
+        })
+        .await;
+        assert_eq!(torn_twice, Ok(3));
+        attempts.set(0);
+        let always_torn = until_untorn(|| {
+            attempts.set(attempts.get() + 1);
+            async { Err::<(), _>(StoreError::Conflict("a".to_string())) }
+        })
+        .await;
+        assert_eq!(always_torn, Err(StoreError::Conflict("a".to_string())));
+        assert_eq!(attempts.get(), LOAD_ATTEMPTS);
+        attempts.set(0);
+        let failed = until_untorn(|| {
+            attempts.set(attempts.get() + 1);
+            async { Err::<(), _>(StoreError::InvalidInput("bad".to_string())) }
+        })
+        .await;
+        assert_eq!(failed, Err(StoreError::InvalidInput("bad".to_string())));
+        assert_eq!(attempts.get(), 1, "only a conflict is read again");
     }
 
     #[test]
@@ -531,9 +585,13 @@ mod tests {
         assert_eq!(code, 2);
     }
 
+    fn registry(second: &'static str, with_other: bool) -> Registry {
+        builder(second, with_other).build().unwrap()
+    }
+
     /// `Greeter` greets each name in its input in turn, then waits for `Done`; `Other` greets
     /// once. `second` is the activity the greeter calls for the second name.
-    fn registry(second: &'static str, with_other: bool) -> Registry {
+    fn builder(second: &'static str, with_other: bool) -> RegistryBuilder {
         let mut builder = Registry::builder()
             .orchestrator(
                 "Greeter",
@@ -556,7 +614,7 @@ mod tests {
                     Ok::<String, OrchestrationError>(ctx.call_activity("Hello", "other").await?)
                 });
         }
-        builder.build().unwrap()
+        builder
     }
 
     /// A task hub with greeters `a-1` (done), `a-2` (waiting for `Done`), `a-3` (started, not
@@ -615,6 +673,50 @@ mod tests {
             ]
         );
         assert!(tally.passed());
+    }
+
+    #[test]
+    fn histories_that_ended_in_every_way_replay_as_recorded() {
+        let registry = builder("Hello", true)
+            .orchestrator(
+                "Counter",
+                |ctx: OrchestrationContext, count: u32| async move {
+                    ctx.create_timer_after(Duration::from_secs(5)).await;
+                    if count < 2 {
+                        return ctx.continue_as_new(&(count + 1)).await;
+                    }
+                    Ok::<_, OrchestrationError>(count)
+                },
+            )
+            .orchestrator("Parent", |ctx: OrchestrationContext, (): ()| async move {
+                let child: String = ctx.call_sub_orchestrator("Other", None, &()).await?;
+                ctx.call_activity::<()>("Broken", &child).await?;
+                Ok::<(), OrchestrationError>(())
+            })
+            .activity("Broken", |_: ActivityContext, _: String| async move {
+                Err::<(), _>(ActivityError::non_retriable("broken"))
+            })
+            .build()
+            .unwrap();
+        let mut runtime = InMemoryRuntime::new(registry.clone());
+        let names = ["Ada"];
+        for id in ["g-suspended", "g-terminated"] {
+            runtime.start("Greeter", id, &names).unwrap();
+        }
+        runtime.start("Counter", "counter", &0).unwrap();
+        runtime.start("Parent", "parent", &()).unwrap();
+        runtime.run_until_idle().unwrap();
+        runtime.suspend("g-suspended", "hold on").unwrap();
+        runtime.terminate("g-terminated", "enough").unwrap();
+        runtime.run_to_completion(Duration::from_secs(60)).unwrap();
+        let status = |id: &str| runtime.state(id).unwrap().status;
+        assert_eq!(status("g-suspended"), OrchestrationStatus::Suspended);
+        assert_eq!(status("g-terminated"), OrchestrationStatus::Terminated);
+        assert_eq!(status("counter"), OrchestrationStatus::Completed);
+        assert_eq!(status("parent"), OrchestrationStatus::Failed);
+        let (tally, lines) = report(&runtime, &registry, &filter(""));
+        assert!(tally.passed(), "{lines:#?}");
+        assert_eq!(tally.ok, 5, "{lines:#?}");
     }
 
     #[test]
