@@ -43,7 +43,8 @@ UNKNOWN ORCHESTRATOR, or UNREADABLE; then a summary. Nothing is written to the t
   --prefix P         only instance ids that start with P
   --created-from T   only instances created at or after T (RFC 3339, 2026-01-31T00:00:00Z)
   --created-to T     only instances created at or before T
-  --sample N         check at most N instances, the first in instance id order (default 100)
+  --sample N         check at most N instances, the first in instance id order (default 100);
+                     the summary says when the sample is full
   -h, --help         this text
 
 Storage and task hub come from the worker's settings in the environment: AzureWebJobsStorage
@@ -316,6 +317,8 @@ pub struct Tally {
     pub unknown_orchestrator: usize,
     pub unreadable: usize,
     pub skipped: usize,
+    /// The check stopped at the sample size while the listing went on.
+    pub sample_full: bool,
 }
 
 impl Tally {
@@ -338,13 +341,18 @@ impl Tally {
         let checked = self.ok + self.nondeterminism + self.unknown_orchestrator + self.unreadable;
         format!(
             "{} task hub '{hub}': {checked} instances checked, {} OK, {} nondeterminism, {} \
-             unknown orchestrator, {} unreadable, {} skipped",
+             unknown orchestrator, {} unreadable, {} skipped{}",
             if self.passed() { "PASSED" } else { "FAILED" },
             self.ok,
             self.nondeterminism,
             self.unknown_orchestrator,
             self.unreadable,
-            self.skipped
+            self.skipped,
+            if self.sample_full {
+                "; the sample is full, more instances may match"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -377,11 +385,9 @@ pub async fn check<B: Backend>(
                 hub: hub.to_string(),
                 source,
             })?;
-        let instances: Vec<InstanceSummary> = page
-            .items
-            .into_iter()
-            .take(filter.sample - listed)
-            .collect();
+        let mut instances = page.items;
+        let cut = instances.len() > filter.sample - listed;
+        instances.truncate(filter.sample - listed);
         listed += instances.len();
         let mut loads = futures::stream::iter(instances)
             .map(|instance| async move {
@@ -405,7 +411,8 @@ pub async fn check<B: Backend>(
                 query.continuation = Some(next);
                 query.page_size = (filter.sample - listed).min(MAX_PAGE);
             }
-            _ => {
+            continuation => {
+                tally.sample_full = cut || continuation.is_some();
                 writeln!(out, "{}", tally.summary(hub)).map_err(CommandError::Output)?;
                 return Ok(tally);
             }
@@ -761,21 +768,31 @@ mod tests {
                         .to_string()
                 })
                 .collect();
-            (ids, tally.passed())
+            (ids, tally.passed(), tally.sample_full)
         };
-        assert_eq!(checked("--prefix b-"), (vec!["b-1".to_string()], false));
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        assert_eq!(checked("--prefix b-"), (ids(&["b-1"]), false, false));
         assert_eq!(
             checked("--status Completed"),
-            (vec!["a-1".to_string(), "b-1".to_string()], false)
+            (ids(&["a-1", "b-1"]), false, false)
         );
-        assert_eq!(checked("--status Pending"), (vec!["a-3".to_string()], true));
+        assert_eq!(checked("--status Pending"), (ids(&["a-3"]), true, false));
+        assert_eq!(checked("--sample 2"), (ids(&["a-1", "a-2"]), false, true));
         assert_eq!(
-            checked("--sample 2"),
-            (vec!["a-1".to_string(), "a-2".to_string()], false)
+            checked("--sample 5"),
+            (ids(&["a-1", "a-2", "a-3", "b-1"]), false, false)
         );
         assert_eq!(
             checked("--created-from 2027-01-01T00:00:00Z"),
-            (vec![], true)
+            (vec![], true, false)
+        );
+        let (_, lines) = report(&runtime, &changed, &filter("--sample 1"));
+        assert!(
+            lines[1].ends_with(
+                "1 instances checked, 0 OK, 1 nondeterminism, 0 unknown orchestrator, 0 \
+                 unreadable, 0 skipped; the sample is full, more instances may match"
+            ),
+            "{lines:?}"
         );
     }
 }
