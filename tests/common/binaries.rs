@@ -15,12 +15,34 @@ pub fn devhost() -> PathBuf {
 
 /// Builds `bin` of `package` in this test's profile and returns its path.
 pub fn build(package: &str, bin: &str) -> PathBuf {
-    // The test runs from <target dir>/<profile dir>/deps/; binaries are one level up.
+    let path = profile_dir().join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    cargo_build(package, &["--bin", bin], &path);
+    path
+}
+
+/// Builds example `name` of `package` in this test's profile and returns its path.
+#[allow(dead_code)] // Only tests/verify.rs runs an example.
+pub fn example(package: &str, name: &str) -> PathBuf {
+    let path = profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    cargo_build(package, &["--example", name], &path);
+    path
+}
+
+/// The profile's output directory: the test runs from <target dir>/<profile dir>/deps/.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
-    let dir = exe
-        .parent()
+    exe.parent()
         .and_then(|deps| deps.parent())
-        .expect("the test runs from <target dir>/<profile dir>/deps");
+        .expect("the test runs from <target dir>/<profile dir>/deps")
+        .to_path_buf()
+}
+
+/// Runs `cargo build` of `target` (`--bin NAME` or `--example NAME`) of `package` in this
+/// test's profile and target directory, and checks it produced `path`.
+fn cargo_build(package: &str, target: &[&str], path: &std::path::Path) {
+    let dir = profile_dir();
     let target_dir = dir.parent().expect("a profile directory has a parent");
     // Cargo's dev and test profiles build into `debug`; any other directory is its profile's.
     let profile = match dir.file_name().and_then(|name| name.to_str()) {
@@ -51,15 +73,14 @@ pub fn build(package: &str, bin: &str) -> PathBuf {
         }
     }
     let status = command
-        .args(["build", "--locked", "--quiet", "-p", package, "--bin", bin])
+        .args(["build", "--locked", "--quiet", "-p", package])
+        .args(target)
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {bin}: {e}"));
-    assert!(status.success(), "building {package}'s {bin} failed");
-    let path = dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {target:?}: {e}"));
+    assert!(status.success(), "building {package}'s {target:?} failed");
     assert!(path.exists(), "{} was not built", path.display());
-    path
 }

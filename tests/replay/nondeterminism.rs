@@ -225,6 +225,37 @@ fn changed_code_is_caught_by_the_turn_that_made_the_decision() {
     );
 }
 
+#[test]
+fn a_mismatch_names_the_recorded_and_the_replayed_decision() {
+    let history = record(calls(&["A", "B", "C"]));
+    assert_eq!(
+        verify_history(&calls(&["A", "B", "X"]), INSTANCE, &history)
+            .expect_err("the third call changed")
+            .to_string(),
+        "turn 2 decided differently: recorded activity 'C' (#2) with input null, replayed \
+         activity 'X' (#2) with input null"
+    );
+    let greeting = |name: &'static str| {
+        registry(
+            move |ctx, ()| async move { Ok(vec![ctx.call_activity::<String>("A", &name).await?]) },
+        )
+    };
+    assert_eq!(
+        verify_history(&greeting("Ada"), INSTANCE, &record(greeting("Grace")))
+            .expect_err("the input changed")
+            .to_string(),
+        "turn 0 decided differently: recorded activity 'A' (#0) with input \"Grace\", replayed \
+         activity 'A' (#0) with input \"Ada\""
+    );
+    assert_eq!(
+        verify_history(&calls(&["A"]), INSTANCE, &record(calls(&["A", "B"])))
+            .expect_err("the second call is gone")
+            .to_string(),
+        "turn 1 decided differently: recorded activity 'B' (#1) with input null, replayed the \
+         end of the orchestration as Completed with output [\"a\"]"
+    );
+}
+
 /// The history stops after `A` completed; the new code's extra call is simply the next step.
 #[test]
 fn added_call_after_history_is_exhausted_is_new_work() {

@@ -10,6 +10,8 @@ use super::registry::Registry;
 pub enum VerifyError {
     #[error("turn {turn}: {source}")]
     Execute { turn: usize, source: ExecuteError },
+    /// `recorded` and `replayed` describe the first decision where the two part ("nothing"
+    /// for a side that has none there).
     #[error("turn {turn} decided differently: recorded {recorded}, replayed {replayed}")]
     Mismatch {
         turn: usize,
@@ -37,11 +39,11 @@ pub fn verify_history(
         .map_err(|source| VerifyError::Execute { turn, source })?;
         let recorded = decisions(recorded.events);
         let replayed = decisions(&replayed.history_delta);
-        if recorded != replayed {
+        if let Some((recorded, replayed)) = first_difference(&recorded, &replayed) {
             return Err(VerifyError::Mismatch {
                 turn,
-                recorded: format!("{recorded:?}"),
-                replayed: format!("{replayed:?}"),
+                recorded,
+                replayed,
             });
         }
     }
@@ -95,4 +97,93 @@ fn decisions(events: &[HistoryEvent]) -> Vec<(i32, &EventKind)> {
         })
         .map(|event| (event.event_id, &event.kind))
         .collect()
+}
+
+/// Both sides of the first decision where `recorded` and `replayed` part, described.
+fn first_difference(
+    recorded: &[(i32, &EventKind)],
+    replayed: &[(i32, &EventKind)],
+) -> Option<(String, String)> {
+    let position = (0..recorded.len().max(replayed.len()))
+        .find(|&index| recorded.get(index) != replayed.get(index))?;
+    let describe = |decisions: &[(i32, &EventKind)]| {
+        decisions.get(position).map_or_else(
+            || "nothing".to_string(),
+            |(event_id, kind)| describe_decision(*event_id, kind),
+        )
+    };
+    let (recorded, mut replayed) = (describe(recorded), describe(replayed));
+    if recorded == replayed {
+        replayed.push_str(" (the payloads differ past the part shown)");
+    }
+    Some((recorded, replayed))
+}
+
+/// Longest payload a description quotes: enough to tell two inputs apart, short enough for a line.
+const QUOTED_PAYLOAD_CHARS: usize = 120;
+
+/// A decision event as a person reads it: what was decided, its sequence number and payload.
+fn describe_decision(event_id: i32, kind: &EventKind) -> String {
+    match kind {
+        EventKind::TaskScheduled { name, input, .. } => {
+            format!("activity '{name}' (#{event_id}){}", with_input(input))
+        }
+        EventKind::SubOrchestrationInstanceCreated {
+            name,
+            instance_id,
+            input,
+            ..
+        } => format!(
+            "sub-orchestration '{name}' as '{instance_id}' (#{event_id}){}",
+            with_input(input)
+        ),
+        EventKind::TimerCreated { fire_at } => {
+            format!("a timer (#{event_id}) firing at {}", fire_at.to_rfc3339())
+        }
+        EventKind::EventSent {
+            instance_id,
+            name,
+            input,
+        } => format!(
+            "event '{name}' sent to '{instance_id}' (#{event_id}){}",
+            with_input(input)
+        ),
+        EventKind::ExecutionCompleted {
+            orchestration_status,
+            result,
+            failure_details,
+        } => {
+            let detail = match failure_details {
+                Some(failure) => format!(
+                    " ({}: {})",
+                    failure.error_type,
+                    quoted(&failure.error_message)
+                ),
+                None => with_payload("output", result),
+            };
+            format!("the end of the orchestration as {orchestration_status:?}{detail}")
+        }
+        EventKind::ContinueAsNew { result } => {
+            format!("continue-as-new{}", with_input(result))
+        }
+        other => format!("{:?} (#{event_id})", other.event_type()),
+    }
+}
+
+fn with_input(input: &Option<String>) -> String {
+    with_payload("input", input)
+}
+
+fn with_payload(what: &str, payload: &Option<String>) -> String {
+    payload
+        .as_deref()
+        .map_or_else(String::new, |text| format!(" with {what} {}", quoted(text)))
+}
+
+/// `text` cut to [`QUOTED_PAYLOAD_CHARS`] characters, marked when cut.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_PAYLOAD_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }

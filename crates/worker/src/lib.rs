@@ -1,12 +1,14 @@
 //! The custom-handler HTTP surface the Functions host talks to: the readiness probe `GET /`,
 //! `POST /{FunctionName}` invocations (engine queue functions, the app's trigger functions, HTTP
-//! functions in payload mode) and the HTTP API under `/api`; [`serve`] runs it as a process.
+//! functions in payload mode) and the HTTP API under `/api`; [`serve`] runs it as a process, and
+//! [`verify`] checks stored histories against the app's registry before a deploy.
 
 pub mod api;
 pub mod functions;
 pub mod host_json;
 pub mod http_payload;
 pub mod serve;
+pub mod verify;
 
 use std::sync::Arc;
 

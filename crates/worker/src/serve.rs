@@ -101,7 +101,7 @@ impl Setup {
 
 /// What the worker serves: the app's orchestrators and activities, and its trigger functions.
 pub struct App {
-    registry: Registry,
+    pub(crate) registry: Registry,
     functions: TriggerFunctions<AzureBackend>,
 }
 
@@ -118,10 +118,17 @@ impl App {
 /// by default; see [`durable_protocol::logging`]), serves [`serve`] with the process
 /// environment on a multi-threaded tokio runtime, and exits non-zero with the reason logged
 /// when it cannot start or stops serving.
+///
+/// `worker verify …` checks stored histories against the app's registry instead of serving
+/// ([`crate::verify`]); any other arguments (the Functions host may pass some) are ignored.
 pub fn run<F>(setup: F) -> ExitCode
 where
     F: FnOnce(&mut Setup) -> Result<App, AppError>,
 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(verify_args) = crate::verify::command_args(&args) {
+        return crate::verify::run(verify_args, std::env::vars().collect(), setup);
+    }
     let served = logging::init_from_env()
         .map_err(ServeError::LogFormat)
         .and_then(|_| {
@@ -165,31 +172,13 @@ where
         .find(|(key, _)| key == APP_ROOT_SETTING)
         .map_or_else(|| Path::new(".").to_path_buf(), |(_, root)| root.into());
     options.max_dequeue_count = max_dequeue_count(&app_root.join(HOST_JSON))?;
-    let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
-        .map_err(ServeError::Connection)?;
-    let hub = TaskHub::from_settings(settings.iter().cloned()).map_err(ServeError::TaskHub)?;
-    // One HTTP pool and one token cache for the task hub and the app's artifacts.
-    let clients = http_client(HttpSettings::default())
-        .and_then(|http| connection.build_clients(http))
-        .map_err(ServeError::Clients)?;
-    let mut parts = Setup {
-        settings,
-        artifacts: Arc::new(AzureArtifactStore::new(clients.blobs.clone(), &hub)),
+    let Prepared {
+        app,
         hub,
-        artifacts_wanted: false,
-    };
-    let app = setup(&mut parts).map_err(ServeError::App)?;
-    let Setup {
-        hub,
+        backend,
         artifacts,
-        artifacts_wanted,
-        ..
-    } = parts;
-    let backend = Arc::new(AzureBackend::from_clients(
-        clients,
-        hub.clone(),
-        Arc::new(SystemClock),
-    ));
+    } = prepare(settings, setup)?;
+    let backend = Arc::new(backend);
     let runtime = Arc::new(Runtime::with_options(
         backend.clone(),
         app.registry,
@@ -200,7 +189,7 @@ where
     // The readiness probe must answer even while storage is unreachable, so the task hub is
     // created in the background; invocations fail (and are retried) until it is.
     let sweeping = runtime.clone();
-    let created = create_task_hub(backend, artifacts_wanted.then_some(artifacts), hub.clone());
+    let created = create_task_hub(backend, artifacts, hub.clone());
     let (ready, hub_ready) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         created.await;
@@ -223,6 +212,50 @@ where
     .map_err(ServeError::Serve)
 }
 
+/// The app over the task hub its settings name, as both serving and `verify` build it.
+pub(crate) struct Prepared {
+    pub app: App,
+    pub hub: TaskHub,
+    /// Nothing is contacted until the first call.
+    pub backend: AzureBackend,
+    /// The artifact container, when the app asked for it.
+    pub artifacts: Option<Arc<AzureArtifactStore>>,
+}
+
+/// Reads the storage connection and `TaskHub` from `settings`, builds the storage clients and
+/// has `setup` build the app over them.
+pub(crate) fn prepare<F>(settings: Vec<(String, String)>, setup: F) -> Result<Prepared, ServeError>
+where
+    F: FnOnce(&mut Setup) -> Result<App, AppError>,
+{
+    let connection = StorageConnection::from_settings(settings.iter().cloned(), STORAGE_CONNECTION)
+        .map_err(ServeError::Connection)?;
+    let hub = TaskHub::from_settings(settings.iter().cloned()).map_err(ServeError::TaskHub)?;
+    // One HTTP pool and one token cache for the task hub and the app's artifacts.
+    let clients = http_client(HttpSettings::default())
+        .and_then(|http| connection.build_clients(http))
+        .map_err(ServeError::Clients)?;
+    let mut parts = Setup {
+        settings,
+        artifacts: Arc::new(AzureArtifactStore::new(clients.blobs.clone(), &hub)),
+        hub,
+        artifacts_wanted: false,
+    };
+    let app = setup(&mut parts).map_err(ServeError::App)?;
+    let Setup {
+        hub,
+        artifacts,
+        artifacts_wanted,
+        ..
+    } = parts;
+    Ok(Prepared {
+        app,
+        backend: AzureBackend::from_clients(clients, hub.clone(), Arc::new(SystemClock)),
+        hub,
+        artifacts: artifacts_wanted.then_some(artifacts),
+    })
+}
+
 fn port(settings: &[(String, String)]) -> Result<u16, ServeError> {
     let (_, value) = settings
         .iter()
@@ -235,7 +268,7 @@ fn port(settings: &[(String, String)]) -> Result<u16, ServeError> {
 }
 
 /// `error: its source: …`, as the log should show it.
-fn with_sources(error: &dyn Error) -> String {
+pub(crate) fn with_sources(error: &dyn Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -223,6 +223,11 @@ impl InMemoryRuntime {
             .flatten()
     }
 
+    /// The task hub's storage, for tests that read it as another process would.
+    pub fn backend(&self) -> &MemoryBackend {
+        &self.backend
+    }
+
     /// Every instance id the task hub knows, sorted.
     pub fn instance_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();

@@ -11,7 +11,7 @@ mod instances;
 mod openapi;
 mod poison;
 mod purge;
-mod query;
+pub(crate) mod query;
 mod start;
 mod status;
 mod stuck;

@@ -58,12 +58,10 @@ pub fn parse_statuses(text: &str) -> Result<Vec<OrchestrationStatus>, ApiError> 
 }
 
 /// An id prefix no instance id could start with is refused rather than answered with nothing:
-/// it is a mistake (or a probe), not a question.
-fn parse_prefix(prefix: &str) -> Result<String, ApiError> {
+/// it is a mistake (or a probe), not a question. `name` is what the caller called it.
+pub(crate) fn parse_prefix(name: &str, prefix: &str) -> Result<String, ApiError> {
     let refuse = |why: String| {
-        ApiError::bad_request(format!(
-            "'instanceIdPrefix' {why}, which no instance id can contain"
-        ))
+        ApiError::bad_request(format!("'{name}' {why}, which no instance id can contain"))
     };
     if prefix.encode_utf16().count() > MAX_INSTANCE_ID_LEN {
         return Err(refuse(format!(
@@ -98,7 +96,7 @@ pub fn instance_filter(params: &Params) -> Result<InstanceQuery, ApiError> {
         instance_id_prefix: params
             .get("instanceIdPrefix")
             .filter(|p| !p.is_empty())
-            .map(|p| parse_prefix(&p))
+            .map(|p| parse_prefix("instanceIdPrefix", &p))
             .transpose()?,
         version: params.get("version").filter(|v| !v.is_empty()),
         tags: params
