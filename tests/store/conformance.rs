@@ -35,6 +35,8 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
         earlier_message_ids: Vec::new(),
         earlier_execution_ids: Vec::new(),
         trace_context: None,
+        // Not zero, so the loads and summary reads compared below show it round-trips.
+        storage_requests: revision * 3,
     }
 }
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::storage_requests::counted;
 use super::{spans, Runtime, RuntimeError};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use durable_store::backend::Backend;
-use durable_store::model::{Destination, InstanceSummary, Message, Receipt};
+use durable_store::model::{Destination, InstanceSummary, LoadedInstance, Message, Receipt};
 use durable_store::names::InstanceId;
 
 /// Where a client's start message goes.
@@ -103,23 +104,26 @@ impl<B: Backend> Runtime<B> {
             // A start the sweep re-sends is rebuilt from the summary, without it.
             *parent_trace_context = spans::current();
         }
-        let new_instance = self.backend.create_summary(&summary).await?;
-        if !new_instance {
-            summary.revision = self.start_revision(&instance_id).await?;
-            message.revision = Some(summary.revision);
-            self.backend.write_summary(&summary).await?;
-        }
-        if delivery == StartDelivery::Queue {
-            // Should this fail, the Pending summary stays: a retry finds the id taken, and the
-            // sweep sends the start. Deleting the summary instead could race a send that went
-            // through after all and a worker that already processed it.
-            self.backend.send(std::slice::from_ref(&message)).await?;
-        }
-        Ok(Queued {
-            message,
-            receipt: None,
-            new_instance,
-        })
+        let start = async {
+            let new_instance = self.backend.create_summary(&counted(&summary)).await?;
+            if !new_instance {
+                summary.revision = self.start_revision(&instance_id).await?;
+                message.revision = Some(summary.revision);
+                self.backend.write_summary(&counted(&summary)).await?;
+            }
+            if delivery == StartDelivery::Queue {
+                // Should this fail, the Pending summary stays: a retry finds the id taken, and
+                // the sweep sends the start. Deleting the summary instead could race a send that
+                // went through after all and a worker that already processed it.
+                self.backend.send(std::slice::from_ref(&message)).await?;
+            }
+            Ok(Queued {
+                message,
+                receipt: None,
+                new_instance,
+            })
+        };
+        self.on_behalf_of(&instance_id, start).await
     }
 
     /// The revision a start of an id that has a summary takes: above the ended instance's, or
@@ -167,6 +171,7 @@ impl<B: Backend> Runtime<B> {
             revision: 1,
             client_start_id: None,
             poison_messages: 0,
+            storage_requests: 0,
         };
         let message = client_start(&summary, self.options.ids.next_id());
         let summary = InstanceSummary {
@@ -251,12 +256,19 @@ impl<B: Backend> Runtime<B> {
         &self,
         instance_id: &str,
     ) -> Result<Option<Vec<HistoryEvent>>, RuntimeError> {
-        let instance_id = InstanceId::parse(instance_id)?;
         Ok(self
-            .backend
-            .load(instance_id.as_str())
+            .instance(instance_id)
             .await?
             .map(|loaded| loaded.history))
+    }
+
+    /// The instance's state and current execution's history; `None` if it has no state yet.
+    pub async fn instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<LoadedInstance>, RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?;
+        Ok(self.backend.load(instance_id.as_str()).await?)
     }
 
     /// The validated id and summary of an instance that must exist.
@@ -274,6 +286,18 @@ impl<B: Backend> Runtime<B> {
     }
 
     async fn send_to_live_instance(
+        &self,
+        instance_id: &str,
+        kind: EventKind,
+        hold: Option<Duration>,
+    ) -> Result<Queued, RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?.into_string();
+        let sent = self.send_to_live(&instance_id, kind, hold);
+        self.on_behalf_of(&instance_id, sent).await
+    }
+
+    /// `send_to_live_instance`, unmeasured.
+    async fn send_to_live(
         &self,
         instance_id: &str,
         kind: EventKind,

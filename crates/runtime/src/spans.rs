@@ -183,6 +183,7 @@ impl Ended {
                 earlier_message_ids: Vec::new(),
                 earlier_execution_ids: Vec::new(),
                 trace_context: state.trace_context.clone(),
+                storage_requests: 0,
             },
         })
     }

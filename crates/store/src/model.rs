@@ -101,6 +101,16 @@ pub struct InstanceState {
     /// schedules without reading the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<TraceContext>,
+    /// Storage requests spent on the instance (a continue-as-new goes on counting, a new start
+    /// of the id starts over), as the runtime records them at each commit: each commit adds
+    /// the requests made since the last one, its own included. Absent (0) in what a build
+    /// before the count wrote.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_requests: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl InstanceState {
@@ -121,6 +131,7 @@ impl InstanceState {
             revision: self.revision,
             client_start_id: None,
             poison_messages: 0,
+            storage_requests: self.storage_requests,
         }
     }
 }
@@ -237,6 +248,11 @@ pub struct InstanceSummary {
     /// it from the poison records: summary writes neither set nor clear it.
     #[serde(skip)]
     pub poison_messages: u32,
+    /// The instance's storage requests when the summary was written: its state's count plus
+    /// what was spent since its last commit, this write included (see
+    /// [`InstanceState::storage_requests`]); a state committed later may hold more.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_requests: u64,
 }
 
 /// A filter over instance summaries; every field that is set must match.

@@ -51,9 +51,12 @@ pub fn payload(summary: &InstanceSummary, show_input: bool) -> Value {
         "createdTime": format_time(summary.created_at),
         "lastUpdatedTime": format_time(summary.updated_at),
     });
-    // Not in Durable Functions' shape, so only there when it says something.
+    // Not in Durable Functions' shape, so only there when they say something.
     if summary.poison_messages > 0 {
         body["poisonMessages"] = json!(summary.poison_messages);
+    }
+    if summary.storage_requests > 0 {
+        body["storageRequests"] = json!(summary.storage_requests);
     }
     if let Some(failure) = &summary.failure {
         body["output"] = Value::String(failure.error_message.clone());
@@ -95,6 +98,7 @@ mod tests {
             revision: 1,
             client_start_id: None,
             poison_messages: 0,
+            storage_requests: 0,
         }
     }
 
@@ -122,6 +126,14 @@ mod tests {
         let body = payload(&failed, true);
         assert_eq!(body["output"], "WorkflowItem1 failed after 3 attempts");
         assert_eq!(body["failureDetails"]["ErrorType"], "TaskFailed");
+    }
+
+    #[test]
+    fn storage_requests_show_once_counted() {
+        let mut counted = summary(OrchestrationStatus::Running);
+        assert!(payload(&counted, true).get("storageRequests").is_none());
+        counted.storage_requests = 3;
+        assert_eq!(payload(&counted, true)["storageRequests"], 3);
     }
 
     #[test]
