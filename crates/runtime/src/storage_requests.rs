@@ -69,17 +69,25 @@ impl Drop for Tab<'_> {
     }
 }
 
+impl Unrecorded {
+    /// Runs `work` with a meter that starts with what `instance_id` has unrecorded and hands
+    /// back what it leaves.
+    async fn measure<F: Future>(&self, instance_id: &str, work: F) -> F::Output {
+        let tab = Tab {
+            unrecorded: self,
+            instance_id,
+            meter: StorageMeter::starting_at(self.take(instance_id)),
+        };
+        tab.meter.measure(work).await
+    }
+}
+
 impl<B: Backend> Runtime<B> {
     /// Runs `work` for `instance_id`, counting the storage requests it makes; the instance's
     /// next commit in this process records them (see the module's doc for what is lost). Work
     /// measured inside other measured work keeps its own count, so none is counted twice.
     pub async fn on_behalf_of<F: Future>(&self, instance_id: &str, work: F) -> F::Output {
-        let tab = Tab {
-            unrecorded: &self.unrecorded,
-            instance_id,
-            meter: StorageMeter::starting_at(self.unrecorded.take(instance_id)),
-        };
-        tab.meter.measure(work).await
+        self.unrecorded.measure(instance_id, work).await
     }
 }
 
@@ -107,5 +115,50 @@ pub(crate) fn counted(summary: &InstanceSummary) -> InstanceSummary {
     InstanceSummary {
         storage_requests: summary.storage_requests + spent,
         ..summary.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_protocol::storage_requests::count_request;
+
+    #[tokio::test]
+    async fn what_work_leaves_unrecorded_waits_for_the_instances_next_work() {
+        let unrecorded = Unrecorded::default();
+        unrecorded
+            .measure("a", async {
+                count_request();
+                let meter = StorageMeter::current().expect("measured");
+                // A commit recorded the first; the second (its summary write) is left.
+                meter.record(1);
+                count_request();
+            })
+            .await;
+        unrecorded.measure("b", async { count_request() }).await;
+        // Cancelled part-way, work still leaves what it spent.
+        let cancelled = unrecorded.measure("a", async {
+            count_request();
+            std::future::pending::<()>().await;
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), cancelled)
+                .await
+                .is_err()
+        );
+        let next = unrecorded.measure("a", async {
+            StorageMeter::current().expect("measured").unrecorded()
+        });
+        assert_eq!(
+            next.await,
+            1 + 1,
+            "the summary write and the cancelled work's request"
+        );
+        assert_eq!(
+            unrecorded.take("a"),
+            2,
+            "still unrecorded: no commit took them"
+        );
+        assert_eq!(unrecorded.take("b"), 1);
     }
 }
