@@ -1,7 +1,8 @@
 //! The Durable Functions management API over HTTP through the dev host: every route with the
 //! status codes the extension answers, history and paging in its shapes, purge, rewind,
-//! restart, suspend and terminate, hostile input refused with JSON errors; and an unmodified
-//! official Durable Functions client (the Python one from PyPI) driving the app.
+//! restart, suspend and terminate, the storage requests each instance spent, hostile input
+//! refused with JSON errors; and an unmodified official Durable Functions client (the Python one
+//! from PyPI) driving the app.
 //! Each test owns its app, so they run in parallel.
 
 #[path = "common/app.rs"]
@@ -511,6 +512,64 @@ async fn events_are_held_while_suspended_and_bad_requests_are_refused() {
     assert_eq!(raised.status, StatusCode::ACCEPTED);
     let done = app.wait_for_end("c-2", LONG).await;
     assert_eq!(done["output"]["Status"], "Rejected", "{done}");
+}
+
+/// The count of storage requests in a status answer.
+fn storage_requests(status: &Value) -> u64 {
+    status["storageRequests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no storage requests counted: {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_the_storage_requests_each_instance_spent() {
+    let app = App::start(&[("CLAIM_APPROVAL_TIMEOUT_SECONDS", "3600")]).await;
+    // Started over HTTP, its activities in its one turn: the summary insert, the commit and the
+    // summary update, as `scripts/bench.sh` counts them at Azurite (README, "Performance"); a
+    // retried request, or a start that found no free eager turn, costs a little more.
+    start(&app, "HelloSequence5", "counted", &Value::Null).await;
+    let done = app.wait_for_end("counted", LONG).await;
+    let spent = storage_requests(&done);
+    assert!((3..=5).contains(&spent), "{spent} storage requests: {done}");
+
+    // A claim waits for its decision: the event's turn adds what it and the raise spent.
+    start(
+        &app,
+        "ClaimApprovalWorkflow",
+        "counted-claim",
+        &claim("C-9"),
+    )
+    .await;
+    let waiting = app
+        .wait_for("counted-claim", LONG, |s| {
+            s["customStatus"]["Stage"] == "AwaitingApproval"
+        })
+        .await;
+    let before = storage_requests(&waiting);
+    let decision = json!({"Approved": true, "Approver": "a", "Comment": "c"});
+    let raised = app
+        .post(
+            "/api/instances/counted-claim/raiseEvent/ApprovalDecision",
+            &decision,
+        )
+        .await;
+    assert_eq!(raised.status, StatusCode::ACCEPTED, "{}", raised.body);
+    let approved = app.wait_for_end("counted-claim", LONG).await;
+    let after = storage_requests(&approved);
+    // At least the raise's summary read and send, and the turn's commit and summary write.
+    assert!(
+        after >= before + 4,
+        "{before} before the decision, {after} after"
+    );
+    // With the history, the state is read as well: it never counts less than the summary.
+    let detailed = app
+        .get("/api/instances/counted-claim?showHistory=true")
+        .await;
+    assert!(
+        storage_requests(&detailed.body) >= after,
+        "{}",
+        detailed.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

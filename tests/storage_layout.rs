@@ -183,6 +183,8 @@ async fn a_task_hub_written_by_an_earlier_build_loads_and_completes() {
     // Ended instances: status and history as recorded.
     let hello = rt.status("hello-done").await.unwrap().unwrap();
     assert_eq!(hello.status, OrchestrationStatus::Completed);
+    // Written before storage requests were counted: none recorded.
+    assert_eq!(hello.storage_requests, 0);
     assert_eq!(
         serde_json::from_str::<Vec<String>>(hello.output.as_deref().unwrap()).unwrap(),
         [
@@ -224,6 +226,8 @@ async fn a_task_hub_written_by_an_earlier_build_loads_and_completes() {
         sleeper.output.as_deref(),
         Some("\"woken by a later build\"")
     );
+    // What this build spent on it, from nothing recorded.
+    assert!(sleeper.storage_requests > 0, "{sleeper:?}");
 
     rt.raise_event("accumulate-waiting", "Add", &60u32)
         .await

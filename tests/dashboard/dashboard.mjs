@@ -129,7 +129,7 @@ await check('the function key in the page URL goes with every API call', async (
   expect(keyless.length === 0, `calls without the key: ${keyless}`);
 });
 
-await check('an instance shows its fields, JSON, history and a timeline of its activities', async () => {
+await check('an instance shows its fields, storage requests, JSON, history and a timeline of its activities', async () => {
   await page.goto(dashboard(`?view=list&prefix=${ids.hello[0]}`));
   await ready(page);
   await page.click(`#instances a:text-is("${ids.hello[0]}")`);
@@ -143,6 +143,11 @@ await check('an instance shows its fields, JSON, history and a timeline of its a
   expect(durations.every((d) => /\d+(\.\d)? (ms|s|min|h)/.test(d)), `durations ${durations}`);
   const history = await page.locator('#history tbody tr').count();
   expect(history >= 7, `${history} history rows`);
+  // Beside the history's size, the storage requests the instance spent, as the API counts them.
+  const spent = await page.locator('xpath=//dl[@class="fields"]/dt[.="Storage requests"]/following-sibling::dd[1]').textContent();
+  const status = await (await fetch(`${base}/api/instances/${encodeURIComponent(ids.hello[0])}?showHistory=true`)).json();
+  expect(/^[1-9]\d*$/.test(spent) && spent === String(status.storageRequests),
+    `the page shows '${spent}' storage requests, the API ${status.storageRequests}`);
   await page.screenshot({ path: `${shots}/instance.png`, fullPage: true });
 });
 

@@ -1,7 +1,7 @@
 //! Runtime tests over the in-memory backend: orchestrations driven through queues by pumps,
 //! duplicates absorbed, a fault before and after every storage call, several pumps or processes
 //! on one task hub, batched turns, the instance cache and the checkpoint interval, poison
-//! messages, and trace context across processes.
+//! messages, trace context across processes, and the storage requests each instance records.
 
 mod batching;
 mod cache;
@@ -14,6 +14,7 @@ mod invariants;
 mod redelivery;
 #[path = "../common/slow_chain.rs"]
 mod slow_chain;
+mod storage_requests;
 mod trace_context;
 mod two_processes;
 #[path = "../common/workflows.rs"]

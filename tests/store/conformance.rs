@@ -38,6 +38,8 @@ pub fn state(instance_id: &str, revision: u64) -> InstanceState {
         earlier_execution_ids: Vec::new(),
         trace_context: None,
         rewinds: 0,
+        // Not zero, so the loads and summary reads compared below show it round-trips.
+        storage_requests: revision * 3,
     }
 }
 

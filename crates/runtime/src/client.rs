@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::outbox::timer_hop;
+use super::storage_requests::counted;
 use super::{spans, Runtime, RuntimeError};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 use durable_store::backend::Backend;
-use durable_store::model::{Destination, InstanceSummary, Message, Receipt};
+use durable_store::model::{Destination, InstanceSummary, LoadedInstance, Message, Receipt};
 use durable_store::names::InstanceId;
 
 /// Where a client's start message goes.
@@ -164,23 +165,26 @@ impl<B: Backend> Runtime<B> {
         // sub-orchestration's, in that turn). So a new id needs no read: the insert-only
         // create is the check.
         let (mut message, mut summary) = self.start_records(name, &instance_id, input, options);
-        let new_instance = self.backend.create_summary(&summary).await?;
-        if !new_instance {
-            summary.revision = self.start_revision(&instance_id).await?;
-            message.revision = Some(summary.revision);
-            self.backend.write_summary(&summary).await?;
-        }
-        if delivery == StartDelivery::Queue {
-            // Should this fail, the Pending summary stays: a retry finds the id taken, and the
-            // sweep sends the start. Deleting the summary instead could race a send that went
-            // through after all and a worker that already processed it.
-            self.backend.send(std::slice::from_ref(&message)).await?;
-        }
-        Ok(Queued {
-            message,
-            receipt: None,
-            new_instance,
-        })
+        let start = async {
+            let new_instance = self.backend.create_summary(&counted(&summary)).await?;
+            if !new_instance {
+                summary.revision = self.start_revision(&instance_id).await?;
+                message.revision = Some(summary.revision);
+                self.backend.write_summary(&counted(&summary)).await?;
+            }
+            if delivery == StartDelivery::Queue {
+                // Should this fail, the Pending summary stays: a retry finds the id taken, and
+                // the sweep sends the start. Deleting the summary instead could race a send that
+                // went through after all and a worker that already processed it.
+                self.backend.send(std::slice::from_ref(&message)).await?;
+            }
+            Ok(Queued {
+                message,
+                receipt: None,
+                new_instance,
+            })
+        };
+        self.on_behalf_of(&instance_id, start).await
     }
 
     /// The revision a start of an id that has a summary takes: above the ended instance's, or
@@ -239,6 +243,7 @@ impl<B: Backend> Runtime<B> {
             // kept on the summary for a start the sweep rebuilds.
             trace_context: spans::current(),
             poison_messages: 0,
+            storage_requests: 0,
         };
         let message = client_start(&summary, self.options.ids.next_id());
         let summary = InstanceSummary {
@@ -323,12 +328,19 @@ impl<B: Backend> Runtime<B> {
         &self,
         instance_id: &str,
     ) -> Result<Option<Vec<HistoryEvent>>, RuntimeError> {
-        let instance_id = InstanceId::parse(instance_id)?;
         Ok(self
-            .backend
-            .load(instance_id.as_str())
+            .instance(instance_id)
             .await?
             .map(|loaded| loaded.history))
+    }
+
+    /// The instance's state and current execution's history; `None` if it has no state yet.
+    pub async fn instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<LoadedInstance>, RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?;
+        Ok(self.backend.load(instance_id.as_str()).await?)
     }
 
     /// The validated id and summary of an instance that must exist.
@@ -346,6 +358,18 @@ impl<B: Backend> Runtime<B> {
     }
 
     async fn send_to_live_instance(
+        &self,
+        instance_id: &str,
+        kind: EventKind,
+        hold: Option<Duration>,
+    ) -> Result<Queued, RuntimeError> {
+        let instance_id = InstanceId::parse(instance_id)?.into_string();
+        let sent = self.send_to_live(&instance_id, kind, hold);
+        self.on_behalf_of(&instance_id, sent).await
+    }
+
+    /// `send_to_live_instance`, unmeasured.
+    async fn send_to_live(
         &self,
         instance_id: &str,
         kind: EventKind,

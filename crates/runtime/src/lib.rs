@@ -18,6 +18,7 @@ mod rewind;
 mod sessions;
 pub mod settings;
 mod spans;
+mod storage_requests;
 pub mod stuck;
 mod sweep;
 #[cfg(feature = "testkit")]
@@ -32,6 +33,7 @@ use mailbox::Mailboxes;
 use orchestration::Shared;
 use resident::ResidentCache;
 use sessions::Sessions;
+use storage_requests::Unrecorded;
 
 use durable_engine::{ExecuteError, OrchestrationStatus, Registry, Versioning};
 use durable_store::backend::{Backend, Clock, StoreError};
@@ -176,6 +178,7 @@ pub struct Runtime<B> {
     sessions: Sessions,
     counters: Counters,
     ends: EndWatchers,
+    unrecorded: Unrecorded,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -203,6 +206,7 @@ impl<B: Backend> Runtime<B> {
             options,
             counters: Counters::default(),
             ends: EndWatchers::default(),
+            unrecorded: Unrecorded::default(),
         }
     }
 
@@ -240,10 +244,12 @@ impl<B: Backend> Runtime<B> {
         self.mailboxes.busy(instance_id)
     }
 
-    /// Writes the summary (when newer than the stored one) and wakes whoever waits for it.
+    /// Writes the summary (when newer than the stored one), with the storage requests spent so
+    /// far, and wakes whoever waits for it.
     pub(crate) async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
-        self.backend.write_summary(summary).await?;
-        self.ends.written(summary);
+        let summary = storage_requests::counted(summary);
+        self.backend.write_summary(&summary).await?;
+        self.ends.written(&summary);
         Ok(())
     }
 
@@ -255,8 +261,19 @@ impl<B: Backend> Runtime<B> {
     /// Processes one message. `Ok` means it may be deleted; an error means it should be retried
     /// (made visible again), and nothing that was written makes the retry unsafe.
     pub async fn process(&self, message: &Message) -> Result<Disposition, RuntimeError> {
+        let instance_id = message.destination.instance_id();
+        self.on_behalf_of(instance_id, self.dispatch(message, false))
+            .await
+    }
+
+    /// `process`, unmeasured; with `known_absent`, see [`Runtime::process_queued`].
+    async fn dispatch(
+        &self,
+        message: &Message,
+        known_absent: bool,
+    ) -> Result<Disposition, RuntimeError> {
         match message.destination {
-            Destination::Instance { .. } => self.process_control(message, false).await,
+            Destination::Instance { .. } => self.process_control(message, known_absent).await,
             Destination::WorkItem { .. } => self.process_work_item(message).await,
         }
     }
@@ -265,28 +282,32 @@ impl<B: Backend> Runtime<B> {
     /// id that did not exist skips loading the instance: its first commit is insert-only, so
     /// if the id was taken meanwhile the commit conflicts and the turn is retried with a load.
     pub async fn process_queued(&self, queued: &Queued) -> Result<Disposition, RuntimeError> {
-        if queued.new_instance {
-            self.process_control(&queued.message, true).await
-        } else {
-            self.process(&queued.message).await
-        }
+        let instance_id = queued.message.destination.instance_id();
+        self.on_behalf_of(
+            instance_id,
+            self.dispatch(&queued.message, queued.new_instance),
+        )
+        .await
     }
 
     /// Processes a start taken with [`StartDelivery::Here`]. If that fails, the start goes to
     /// its control queue so a worker retries it; should that fail too, [`Runtime::sweep_unstarted`]
     /// re-sends it from its Pending summary.
     pub async fn process_started(&self, started: &Queued) -> Result<Disposition, RuntimeError> {
-        let processed = self.process_queued(started).await;
-        if processed.is_err() {
-            let queued = self
-                .backend
-                .send(std::slice::from_ref(&started.message))
-                .await;
-            if let Err(error) = queued {
-                let instance_id = started.message.destination.instance_id();
-                tracing::warn!("the start of '{instance_id}' waits for the sweep: {error}");
+        let instance_id = started.message.destination.instance_id();
+        self.on_behalf_of(instance_id, async {
+            let processed = self.dispatch(&started.message, started.new_instance).await;
+            if processed.is_err() {
+                let queued = self
+                    .backend
+                    .send(std::slice::from_ref(&started.message))
+                    .await;
+                if let Err(error) = queued {
+                    tracing::warn!("the start of '{instance_id}' waits for the sweep: {error}");
+                }
             }
-        }
-        processed
+            processed
+        })
+        .await
     }
 }

@@ -11,6 +11,7 @@ use super::ids::IdSource;
 use super::outbox::{action_message, parent_notification};
 use super::rewind::{pending_work, rewind};
 use super::spans;
+use super::storage_requests::commit_counted;
 use super::{Runtime, RuntimeError};
 use durable_engine::{
     Action, EventKind, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstance,
@@ -166,7 +167,8 @@ impl<B: Backend> Runtime<B> {
     ) -> Boxed<'a, ()> {
         Box::pin(async move {
             for _ in 0..MAX_CONFLICT_RETRIES {
-                let children = match self.rewind_once(&instance_id, reason).await {
+                let rewound = self.rewind_once(&instance_id, reason);
+                let children = match self.on_behalf_of(&instance_id, rewound).await {
                     Err(error) if error.is_conflict() => continue,
                     other => other?,
                 };
@@ -254,12 +256,12 @@ impl<B: Backend> Runtime<B> {
         // The open work goes out through the outbox: the wake-up's turn sends it (or any turn
         // does, should this process stop before the wake-up is sent).
         state.outbox.extend(messages);
-        let commit = Commit {
+        let mut commit = Commit {
             state,
             events: rewound.events,
             new_execution: true,
         };
-        self.backend.commit(Some(&version), &commit).await?;
+        commit_counted(&*self.backend, Some(&version), &mut commit).await?;
         self.backend
             .send(&[wake_up(&commit.state, reason, now, &self.options.ids)])
             .await?;

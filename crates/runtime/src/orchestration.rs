@@ -16,6 +16,7 @@ use super::outbox::{
 };
 use super::resident::{Code, Known};
 use super::sessions::{Sessions, Token};
+use super::storage_requests::commit_counted;
 use super::{spans, Disposition, Runtime, RuntimeError};
 use durable_engine::{
     Action, ActivityContext, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance,
@@ -816,12 +817,12 @@ impl<B: Backend> Runtime<B> {
         let mut state = work.state.clone();
         state.revision += 1;
         state.outbox = outbox;
-        let commit = Commit {
+        let mut commit = Commit {
             state,
             events,
             new_execution: fresh_history,
         };
-        let version = self.backend.commit(expected.as_ref(), &commit).await?;
+        let version = commit_counted(&*self.backend, expected.as_ref(), &mut commit).await?;
         let Commit { state, events, .. } = commit;
         if fresh_history {
             work.restart_history();
@@ -857,12 +858,12 @@ impl<B: Backend> Runtime<B> {
         }
         self.backend.send(&state.outbox).await?;
         state.outbox.clear();
-        let clear = Commit {
+        let mut clear = Commit {
             state,
             events: Vec::new(),
             new_execution: false,
         };
-        let version = self.backend.commit(Some(&version), &clear).await?;
+        let version = commit_counted(&*self.backend, Some(&version), &mut clear).await?;
         Ok((clear.state, version))
     }
 }
@@ -1089,6 +1090,7 @@ fn start_state(
         earlier_execution_ids: Vec::new(),
         trace_context: parent_trace_context.clone(),
         rewinds: 0,
+        storage_requests: 0,
     })
 }
 

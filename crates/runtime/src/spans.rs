@@ -189,6 +189,7 @@ impl Ended {
                 earlier_execution_ids: Vec::new(),
                 trace_context: state.trace_context.clone(),
                 rewinds: state.rewinds,
+                storage_requests: 0,
             },
         })
     }

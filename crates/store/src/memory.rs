@@ -14,6 +14,7 @@ use super::model::{
 };
 use super::names::{partition_of, PartitionCount};
 use durable_engine::add_saturating;
+use durable_protocol::storage_requests::count_request;
 
 /// Azure Queues hand out at most 32 messages per receive.
 const MAX_RECEIVE: usize = 32;
@@ -62,6 +63,13 @@ impl MemoryBackend {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store for one backend call, counted as one storage request (Azure may make more for
+    /// some calls: one per message sent, a read before a summary write, blobs for large values).
+    fn request(&self) -> MutexGuard<'_, Inner> {
+        count_request();
+        self.lock()
     }
 
     /// When each message on `queue` that is hidden now becomes visible (for tests that move the
@@ -130,7 +138,7 @@ impl Inner {
 
 impl Backend for MemoryBackend {
     async fn create_task_hub(&self) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         for queue in self.queues() {
             inner.queues.entry(queue).or_default();
         }
@@ -138,7 +146,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn load(&self, instance_id: &str) -> Result<Option<LoadedInstance>, StoreError> {
-        let inner = self.lock();
+        let inner = self.request();
         Ok(inner
             .instances
             .get(instance_id)
@@ -159,7 +167,7 @@ impl Backend for MemoryBackend {
         expected: Option<&Version>,
         commit: &Commit,
     ) -> Result<Version, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let instance_id = commit.state.instance_id.clone();
         let current = inner
             .instances
@@ -188,7 +196,7 @@ impl Backend for MemoryBackend {
 
     async fn send(&self, messages: &[Message]) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
+        let mut inner = self.request();
         for message in messages {
             let sequence = inner.next();
             let queue = self.queue_for(&message.destination);
@@ -209,7 +217,7 @@ impl Backend for MemoryBackend {
 
     async fn send_held(&self, message: &Message, hold: Duration) -> Result<Receipt, StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let sequence = inner.next();
         let key = format!("m{sequence}");
         let pop_receipt = format!("r{}", inner.next());
@@ -239,7 +247,7 @@ impl Backend for MemoryBackend {
         visibility: Duration,
     ) -> Result<Vec<Received>, StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let mut receipts = Vec::new();
         let Some(messages) = inner.queues.get(&queue) else {
             return Ok(Vec::new());
@@ -277,7 +285,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let sequence = inner.find(receipt)?.sequence;
         if let Some(queue) = inner.queues.get_mut(&receipt.queue) {
             queue.remove(&sequence);
@@ -287,7 +295,7 @@ impl Backend for MemoryBackend {
 
     async fn abandon(&self, receipt: &Receipt, delay: Duration) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let queued = inner.find(receipt)?;
         queued.visible_at = add_saturating(now, delay);
         queued.pop_receipt = None;
@@ -295,7 +303,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let newer = inner
             .summaries
             .get(&summary.instance_id)
@@ -309,7 +317,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn read_summary(&self, instance_id: &str) -> Result<Option<InstanceSummary>, StoreError> {
-        let inner = self.lock();
+        let inner = self.request();
         Ok(inner
             .summaries
             .get(instance_id)
@@ -317,7 +325,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn create_summary(&self, summary: &InstanceSummary) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         if inner.summaries.contains_key(&summary.instance_id) {
             return Ok(false);
         }
@@ -328,7 +336,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn query(&self, query: &InstanceQuery) -> Result<Page<InstanceSummary>, StoreError> {
-        let inner = self.lock();
+        let inner = self.request();
         Ok(page_of(
             &inner.summaries,
             query.page_size,
@@ -338,14 +346,16 @@ impl Backend for MemoryBackend {
     }
 
     async fn purge(&self, instance_id: &str) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let had_state = inner.instances.remove(instance_id).is_some();
         let had_summary = inner.summaries.remove(instance_id).is_some();
         Ok(had_state || had_summary)
     }
 
     async fn park(&self, poison: &PoisonMessage) -> Result<(), StoreError> {
-        self.lock().poison.insert(poison.id.clone(), poison.clone());
+        self.request()
+            .poison
+            .insert(poison.id.clone(), poison.clone());
         Ok(())
     }
 
@@ -353,7 +363,7 @@ impl Backend for MemoryBackend {
         &self,
         query: &PoisonQuery,
     ) -> Result<Page<PoisonMessage>, StoreError> {
-        let inner = self.lock();
+        let inner = self.request();
         Ok(page_of(
             &inner.poison,
             query.page_size,
@@ -366,11 +376,11 @@ impl Backend for MemoryBackend {
     }
 
     async fn poison_message(&self, id: &str) -> Result<Option<PoisonMessage>, StoreError> {
-        Ok(self.lock().poison.get(id).cloned())
+        Ok(self.request().poison.get(id).cloned())
     }
 
     async fn unpark(&self, id: &str, parked_at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.request();
         let current = inner
             .poison
             .get(id)
@@ -400,7 +410,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn queue_length(&self, queue: QueueKind) -> Result<u64, StoreError> {
-        let inner = self.lock();
+        let inner = self.request();
         Ok(inner.queues.get(&queue).map_or(0, |q| q.len() as u64))
     }
 }

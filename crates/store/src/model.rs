@@ -111,10 +111,16 @@ pub struct InstanceState {
     /// its own.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rewinds: u32,
+    /// Storage requests spent on the instance (a continue-as-new goes on counting, a new start
+    /// of the id starts over), as the runtime records them at each commit: each commit adds
+    /// the requests made since the last one, its own included. Absent (0) in what a build
+    /// before the count wrote.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_requests: u64,
 }
 
-fn is_zero(value: &u32) -> bool {
-    *value == 0
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl InstanceState {
@@ -139,6 +145,7 @@ impl InstanceState {
             client_start_id: None,
             trace_context: None,
             poison_messages: 0,
+            storage_requests: self.storage_requests,
         }
     }
 }
@@ -267,6 +274,11 @@ pub struct InstanceSummary {
     /// it from the poison records: summary writes neither set nor clear it.
     #[serde(skip)]
     pub poison_messages: u32,
+    /// The instance's storage requests when the summary was written: its state's count plus
+    /// what was spent since its last commit, this write included (see
+    /// [`InstanceState::storage_requests`]); a state committed later may hold more.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_requests: u64,
 }
 
 /// A filter over instance summaries; every field that is set must match.

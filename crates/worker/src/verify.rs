@@ -373,7 +373,7 @@ pub async fn check<B: Backend>(
         created_to: filter.created_to,
         instance_id_prefix: filter.prefix.clone(),
         page_size: filter.sample.min(MAX_PAGE),
-        continuation: None,
+        ..InstanceQuery::default()
     };
     let mut tally = Tally::default();
     let mut listed = 0;

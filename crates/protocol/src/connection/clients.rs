@@ -1,11 +1,12 @@
 //! The storage clients: one pooled HTTP client with client-side timeouts, the credential for the
-//! connection, and the Table, Queue and Blob service clients built over both.
+//! connection, and the Table, Queue and Blob service clients built over both, each counting its
+//! requests (`storage_requests`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::auth::Secret;
-use azure_core::{HttpClient, TransportOptions, Url};
+use azure_core::{ClientOptions, HttpClient, Policy, TransportOptions, Url};
 use azure_data_tables::clients::{TableServiceClient, TableServiceClientBuilder};
 use azure_identity::{
     AppServiceManagedIdentityCredential, DefaultAzureCredentialBuilder, TokenCredentialOptions,
@@ -16,6 +17,7 @@ use azure_storage_queues::{QueueServiceClient, QueueServiceClientBuilder};
 
 use super::managed_identity::UserAssignedManagedIdentity;
 use super::{ConnectionError, Service, StorageConnection, StorageCredential};
+use crate::storage_requests::CountRequests;
 
 /// Client-side timeouts of the shared HTTP client. azure_core 0.21 sets none (its `timeout` is
 /// the server-side `timeout=` query parameter), and a dequeue against a busy account can stall.
@@ -97,7 +99,8 @@ impl StorageConnection {
     }
 
     /// Builds the Table, Queue and Blob service clients over `http`, sharing one credential
-    /// (and so one token cache).
+    /// (and so one token cache). Each attempt they send counts against the running work's
+    /// [`crate::storage_requests::StorageMeter`]; token requests (through `http` directly) do not.
     pub fn build_clients(
         &self,
         http: Arc<dyn HttpClient>,
@@ -107,22 +110,26 @@ impl StorageConnection {
             account: self.account.clone(),
             uri: base_uri(self.endpoint(service)),
         };
-        let transport = || TransportOptions::new(http.clone());
+        // After the retry policy, so each attempt counts.
+        let options = || {
+            ClientOptions::new(TransportOptions::new(http.clone()))
+                .per_retry_policies(vec![Arc::new(CountRequests) as Arc<dyn Policy>])
+        };
         Ok(StorageClients {
             tables: TableServiceClientBuilder::with_location(
                 location(Service::Table),
                 credentials.clone(),
             )
-            .transport(transport())
+            .client_options(options())
             .build(),
             queues: QueueServiceClientBuilder::with_location(
                 location(Service::Queue),
                 credentials.clone(),
             )
-            .transport(transport())
+            .client_options(options())
             .build(),
             blobs: ClientBuilder::with_location(location(Service::Blob), credentials)
-                .transport(transport())
+                .client_options(options())
                 .blob_service_client(),
         })
     }
@@ -160,5 +167,51 @@ mod tests {
                 format!("{}/x", base_uri(&c.blob_endpoint))
             );
         }
+    }
+
+    /// Answers 503 to the first request and 204 to the rest, counting what it was sent.
+    #[derive(Debug, Default)]
+    struct FlakyService {
+        requests: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for FlakyService {
+        async fn execute_request(
+            &self,
+            _request: &azure_core::Request,
+        ) -> azure_core::Result<azure_core::Response> {
+            use std::sync::atomic::Ordering;
+            let status = match self.requests.fetch_add(1, Ordering::SeqCst) {
+                0 => azure_core::StatusCode::ServiceUnavailable,
+                _ => azure_core::StatusCode::NoContent,
+            };
+            Ok(azure_core::Response::new(
+                status,
+                azure_core::headers::Headers::new(),
+                Box::pin(futures::stream::empty()),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_of_a_storage_request_counts_against_the_running_work() {
+        use crate::storage_requests::StorageMeter;
+        use std::sync::atomic::Ordering;
+        let service = Arc::new(FlakyService::default());
+        let clients = cs("UseDevelopmentStorage=true")
+            .unwrap()
+            .build_clients(service.clone())
+            .unwrap();
+        let meter = StorageMeter::default();
+        // Whether the answer parses does not matter here: the attempts were made.
+        let _ = meter
+            .measure(clients.queues.queue_client("x").delete().into_future())
+            .await;
+        let sent = service.requests.load(Ordering::SeqCst);
+        assert_eq!(sent, 2, "the 503 was retried");
+        assert_eq!(meter.made(), sent);
+        let _ = clients.queues.queue_client("x").delete().await;
+        assert_eq!(meter.made(), sent, "a request made outside the work");
     }
 }

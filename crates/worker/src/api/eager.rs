@@ -69,13 +69,16 @@ impl Reservation {
                 return;
             };
             let processed = runtime.process_queued(&queued).await;
-            let settled = match &processed {
-                Ok(_) => runtime.backend().delete(receipt).await,
-                Err(error) => {
-                    tracing::debug!("eager turn for '{instance}' left to the queue: {error}");
-                    runtime.backend().abandon(receipt, Duration::ZERO).await
+            let settle = async {
+                match &processed {
+                    Ok(_) => runtime.backend().delete(receipt).await,
+                    Err(error) => {
+                        tracing::debug!("eager turn for '{instance}' left to the queue: {error}");
+                        runtime.backend().abandon(receipt, Duration::ZERO).await
+                    }
                 }
             };
+            let settled = runtime.on_behalf_of(instance, settle).await;
             // The copy then arrives after the hold and is recognised as a duplicate.
             if let Err(error) = settled {
                 tracing::debug!("the held message for '{instance}' stays queued: {error}");

@@ -48,10 +48,16 @@ pub async fn status<B: Backend>(
     let mut body = payload(&summary, show_input);
     // As the extension: a Pending instance has no history to show yet.
     if show_history && summary.status != OrchestrationStatus::Pending {
-        let history = state
-            .runtime
-            .history(id.as_str())
-            .await?
+        let instance = state.runtime.instance(id.as_str()).await?;
+        // Turns that change nothing a query shows write no summary: the state may count more.
+        if let Some(instance) = &instance {
+            let requests = summary
+                .storage_requests
+                .max(instance.state.storage_requests);
+            body["storageRequests"] = requests.into();
+        }
+        let history = instance
+            .map(|instance| instance.history)
             .unwrap_or_default();
         body["historyEvents"] = Value::Array(history_payload(&history, show_output));
     }

@@ -61,6 +61,9 @@ pub fn payload(summary: &InstanceSummary, show_input: bool) -> Value {
     if summary.poison_messages > 0 {
         body["poisonMessages"] = json!(summary.poison_messages);
     }
+    if summary.storage_requests > 0 {
+        body["storageRequests"] = json!(summary.storage_requests);
+    }
     if let Some(failure) = &summary.failure {
         body["output"] = Value::String(failure.error_message.clone());
         body["failureDetails"] = serde_json::to_value(failure).unwrap_or(Value::Null);
@@ -105,6 +108,7 @@ mod tests {
             client_start_id: None,
             trace_context: None,
             poison_messages: 0,
+            storage_requests: 0,
         }
     }
 
@@ -142,6 +146,14 @@ mod tests {
         let body = payload(&failed, true);
         assert_eq!(body["output"], "WorkflowItem1 failed after 3 attempts");
         assert_eq!(body["failureDetails"]["ErrorType"], "TaskFailed");
+    }
+
+    #[test]
+    fn storage_requests_show_once_counted() {
+        let mut counted = summary(OrchestrationStatus::Running);
+        assert!(payload(&counted, true).get("storageRequests").is_none());
+        counted.storage_requests = 3;
+        assert_eq!(payload(&counted, true)["storageRequests"], 3);
     }
 
     #[test]

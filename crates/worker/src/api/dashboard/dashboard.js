@@ -498,6 +498,7 @@ async function renderInstance(main, id) {
       field('Created', formatTime(instance.createdTime)),
       field('Last updated', formatTime(instance.lastUpdatedTime)),
       field('History', `${rows.length} rows, ${(historyBytes / 1024).toFixed(1)} KiB as served`),
+      field('Storage requests', instance.storageRequests ? String(instance.storageRequests) : 'not counted'),
       instance.poisonMessages ? field('Poison messages', link(String(instance.poisonMessages), { view: 'poison', instance: instance.instanceId })) : [],
       started && started.ParentInstanceId ? field('Parent', link(started.ParentInstanceId, { view: 'instance', id: started.ParentInstanceId })) : [],
       children.length ? field('Children', children.flatMap((child) => [link(child, { view: 'instance', id: child }), ' '])) : []),
