@@ -1,7 +1,6 @@
-//! Messages deferred while they wait for their instance's start, as the stuck view shows them:
-//! recorded once after the threshold, shown until the start comes and the message applies, or
-//! until it is parked; records left behind by a failed removal, or long past their parking, are
-//! not shown and are deleted.
+//! Deferred messages as the stuck view shows them: recorded once past the threshold, shown until
+//! the start comes and the message applies, or until it is parked; records left behind by a
+//! failed removal, or long past their parking, are not shown and are deleted.
 
 use std::time::Duration;
 

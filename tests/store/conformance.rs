@@ -1,7 +1,6 @@
 //! The backend contract, written once over any `Backend`: versions and conflicts, history
 //! appends and resets, queue visibility and receipts, summary revisions, queries and paging,
-//! poison messages and the count they keep on their instance's summary, records of deferred
-//! messages.
+//! poison messages (and their count on the summary), records of deferred messages.
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
-//! Messages deferred while they wait for their instance's start, made visible: a message is
-//! recorded once it has waited [`crate::RuntimeOptions::record_deferral_after`], its record is removed
-//! when it is finally applied, dropped or parked, and the stuck view reads the records back,
-//! skipping (and deleting) those a crash or a failed removal left behind.
+//! Deferred messages made visible: one that has waited `record_deferral_after` for its
+//! instance's start is recorded once, its record goes when it is applied, dropped or parked,
+//! and the stuck view reads the records back, deleting those a crash or failed removal left.
 
 use std::time::Duration;
 
@@ -12,8 +11,8 @@ use durable_engine::{add_saturating, EventKind};
 use durable_store::backend::Backend;
 use durable_store::model::{DeferredMessage, Message};
 
-/// Default of [`crate::RuntimeOptions::record_deferral_after`]: an event that overtakes its start
-/// waits about a second, so half a minute is far beyond any ordinary race.
+/// Default of [`crate::RuntimeOptions::record_deferral_after`]: an event that overtakes its
+/// start waits about a second, so half a minute is far beyond any ordinary race.
 pub const RECORD_DEFERRAL_AFTER: Duration = Duration::from_secs(30);
 
 /// The longest event name a record keeps: it is for people, and stays one small row.
