@@ -74,6 +74,7 @@ fn raised(instance_id: &str, id: &str, input: Option<String>) -> Message {
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: id.to_string(),
         destination: Destination::Instance {
             instance_id: instance_id.to_string(),
@@ -381,6 +382,7 @@ async fn instances_route_to_their_partitions_control_queue() {
     messages.push(Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: "work-1".to_string(),
         destination: Destination::WorkItem {
             instance_id: "instance-0".to_string(),

@@ -66,7 +66,12 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         "{CHROMIUM} is missing (Debian: apt-get install chromium)"
     );
     // Starting Azurite runs `npm ci` when node_modules is behind the lockfile.
-    let app = App::start(&[("CLAIM_APPROVAL_TIMEOUT_SECONDS", "600")]).await;
+    // Messages waiting for their instance's start are shown at once.
+    let app = App::start(&[
+        ("CLAIM_APPROVAL_TIMEOUT_SECONDS", "600"),
+        ("DURABLE_RECORD_DEFERRAL_SECONDS", "0"),
+    ])
+    .await;
     assert!(
         root.join("node_modules/playwright-core").exists(),
         "playwright-core is missing: run npm ci"
@@ -136,12 +141,24 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     })
     .await;
 
+    // An event for an instance that never starts: it waits, shown by the stuck view.
+    let waiting_event = "<img src=x onerror=\"window.__xss=4\">";
+    let waiting_id = app
+        .send_event_unchecked("never-started", waiting_event, &json!(null))
+        .await;
+    app.wait_until("/api/stuck?idleSeconds=0", LONG, |list| {
+        list.as_array()
+            .is_some_and(|list| list.iter().any(|i| i["messageId"] == waiting_id))
+    })
+    .await;
+
     let shots = root.join("target/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let ids = json!({
         "hello": hello, "purge": purge, "claim": "claim-approve",
         "terminate": "claim-terminate", "timer": "claim-timer", "parent": "order-1", "failed": failed,
         "hostile": hostile_id, "poisonText": POISON_TEXT,
+        "waiting": "never-started", "waitingEvent": waiting_event,
     });
     let base = app.base.clone();
     let script = root.join("tests/dashboard/dashboard.mjs");

@@ -199,6 +199,7 @@ fn expected_creations() -> BTreeSet<String> {
         hub.history_table(),
         hub.instances_table(),
         hub.poison_table(),
+        hub.deferred_table(),
     ]
     .into_iter()
     .map(|t| format!("table {t}"))

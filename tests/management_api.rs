@@ -1,8 +1,9 @@
 //! The Durable Functions management API over HTTP through the dev host: every route with the
 //! status codes the extension answers, history and paging in its shapes, purge, rewind,
 //! restart, suspend and terminate, the storage requests each instance spent, hostile input
-//! refused with JSON errors; and an unmodified official Durable Functions client (the Python one
-//! from PyPI) driving the app.
+//! refused with JSON errors, an event that arrives before its instance shown by the stuck view
+//! until it applies; and an unmodified official Durable Functions client (the Python one from
+//! PyPI) driving the app.
 //! Each test owns its app, so they run in parallel.
 
 #[path = "common/app.rs"]
@@ -570,6 +571,76 @@ async fn status_counts_the_storage_requests_each_instance_spent() {
         "{}",
         detailed.body
     );
+}
+
+/// The item `GET /api/stuck` lists for message `id` waiting for its instance's start, if any.
+fn waiting_item(list: &Value, id: &str) -> Option<Value> {
+    list.as_array()?
+        .iter()
+        .find(|i| i["reason"] == "waitingForStart" && i["messageId"] == id)
+        .cloned()
+}
+
+/// An approval that arrives before its claim exists waits for the claim's start (the stuck
+/// view shows it, at once with the threshold set to 0), and is applied once the claim starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_overtakes_its_start_is_shown_waiting_then_applied() {
+    let app = App::start(&[
+        ("CLAIM_APPROVAL_TIMEOUT_SECONDS", "3600"),
+        ("DURABLE_RECORD_DEFERRAL_SECONDS", "0"),
+    ])
+    .await;
+    let decision = json!({"Approved": true, "Approver": "bo", "Comment": "early"});
+    // The API refuses an event for an instance that does not exist; queues can still carry one.
+    assert_error(
+        &app.post(
+            "/api/instances/early/raiseEvent/ApprovalDecision",
+            &decision,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "no instance",
+    );
+    let id = app
+        .send_event_unchecked("early", "ApprovalDecision", &decision)
+        .await;
+    let listed = wait_until(&app, "/api/stuck?idleSeconds=0", |list| {
+        waiting_item(list, &id).is_some()
+    })
+    .await;
+    let item = waiting_item(&listed, &id).unwrap();
+    assert_eq!(item["instanceId"], "early", "{item}");
+    assert_eq!(item["eventType"], "EventRaised", "{item}");
+    assert_eq!(item["eventName"], "ApprovalDecision", "{item}");
+    assert!(
+        item["queue"].as_str().unwrap().starts_with("control-"),
+        "{item}"
+    );
+    assert!(item["waitedSeconds"].as_u64().is_some(), "{item}");
+    let time = |field: &str| chrono::DateTime::parse_from_rfc3339(item[field].as_str().unwrap());
+    let waits = time("parksAt").unwrap() - time("sentTime").unwrap();
+    assert_eq!(
+        waits.num_seconds(),
+        600,
+        "DURABLE_MAX_DEFERRAL_SECONDS' default: {item}"
+    );
+    assert!(
+        item["description"]
+            .as_str()
+            .unwrap()
+            .contains("EventRaised 'ApprovalDecision'"),
+        "{item}"
+    );
+    let later = app.get("/api/stuck?idleSeconds=3600").await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.body);
+    assert!(waiting_item(&later.body, &id).is_none(), "not an hour yet");
+
+    start(&app, "ClaimApprovalWorkflow", "early", &claim("C-7")).await;
+    let done = app.wait_for_end("early", LONG).await;
+    assert_eq!(done["output"]["Status"], "Approved", "{done}");
+    assert_eq!(done["output"]["Approver"], "bo", "{done}");
+    let after = app.get("/api/stuck?idleSeconds=0").await;
+    assert!(waiting_item(&after.body, &id).is_none(), "{}", after.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

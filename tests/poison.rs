@@ -231,6 +231,7 @@ async fn poison_messages_are_parked_shown_requeued_and_discarded() {
         revision: None,
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
     };
     backend.send(&[late]).await.unwrap();
     let parked = wait_for_poison(&app, "purged-1").await;

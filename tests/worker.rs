@@ -139,6 +139,7 @@ async fn queue_invocations_run_engine_turns_on_azure_storage() {
     let start = Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: "start-1".to_string(),
         destination: Destination::Instance {
             instance_id: "via-worker".to_string(),

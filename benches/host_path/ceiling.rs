@@ -158,6 +158,7 @@ impl Template {
             revision: Some(1),
             more_calls: Vec::new(),
             trace_context: None,
+            deferral_recorded: false,
         }
     }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
-    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, InstanceSummary,
+    LoadedInstance, Message, Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received,
+    Version,
 };
 
 /// Where an injected fault strikes relative to the storage call it targets.
@@ -31,6 +32,8 @@ pub struct Faulty<B> {
     counts: Mutex<std::collections::BTreeMap<&'static str, usize>>,
     /// Every call's operation, in order: where a fault lands relative to a given call.
     log: Mutex<Vec<&'static str>>,
+    /// An operation whose next call fails, and how.
+    fail_next: Mutex<Option<(&'static str, FaultMode)>>,
 }
 
 impl<B: Backend> Faulty<B> {
@@ -42,6 +45,7 @@ impl<B: Backend> Faulty<B> {
             mode: Mutex::new(FaultMode::Before),
             counts: Mutex::new(Default::default()),
             log: Mutex::new(Vec::new()),
+            fail_next: Mutex::new(None),
         }
     }
 
@@ -54,6 +58,11 @@ impl<B: Backend> Faulty<B> {
         *self.mode.lock().unwrap() = mode;
         self.fail_at
             .store(self.calls.load(Ordering::SeqCst) + call, Ordering::SeqCst);
+    }
+
+    /// Fails the next call of `operation`, whenever it comes.
+    pub fn fail_next(&self, operation: &'static str, mode: FaultMode) {
+        *self.fail_next.lock().unwrap() = Some((operation, mode));
     }
 
     pub fn calls(&self) -> usize {
@@ -86,8 +95,15 @@ impl<B: Backend> Faulty<B> {
         // Yields once, as a call over the network does, so whatever else the task runs (messages
         // processed at once) gets to run meanwhile, even over the in-memory backend.
         tokio::task::yield_now().await;
-        let strike = number == self.fail_at.load(Ordering::SeqCst);
-        let mode = *self.mode.lock().unwrap();
+        let next = {
+            let mut fail_next = self.fail_next.lock().unwrap();
+            match *fail_next {
+                Some((named, mode)) if named == operation => fail_next.take().map(|_| mode),
+                _ => None,
+            }
+        };
+        let strike = next.is_some() || number == self.fail_at.load(Ordering::SeqCst);
+        let mode = next.unwrap_or(*self.mode.lock().unwrap());
         if strike && mode == FaultMode::Before {
             return Err(injected(operation));
         }
@@ -217,6 +233,25 @@ impl<B: Backend> Backend for Faulty<B> {
         parked_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, StoreError> {
         self.call("unpark", self.inner.unpark(id, parked_at)).await
+    }
+
+    async fn record_deferred(&self, deferred: &DeferredMessage) -> Result<(), StoreError> {
+        self.call("record_deferred", self.inner.record_deferred(deferred))
+            .await
+    }
+
+    async fn deferred_messages(
+        &self,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<Page<DeferredMessage>, StoreError> {
+        let listed = self.inner.deferred_messages(page_size, continuation);
+        self.call("deferred_messages", listed).await
+    }
+
+    async fn forget_deferred(&self, id: &str) -> Result<bool, StoreError> {
+        self.call("forget_deferred", self.inner.forget_deferred(id))
+            .await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

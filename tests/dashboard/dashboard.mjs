@@ -279,6 +279,20 @@ await check('the stuck view loads; a claim waiting on its timer is not stuck', a
   expect(!listed.includes(ids.timer), `an instance waiting on its timer is listed: ${listed}`);
 });
 
+await check('the stuck view shows a message waiting for its instance\'s start, as text', async () => {
+  await page.goto(dashboard('?view=stuck&minutes=0'));
+  await ready(page);
+  const row = page.locator('#waiting tbody tr', { hasText: ids.waiting });
+  expect(await row.count() === 1, `the message for ${ids.waiting} is not listed`);
+  const cells = await row.locator('td').allTextContents();
+  expect(cells[1] === `EventRaised '${ids.waitingEvent}'`, `the message shows as '${cells[1]}'`);
+  expect(/^control-\d\d$/.test(cells[2]), `queue '${cells[2]}'`);
+  expect(/^\d+ s$/.test(cells[4]), `waited '${cells[4]}'`);
+  expect(cells[5] !== '', 'no parking time');
+  await page.screenshot({ path: `${shots}/stuck.png`, fullPage: true });
+  expect(await page.evaluate(() => window.__xss) === undefined, 'the event name ran');
+});
+
 await check('the page raised no script error', async () => {
   expect(pageErrors.length === 0, `errors: ${pageErrors}`);
 });

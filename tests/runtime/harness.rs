@@ -214,6 +214,7 @@ impl Harness {
         let message = Message {
             more_calls: Vec::new(),
             trace_context: None,
+            deferral_recorded: false,
             id: IdSource::random().next_id(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),

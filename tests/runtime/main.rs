@@ -1,11 +1,13 @@
 //! Runtime tests over the in-memory backend: orchestrations driven through queues by pumps,
 //! duplicates absorbed, a fault before and after every storage call, several pumps or processes
 //! on one task hub, batched turns, the instance cache and the checkpoint interval, poison
-//! messages, trace context across processes, and the storage requests each instance records.
+//! messages, deferred messages as the stuck view shows them, trace context across processes, and
+//! the storage requests each instance records.
 
 mod batching;
 mod cache;
 mod checkpoint;
+mod deferred;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;

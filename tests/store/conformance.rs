@@ -1,6 +1,6 @@
 //! The backend contract, written once over any `Backend`: versions and conflicts, history
 //! appends and resets, queue visibility and receipts, summary revisions, queries and paging,
-//! poison messages and the count they keep on their instance's summary.
+//! poison messages (and their count on the summary), records of deferred messages.
 
 use std::time::Duration;
 
@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
-    Commit, Destination, InstanceQuery, InstanceState, Message, PoisonMessage, PoisonQuery,
-    QueueKind, StoredEvent, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, Message, PoisonMessage,
+    PoisonQuery, QueueKind, StoredEvent, Version,
 };
 
 pub fn epoch() -> DateTime<Utc> {
@@ -75,6 +75,7 @@ fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Me
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: id.to_string(),
         destination: Destination::Instance {
             instance_id: instance_id.to_string(),
@@ -731,4 +732,60 @@ pub async fn poison_messages_are_kept_counted_and_discarded(subject: &impl Subje
             .poison_messages,
         0
     );
+}
+
+fn deferred(id: &str, instance_id: &str) -> DeferredMessage {
+    DeferredMessage {
+        id: id.to_string(),
+        instance_id: instance_id.to_string(),
+        queue: "control-02".to_string(),
+        event_type: "EventRaised".to_string(),
+        event_name: Some(format!("event of {id}")),
+        sent_at: epoch(),
+        parks_at: epoch() + chrono::TimeDelta::minutes(10),
+    }
+}
+
+pub async fn deferred_messages_are_recorded_listed_and_forgotten(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    let empty = backend.deferred_messages(0, None).await.unwrap();
+    assert!(empty.items.is_empty() && empty.continuation.is_none());
+    for (id, instance_id) in [("d-2", "i-1"), ("d-1", "i-1"), ("d-3", "o'dd/id")] {
+        backend
+            .record_deferred(&deferred(id, instance_id))
+            .await
+            .unwrap();
+    }
+    // Recording the same message again replaces its record.
+    let mut again = deferred("d-2", "i-1");
+    again.event_name = None;
+    again.event_type = "ExecutionTerminated".to_string();
+    backend.record_deferred(&again).await.unwrap();
+
+    let seen = all_pages(2, |continuation| async move {
+        let page = backend
+            .deferred_messages(2, continuation.as_deref())
+            .await
+            .unwrap();
+        let ids = page.items.iter().map(|d| d.id.clone()).collect();
+        (ids, page.continuation)
+    })
+    .await;
+    assert_eq!(seen, vec!["d-1", "d-2", "d-3"]);
+    let records = backend.deferred_messages(10, None).await.unwrap().items;
+    assert_eq!(
+        records,
+        vec![deferred("d-1", "i-1"), again, deferred("d-3", "o'dd/id")]
+    );
+
+    assert!(backend.forget_deferred("d-2").await.unwrap());
+    assert!(
+        !backend.forget_deferred("d-2").await.unwrap(),
+        "forgetting twice finds nothing"
+    );
+    assert!(!backend.forget_deferred("never-recorded").await.unwrap());
+    let left = backend.deferred_messages(10, None).await.unwrap();
+    let ids: Vec<_> = left.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["d-1", "d-3"]);
 }

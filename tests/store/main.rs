@@ -135,6 +135,7 @@ conformance!(
     summaries_are_created_once_and_stale_writers_lose,
     purge_removes_everything,
     poison_messages_are_kept_counted_and_discarded,
+    deferred_messages_are_recorded_listed_and_forgotten,
 );
 
 /// Two processes on one task hub: what one remembers of a summary row goes stale when the other

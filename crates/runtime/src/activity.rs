@@ -66,6 +66,7 @@ impl<B: Backend> Runtime<B> {
                 revision: None,
                 more_calls: Vec::new(),
                 trace_context: None,
+                deferral_recorded: false,
             })
             .collect();
         // The results are applied here, in a turn with any other results waiting for the

@@ -386,6 +386,7 @@ impl<B: Backend> Runtime<B> {
             more_calls: Vec::new(),
             // The client's span, which a raised event's delivery is reported in.
             trace_context: spans::current(),
+            deferral_recorded: false,
             id: self.options.ids.next_id(),
             destination: Destination::Instance {
                 instance_id,
@@ -410,6 +411,7 @@ pub(crate) fn client_start(summary: &InstanceSummary, id: String) -> Message {
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id,
         destination: Destination::Instance {
             instance_id: summary.instance_id.clone(),

@@ -5,6 +5,7 @@ mod activity;
 pub mod backlog;
 mod client;
 mod counters;
+mod deferred;
 mod ends;
 mod ids;
 mod mailbox;
@@ -42,6 +43,7 @@ use durable_store::names::InstanceIdError;
 
 pub use client::{Queued, StartDelivery, StartOptions};
 pub use counters::CounterSnapshot;
+pub use deferred::{WaitingForStart, RECORD_DEFERRAL_AFTER};
 pub use ends::EndWatch;
 pub use ids::IdSource;
 pub use orchestration::{HISTORY_TOO_LARGE_ERROR_TYPE, VERSION_MISMATCH_ERROR_TYPE};
@@ -142,6 +144,11 @@ pub struct RuntimeOptions {
     /// How long a message for an instance that does not exist waits for its start (queues are
     /// not FIFO, so it may overtake it) before it is parked as a poison message.
     pub max_deferral: Duration,
+    /// A message deferred this long is recorded, once, for the stuck view
+    /// ([`Runtime::waiting_for_start`]). The default, [`RECORD_DEFERRAL_AFTER`], is far above
+    /// the ordinary race (an event that overtakes its start waits about a second), so the
+    /// records cost nothing in normal running and mean a start that is late or lost.
+    pub record_deferral_after: Duration,
     /// Deliveries of a queue message before the Functions host gives up on it (`host.json`
     /// `extensions.queues.maxDequeueCount`): the last one that fails parks it.
     pub max_dequeue_count: u32,
@@ -161,6 +168,7 @@ impl Default for RuntimeOptions {
             engine_threads: 0,
             ids: IdSource::random(),
             max_deferral: Duration::from_secs(600),
+            record_deferral_after: RECORD_DEFERRAL_AFTER,
             max_dequeue_count: 5,
             versioning: Versioning::default(),
         }

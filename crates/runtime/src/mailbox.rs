@@ -160,6 +160,7 @@ mod tests {
         Message {
             more_calls: Vec::new(),
             trace_context: None,
+            deferral_recorded: false,
             id: id.to_string(),
             destination: Destination::Instance {
                 instance_id: instance_id.to_string(),

@@ -352,6 +352,7 @@ fn wake_up(state: &InstanceState, reason: &str, now: DateTime<Utc>, ids: &IdSour
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: state.instance_id.clone(),

@@ -257,7 +257,12 @@ impl<B: Backend> Runtime<B> {
         let mut dispositions = Vec::with_capacity(messages.len());
         let mut apply = Vec::new();
         let mut dropped = false;
+        // Messages that wait no more: the record of one that was recorded goes once this is done.
+        let mut settled = Vec::new();
         for (message, plan) in messages.iter().zip(plans) {
+            if !matches!(plan, Plan::Defer) {
+                settled.push(*message);
+            }
             dispositions.push(match plan {
                 Plan::NewExecution => {
                     if known.is_none() && !assume_absent {
@@ -293,6 +298,8 @@ impl<B: Backend> Runtime<B> {
                     let waited = (now - message.event.timestamp).max(DEFER_DELAY);
                     let mut later = (*message).clone();
                     later.deliver_at = Some(now + waited.min(MAX_DEFER_DELAY));
+                    // Recorded before the copy is sent, so a copy flagged as recorded is.
+                    later.deferral_recorded = self.note_deferral(message, now).await;
                     self.backend.send(&[later]).await?;
                     Disposition::Deferred
                 }
@@ -324,6 +331,9 @@ impl<B: Backend> Runtime<B> {
         {
             self.write_summary(&known.state.summary()).await?;
             known.summary_current = true;
+        }
+        for message in settled {
+            self.forget_deferral(message).await;
         }
         Ok(dispositions)
     }

@@ -134,6 +134,7 @@ pub fn action_message(
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: ids.next_id(),
         destination,
         event,
@@ -207,6 +208,7 @@ fn to_parent(
     Message {
         more_calls: Vec::new(),
         trace_context: None,
+        deferral_recorded: false,
         id: ids.next_id(),
         destination: Destination::Instance {
             instance_id: parent.orchestration_instance.instance_id.clone(),

@@ -95,7 +95,10 @@ impl<B: Backend> Runtime<B> {
             Err(error) => {
                 let reason = format!("failed on all {} deliveries: {error}", delivery.attempt);
                 match self.park_message(&message, reason, delivery.attempt).await {
-                    Ok(_) => Ok(Delivered::Parked(message.id)),
+                    Ok(_) => {
+                        self.forget_deferral(&message).await;
+                        Ok(Delivered::Parked(message.id))
+                    }
                     Err(_) => Err(error),
                 }
             }

@@ -1,6 +1,7 @@
 //! App settings that tune the runtime without code: the instance cache, checkpoints in long
-//! turns, the history cap and how long a message waits for its instance. Workers read them from their environment, as the Functions host
-//! passes app settings; the test driver reads the same ones, so a suite runs in either mode.
+//! turns, the history cap, how long a message waits for its instance and when that wait is
+//! shown. Workers read them from their environment, as the Functions host passes app settings;
+//! the test driver reads the same ones, so a suite runs in either mode.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub const MAX_HISTORY_EVENTS: &str = "DURABLE_MAX_HISTORY_EVENTS";
 /// Seconds a message for an instance that does not exist waits for its start before it is
 /// parked as a poison message.
 pub const MAX_DEFERRAL_SECONDS: &str = "DURABLE_MAX_DEFERRAL_SECONDS";
+/// Seconds a message waits for its instance's start before the stuck view shows it.
+pub const RECORD_DEFERRAL_SECONDS: &str = "DURABLE_RECORD_DEFERRAL_SECONDS";
 
 #[derive(Debug, thiserror::Error)]
 #[error("app setting {name} is '{value}'; it must be a whole number (0 or more; at least 1 for {MAX_HISTORY_EVENTS} and {MAX_DEFERRAL_SECONDS})")]
@@ -58,6 +61,9 @@ impl RuntimeOptions {
             Some(seconds) => self.max_deferral = Duration::from_secs(seconds as u64),
             None => {}
         }
+        if let Some(seconds) = number(RECORD_DEFERRAL_SECONDS)? {
+            self.record_deferral_after = Duration::from_secs(seconds as u64);
+        }
         if let Some(ms) = number(CHECKPOINT_INTERVAL_MS)? {
             self.checkpoint_interval = Duration::from_millis(ms as u64);
         }
@@ -93,6 +99,7 @@ mod tests {
             (CHECKPOINT_INTERVAL_MS, " 1500 "),
             (MAX_HISTORY_EVENTS, "500"),
             (MAX_DEFERRAL_SECONDS, "3"),
+            (RECORD_DEFERRAL_SECONDS, "0"),
         ]);
         let options = RuntimeOptions::default()
             .with_settings(|name| settings.get(name).map(|v| v.to_string()))
@@ -105,6 +112,7 @@ mod tests {
         assert_eq!(options.checkpoint_interval, Duration::from_millis(1500));
         assert_eq!(options.max_history_events, 500);
         assert_eq!(options.max_deferral, Duration::from_secs(3));
+        assert_eq!(options.record_deferral_after, Duration::ZERO);
 
         let error = RuntimeOptions::default()
             .with_settings(|name| (name == INSTANCE_CACHE_EVENTS).then(|| "lots".to_string()))

@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, InstanceSummary,
+    LoadedInstance, Message, Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received,
+    Version,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +191,24 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
         parked_at: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Keeps the record of a message that waits for its instance's start, replacing one of the
+    /// same message id.
+    fn record_deferred(
+        &self,
+        deferred: &DeferredMessage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records of deferred messages in message id order, `page_size` at a time (0: the
+    /// default), after the id `continuation`.
+    fn deferred_messages(
+        &self,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> impl Future<Output = Result<Page<DeferredMessage>, StoreError>> + Send;
+
+    /// Deletes the record of message `id`; returns whether there was one.
+    fn forget_deferred(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The message a queue message's text stands for, as the Functions host hands it to the
     /// worker (already base64-decoded): the envelope's JSON, or a pointer to a blob holding it.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::backend::{Backend, Clock, StoreError};
 use super::model::{
-    Commit, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message, Page,
-    PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, StoredEvent, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceSummary, LoadedInstance, Message,
+    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, StoredEvent, Version,
 };
 use super::names::{partition_of, PartitionCount};
 use durable_engine::add_saturating;
@@ -34,6 +34,7 @@ struct Inner {
     /// finds its message without a scan.
     queues: HashMap<QueueKind, BTreeMap<u64, Queued>>,
     poison: BTreeMap<String, PoisonMessage>,
+    deferred: BTreeMap<String, DeferredMessage>,
     counter: u64,
 }
 
@@ -386,6 +387,31 @@ impl Backend for MemoryBackend {
             .get(id)
             .is_some_and(|poison| parked_at.is_none_or(|at| at == poison.parked_at));
         Ok(current && inner.poison.remove(id).is_some())
+    }
+
+    async fn record_deferred(&self, deferred: &DeferredMessage) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.deferred.insert(deferred.id.clone(), deferred.clone());
+        Ok(())
+    }
+
+    async fn deferred_messages(
+        &self,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<Page<DeferredMessage>, StoreError> {
+        let inner = self.lock();
+        let after = continuation.map(str::to_string);
+        Ok(page_of(
+            &inner.deferred,
+            page_size,
+            after.as_ref(),
+            |deferred| Some(deferred.clone()),
+        ))
+    }
+
+    async fn forget_deferred(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().deferred.remove(id).is_some())
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

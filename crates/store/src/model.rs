@@ -60,6 +60,11 @@ pub struct Message {
     /// activities' parent); on a raised event, the client's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<TraceContext>,
+    /// Set on the copy a deferral re-sends once the message is recorded as a
+    /// [`DeferredMessage`], so later deferrals write nothing and whoever finally applies, drops
+    /// or parks it knows to remove the record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferral_recorded: bool,
 }
 
 /// The state of an instance: the source of truth every write is guarded on.
@@ -350,6 +355,28 @@ pub struct PoisonMessage {
     /// The queue message's text, when it could not be read as a message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+}
+
+/// A message deferred while it waits for its instance's start, recorded once it has waited long
+/// enough to be worth an operator's look, until it is applied, dropped or parked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeferredMessage {
+    /// The message's id.
+    pub id: MessageId,
+    pub instance_id: String,
+    /// The queue it waits on.
+    pub queue: String,
+    /// The history event it carries: `EventRaised`, `ExecutionTerminated`, …
+    pub event_type: String,
+    /// The event's name, where it has one (an external event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
+    /// When it was sent: its wait runs from here.
+    pub sent_at: DateTime<Utc>,
+    /// From then on, its next delivery parks it as a poison message if the start has still not
+    /// come.
+    pub parks_at: DateTime<Utc>,
 }
 
 /// A filter over poison messages.

@@ -184,6 +184,11 @@ impl TaskHub {
         format!("{}Poison", self.name)
     }
 
+    /// Messages that have waited long for their instance's start, shown by the stuck view.
+    pub fn deferred_table(&self) -> String {
+        format!("{}Deferred", self.name)
+    }
+
     /// Control queue `index` (0-based), or `None` if the hub has no such partition.
     pub fn control_queue(&self, index: u32) -> Option<String> {
         (index < self.partitions.0).then(|| format!("{}-control-{index:02}", self.lower))
@@ -403,6 +408,7 @@ mod tests {
         let hub = TaskHub::new("MyHub1").unwrap();
         assert_eq!(hub.history_table(), "MyHub1History");
         assert_eq!(hub.instances_table(), "MyHub1Instances");
+        assert_eq!(hub.deferred_table(), "MyHub1Deferred");
         assert_eq!(
             hub.control_queues(),
             [
@@ -441,7 +447,9 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         }
-        assert!(hub.instances_table().len() <= 63);
+        for table in [hub.instances_table(), hub.deferred_table()] {
+            assert!(table.len() <= 63, "{table}");
+        }
     }
 
     #[test]

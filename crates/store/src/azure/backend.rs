@@ -11,8 +11,9 @@ use super::queues::{decode_message_json, MessageOrBlob, Queues};
 use super::tables::Tables;
 use crate::backend::{Backend, Clock, StoreError};
 use crate::model::{
-    Commit, Destination, InstanceQuery, InstanceState, InstanceSummary, LoadedInstance, Message,
-    Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, InstanceSummary,
+    LoadedInstance, Message, Page, PoisonMessage, PoisonQuery, QueueKind, Receipt, Received,
+    Version,
 };
 use crate::names::TaskHub;
 use durable_protocol::connection::{
@@ -140,6 +141,22 @@ impl Backend for AzureBackend {
 
     async fn unpark(&self, id: &str, parked_at: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
         self.tables.unpark(id, parked_at).await
+    }
+
+    async fn record_deferred(&self, deferred: &DeferredMessage) -> Result<(), StoreError> {
+        self.tables.record_deferred(deferred).await
+    }
+
+    async fn deferred_messages(
+        &self,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<Page<DeferredMessage>, StoreError> {
+        self.tables.deferred_messages(page_size, continuation).await
+    }
+
+    async fn forget_deferred(&self, id: &str) -> Result<bool, StoreError> {
+        self.tables.forget_deferred(id).await
     }
 
     async fn decode_message(&self, text: &str) -> Result<Message, StoreError> {

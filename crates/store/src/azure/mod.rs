@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod backend;
 pub mod blobs;
+mod deferred;
 pub mod errors;
 mod history_rows;
 mod known_summaries;

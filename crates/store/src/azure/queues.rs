@@ -488,6 +488,7 @@ mod tests {
         Message {
             more_calls: Vec::new(),
             trace_context: None,
+            deferral_recorded: false,
             id: "m/1".to_string(),
             destination: Destination::Instance {
                 instance_id: "order^7 it's".to_string(),

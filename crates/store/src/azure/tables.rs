@@ -76,6 +76,7 @@ pub struct Tables {
     history: TableClient,
     pub(super) instances: TableClient,
     pub(super) poison: TableClient,
+    pub(super) deferred: TableClient,
     pub(super) blobs: Blobs,
     pub(super) known: KnownSummaries,
 }
@@ -197,13 +198,14 @@ impl Tables {
             history: service.table_client(hub.history_table()),
             instances: service.table_client(hub.instances_table()),
             poison: service.table_client(hub.poison_table()),
+            deferred: service.table_client(hub.deferred_table()),
             blobs,
             known: KnownSummaries::default(),
         }
     }
 
     pub async fn create(&self) -> Result<(), StoreError> {
-        for table in [&self.history, &self.instances, &self.poison] {
+        for table in [&self.history, &self.instances, &self.poison, &self.deferred] {
             match table.create().await {
                 Ok(_) => {}
                 Err(error) if status(&error) == Some(409) => {}

@@ -1,5 +1,6 @@
 //! `GET /api/stuck?idleSeconds=&top=`: Pending and Running instances idle that long which look
-//! stuck (`Runtime::stuck`), each with why, for the dashboard's stuck view.
+//! stuck (`Runtime::stuck`), each with why, then messages that have waited that long for their
+//! instance's start (`Runtime::waiting_for_start`), for the dashboard's stuck view.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use super::query::page_size;
 use super::status::{format_time, status_name};
 use super::{ApiError, ApiState};
 use durable_runtime::stuck::StuckReason;
+use durable_runtime::WaitingForStart;
 use durable_store::backend::Backend;
 
 const DEFAULT_IDLE: Duration = Duration::from_secs(300);
@@ -52,6 +54,34 @@ fn reason(reason: &StuckReason) -> Value {
     }
 }
 
+fn waiting(waiting: &WaitingForStart) -> Value {
+    let message = &waiting.message;
+    let what = match &message.event_name {
+        Some(name) => format!("{} '{name}'", message.event_type),
+        None => message.event_type.clone(),
+    };
+    let mut item = json!({
+        "instanceId": message.instance_id,
+        "reason": "waitingForStart",
+        "description": format!(
+            "a message ({what}) has waited {} s for the instance's start; from {} it is parked \
+             as a poison message if the start has not come",
+            waiting.waited.as_secs(),
+            format_time(message.parks_at)
+        ),
+        "messageId": message.id,
+        "eventType": message.event_type,
+        "queue": message.queue,
+        "sentTime": format_time(message.sent_at),
+        "waitedSeconds": waiting.waited.as_secs(),
+        "parksAt": format_time(message.parks_at),
+    });
+    if let (Value::Object(item), Some(name)) = (&mut item, &message.event_name) {
+        item.insert("eventName".to_string(), json!(name));
+    }
+    item
+}
+
 pub async fn list<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     params: Params,
@@ -59,6 +89,7 @@ pub async fn list<B: Backend>(
     let idle = idle(&params)?;
     let top = page_size(&params)?.unwrap_or(DEFAULT_TOP);
     let stuck = state.runtime.stuck(idle, top).await?;
+    let waiting_for_start = state.runtime.waiting_for_start(idle, top).await?;
     Ok(Json(
         stuck
             .iter()
@@ -74,6 +105,7 @@ pub async fn list<B: Backend>(
                 }
                 item
             })
+            .chain(waiting_for_start.iter().map(waiting))
             .collect(),
     ))
 }

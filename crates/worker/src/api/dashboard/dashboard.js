@@ -526,13 +526,26 @@ async function renderStuck(main) {
     say(problem(answer), true);
     return;
   }
+  const instances = answer.data.filter((i) => i.reason !== 'waitingForStart');
+  const waiting = answer.data.filter((i) => i.reason === 'waitingForStart');
   main.append(el('table', { id: 'stuck' },
     el('thead', {}, el('tr', {}, ['Id', 'Name', 'Status', 'Last updated', 'Why'].map((h) => el('th', {}, h)))),
-    el('tbody', {}, answer.data.length ? answer.data.map((i) => el('tr', { 'data-reason': i.reason },
+    el('tbody', {}, instances.length ? instances.map((i) => el('tr', { 'data-reason': i.reason },
       el('td', {}, link(i.instanceId, { view: 'instance', id: i.instanceId })),
       el('td', {}, i.name), el('td', {}, statusCell(i.runtimeStatus)),
       el('td', {}, formatTime(i.lastUpdatedTime)), el('td', {}, i.description)))
       : el('tr', {}, el('td', { colspan: 5 }, 'None.')))));
+  main.append(el('h3', {}, 'Messages waiting for their instance\'s start'),
+    el('p', {}, `Messages that have waited ${minutes} minutes or more for an instance that does not exist yet `
+      + '(or whose restart has not been processed): parked as poison messages if the start never comes.'),
+    el('table', { id: 'waiting' },
+      el('thead', {}, el('tr', {}, ['Instance', 'Message', 'Queue', 'Sent', 'Waited', 'Parked from'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, waiting.length ? waiting.map((w) => el('tr', { 'data-message': w.messageId },
+        el('td', {}, link(w.instanceId, { view: 'instance', id: w.instanceId })),
+        el('td', {}, w.eventName === undefined ? w.eventType : `${w.eventType} '${w.eventName}'`),
+        el('td', {}, w.queue), el('td', {}, formatTime(w.sentTime)),
+        el('td', {}, `${w.waitedSeconds} s`), el('td', {}, formatTime(w.parksAt))))
+        : el('tr', {}, el('td', { colspan: 6 }, 'None.')))));
 }
 
 // ---- poison messages ----
