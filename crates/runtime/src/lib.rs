@@ -14,6 +14,7 @@ pub mod outbox;
 mod poison;
 mod pump;
 mod resident;
+pub mod retention;
 mod rewind;
 mod sessions;
 pub mod settings;
@@ -46,6 +47,7 @@ pub use orchestration::HISTORY_TOO_LARGE_ERROR_TYPE;
 pub use poison::{Delivered, Delivery, PoisonError};
 pub use pump::Pump;
 pub use resident::InstanceCacheOptions;
+pub use retention::Retention;
 pub use sweep::UNSTARTED_GRACE;
 
 /// What processing did with a message. Every variant means "done: delete it".
@@ -140,6 +142,8 @@ pub struct RuntimeOptions {
     /// Deliveries of a queue message before the Functions host gives up on it (`host.json`
     /// `extensions.queues.maxDequeueCount`): the last one that fails parks it.
     pub max_dequeue_count: u32,
+    /// How long ended instances are kept before [`Runtime::purge_expired`] purges them.
+    pub retention: Retention,
 }
 
 impl Default for RuntimeOptions {
@@ -155,6 +159,7 @@ impl Default for RuntimeOptions {
             ids: IdSource::random(),
             max_deferral: Duration::from_secs(600),
             max_dequeue_count: 5,
+            retention: Retention::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Turns a turn's decisions into message envelopes: activities to the work-item queue, timers and
-//! sub-orchestration starts and sent events to control queues, and completions to the parent.
+//! sub-orchestration starts and sent events to control queues, completions to the parent, and a
+//! recursive termination to the open sub-orchestrations.
 
 use chrono::{DateTime, Utc};
 
@@ -168,6 +169,34 @@ pub fn parent_notification(
         }
     };
     Some(to_parent(parent, kind, now, ids))
+}
+
+/// Passes a recursive termination on to an open sub-orchestration, recursive in its turn, so it
+/// reaches the whole tree below the instance first terminated.
+pub fn child_termination(
+    child: &str,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
+    Message {
+        more_calls: Vec::new(),
+        trace_context: None,
+        id: ids.next_id(),
+        destination: Destination::Instance {
+            instance_id: child.to_string(),
+            execution_id: None,
+        },
+        event: HistoryEvent::message(
+            now,
+            EventKind::ExecutionTerminated {
+                input: reason,
+                recurse: true,
+            },
+        ),
+        deliver_at: None,
+        revision: None,
+    }
 }
 
 /// Tells a parent that its child could not be started.
