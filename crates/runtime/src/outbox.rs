@@ -179,24 +179,11 @@ pub fn child_termination(
     now: DateTime<Utc>,
     ids: &IdSource,
 ) -> Message {
-    Message {
-        more_calls: Vec::new(),
-        trace_context: None,
-        id: ids.next_id(),
-        destination: Destination::Instance {
-            instance_id: child.to_string(),
-            execution_id: None,
-        },
-        event: HistoryEvent::message(
-            now,
-            EventKind::ExecutionTerminated {
-                input: reason,
-                recurse: true,
-            },
-        ),
-        deliver_at: None,
-        revision: None,
-    }
+    let kind = EventKind::ExecutionTerminated {
+        input: reason,
+        recurse: true,
+    };
+    to_instance(child.to_string(), None, kind, now, ids)
 }
 
 /// Tells a parent that its child could not be started.
@@ -230,13 +217,26 @@ fn to_parent(
     now: DateTime<Utc>,
     ids: &IdSource,
 ) -> Message {
+    let parent = &parent.orchestration_instance;
+    let execution_id = Some(parent.execution_id.clone());
+    to_instance(parent.instance_id.clone(), execution_id, kind, now, ids)
+}
+
+/// A message for an instance (for its execution `execution_id`, if given) to deliver at once.
+fn to_instance(
+    instance_id: String,
+    execution_id: Option<String>,
+    kind: EventKind,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
     Message {
         more_calls: Vec::new(),
         trace_context: None,
         id: ids.next_id(),
         destination: Destination::Instance {
-            instance_id: parent.orchestration_instance.instance_id.clone(),
-            execution_id: Some(parent.orchestration_instance.execution_id.clone()),
+            instance_id,
+            execution_id,
         },
         event: HistoryEvent::message(now, kind),
         deliver_at: None,
