@@ -177,7 +177,10 @@ impl<B: Backend> Runtime<B> {
         let mut purged = Purged::default();
         let mut seen = 0;
         loop {
-            query.page_size = limit.map_or(PURGE_PAGE, |limit| PURGE_PAGE.min(limit - seen));
+            // A page of at least one: a limit of 0 still looks once, as 1 would.
+            query.page_size = limit.map_or(PURGE_PAGE, |limit| {
+                PURGE_PAGE.min(limit.saturating_sub(seen)).max(1)
+            });
             let page = self.backend.query(&query).await?;
             seen += page.items.len();
             let ids = page.items.into_iter().map(|s| s.instance_id).collect();

@@ -146,10 +146,13 @@ fn parse_duration(text: &str) -> Option<Duration> {
     };
     let count: u64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
     // chrono's durations reach a little beyond 292 billion years; refuse what it cannot hold.
-    let seconds = count.checked_mul(seconds_per_unit).filter(|seconds| {
-        *seconds > 0 && chrono::TimeDelta::try_seconds(*seconds as i64).is_some()
-    })?;
-    Some(Duration::from_secs(seconds))
+    let seconds = count
+        .checked_mul(seconds_per_unit)
+        .filter(|seconds| *seconds > 0)?;
+    i64::try_from(seconds)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .map(|_| Duration::from_secs(seconds))
 }
 
 impl<B: Backend> Runtime<B> {
