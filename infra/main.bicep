@@ -43,7 +43,7 @@ param dataStorageSku string = 'Standard_ZRS'
 @maxLength(45)
 param taskHub string = 'durableorchestratorhub'
 
-@description('Workflow settings (see local.settings.json); values are strings, as app settings are.')
+@description('Workflow and engine settings (see local.settings.json); values are strings, as app settings are.')
 param workflowSettings object = {
   SYNC_WORK_DELAY_MS: '1000'
   SYNC_RETRY_FIRST_INTERVAL_MS: '1000'
@@ -52,6 +52,7 @@ param workflowSettings object = {
   ORDER_PAYMENT_RETRY_BACKOFF_COEFFICIENT: '2'
   ORDER_PAYMENT_RETRY_MAX_ATTEMPTS: '5'
   ACTIVITY_WORK_DELAY_MS: '0'
+  DURABLE_RETENTION_SCHEDULE: '0 */5 * * * *'
 }
 
 @description('Days Log Analytics keeps logs.')

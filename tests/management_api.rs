@@ -892,6 +892,80 @@ async fn purge_removes_ended_instances_one_or_by_filter() {
     assert_eq!(events(&history.body, "ExecutionStarted").len(), 1);
 }
 
+/// `?recursive=true`: an order terminated while its shipping sub-orchestration runs ends with
+/// that child terminated too, before the order could hear of it (no refund), and a recursive
+/// purge deletes both; a flag that is neither true nor false is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_terminate_and_purge_reach_the_sub_orchestrations() {
+    // Slow activities, each committed before the next: the child runs for seconds.
+    let app = App::start(&[
+        ("ACTIVITY_WORK_DELAY_MS", "5000"),
+        ("DURABLE_CHECKPOINT_INTERVAL_MS", "0"),
+    ])
+    .await;
+    start(&app, "OrderWorkflow", "r-order", &order("O-1", json!(null))).await;
+    // The child's default id starts with its parent's.
+    let children = wait_until(&app, "/api/instances?instanceIdPrefix=r-order:", |list| {
+        list.as_array().is_some_and(|list| !list.is_empty())
+    })
+    .await;
+    let child = ids(&children).remove(0);
+
+    for (method, path) in [
+        (
+            Method::POST,
+            "/api/instances/r-order/terminate?recursive=yes",
+        ),
+        (Method::DELETE, "/api/instances/r-order?recursive=1"),
+    ] {
+        let refused = request(&app, method, path, &[], None).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "'recursive'");
+    }
+    let stopped = post_empty(
+        &app,
+        "/api/instances/r-order/terminate?reason=cancelled&recursive=true",
+    )
+    .await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED, "{}", stopped.body);
+    for id in ["r-order", child.as_str()] {
+        let end = app.wait_for_end(id, LONG).await;
+        assert_eq!(end["runtimeStatus"], "Terminated", "{id}: {end}");
+        assert_eq!(end["output"], "cancelled", "{id}");
+    }
+    let order_history = app.get("/api/instances/r-order?showHistory=true").await;
+    assert!(
+        events(&order_history.body, "SubOrchestrationInstanceFailed").is_empty()
+            && !events(&order_history.body, "TaskCompleted")
+                .iter()
+                .any(|e| e["Name"] == "RefundPayment"),
+        "the order never saw its child fail: {}",
+        order_history.body
+    );
+
+    let from = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert_error(
+        &delete(
+            &app,
+            &format!("/api/instances?createdTimeFrom={from}&recursive=true"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "'recursive'",
+    );
+    let purged = delete(&app, "/api/instances/r-order?recursive=true").await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.body);
+    assert_eq!(purged.body, json!({"instancesDeleted": 2}));
+    for id in ["r-order", child.as_str()] {
+        assert_eq!(
+            app.get(&format!("/api/instances/{id}")).await.status,
+            StatusCode::NOT_FOUND,
+            "{id}"
+        );
+    }
+}
+
 /// `scripts/df-client.sh` installs the client from `tests/df_client/requirements.txt` (hashes
 /// pinned) into a venv under `target/` and runs `tests/df_client/drive.py` against the app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

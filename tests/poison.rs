@@ -45,7 +45,9 @@ fn app_dir() -> PathBuf {
     host["extensions"]["queues"]["visibilityTimeout"] = json!("00:00:00");
     host["extensions"]["queues"]["maxDequeueCount"] = json!(MAX_DEQUEUE_COUNT);
     std::fs::write(dir.join("host.json"), host.to_string()).unwrap();
-    std::os::unix::fs::symlink(root.join("functions"), dir.join("functions")).unwrap();
+    for shared in ["functions", "local.settings.json"] {
+        std::os::unix::fs::symlink(root.join(shared), dir.join(shared)).unwrap();
+    }
     dir
 }
 

@@ -371,6 +371,18 @@ async fn the_apps_own_functions_answer_the_hosts_payloads() {
     );
     assert_eq!(items[0]["SyncName"], items[1]["SyncName"]);
 
+    // The engine's retention timer, with no DURABLE_RETENTION_* setting: it says it is off.
+    let mut retention = timer.clone();
+    retention["Data"] = json!({"timer": timer["Data"]["myTimer"]});
+    let off = invoke_ok(&http, port, "DurableRetention", &retention).await;
+    assert!(
+        off["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("retention is off"),
+        "{off}"
+    );
+
     // SyncQueueProcessor starts MainWorkflow once; the same message again starts nothing. A
     // start whose queue did not exist yet would stay Pending until the sweep sends it, and its
     // retry would find it taken: wait for the task hub.

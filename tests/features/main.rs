@@ -11,6 +11,8 @@ mod events;
 mod failure_details;
 mod history_cap;
 mod lifecycle;
+mod recursive;
+mod retention;
 mod retry;
 mod same_turn_races;
 mod stuck;

@@ -154,6 +154,7 @@ fn one_of_each() -> Vec<HistoryEvent> {
             -1,
             EventKind::ExecutionTerminated {
                 input: text("\"stop\""),
+                recurse: true,
             },
         ),
         (4, EventKind::ContinueAsNew { result: text("8") }),

@@ -553,6 +553,7 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
     for i in 2..=5 {
         let mut summary = state(&format!("s-{i}"), 1).summary();
         summary.created_at = epoch() + chrono::TimeDelta::hours(i);
+        summary.updated_at = epoch() + chrono::TimeDelta::hours(10 - i);
         backend.write_summary(&summary).await.unwrap();
     }
     backend
@@ -601,6 +602,21 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
         .map(|s| s.instance_id.as_str())
         .collect();
     assert_eq!(ids, vec!["s-3", "s-4"]);
+    // Last changed by hour 6: s-1 (at the epoch), s-4 (hour 6) and s-5 (hour 5).
+    let unchanged = backend
+        .query(&InstanceQuery {
+            updated_to: Some(epoch() + chrono::TimeDelta::hours(6)),
+            instance_id_prefix: Some("s-".to_string()),
+            ..InstanceQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = unchanged
+        .items
+        .iter()
+        .map(|s| s.instance_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["s-1", "s-4", "s-5"]);
 }
 
 pub async fn purge_removes_everything(subject: &impl Subject) {

@@ -184,6 +184,7 @@ impl HistoryBuilder {
             -1,
             EventKind::ExecutionTerminated {
                 input: json(reason),
+                recurse: false,
             },
         )
     }

@@ -291,7 +291,7 @@ impl Executor {
             }
             // A terminate that arrives after the code returned changes nothing; one that arrives
             // after a continue-as-new request still stops the instance (eternal orchestrations).
-            EventKind::ExecutionTerminated { input } => {
+            EventKind::ExecutionTerminated { input, .. } => {
                 if !matches!(self.root, Root::Returned { .. }) {
                     self.end = End::Terminated(input.clone());
                 }

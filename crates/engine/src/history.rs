@@ -181,6 +181,11 @@ pub enum EventKind {
     ExecutionTerminated {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input: Option<String>,
+        /// The execution's open sub-orchestrations are terminated with it, and theirs with them
+        /// (the Durable Task protocol's `recurse`). The engine only records it; the runtime
+        /// sends the terminations when the execution ends.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recurse: bool,
     },
     TaskScheduled {
         name: String,

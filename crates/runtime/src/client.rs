@@ -299,8 +299,28 @@ impl<B: Backend> Runtime<B> {
     }
 
     pub async fn terminate(&self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
+        self.send_terminate(instance_id, reason, false).await
+    }
+
+    /// Terminates the instance and, when its termination is applied, its open
+    /// sub-orchestrations with the same reason, and theirs with them, all the way down.
+    pub async fn terminate_recursive(
+        &self,
+        instance_id: &str,
+        reason: &str,
+    ) -> Result<(), RuntimeError> {
+        self.send_terminate(instance_id, reason, true).await
+    }
+
+    async fn send_terminate(
+        &self,
+        instance_id: &str,
+        reason: &str,
+        recurse: bool,
+    ) -> Result<(), RuntimeError> {
         let input = serde_json::to_string(reason).ok();
-        self.send_to_live_instance(instance_id, EventKind::ExecutionTerminated { input }, None)
+        let kind = EventKind::ExecutionTerminated { input, recurse };
+        self.send_to_live_instance(instance_id, kind, None)
             .await
             .map(drop)
     }

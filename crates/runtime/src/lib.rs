@@ -15,6 +15,7 @@ pub mod outbox;
 mod poison;
 mod pump;
 mod resident;
+pub mod retention;
 mod rewind;
 mod sessions;
 pub mod settings;
@@ -50,6 +51,7 @@ pub use orchestration::{HISTORY_TOO_LARGE_ERROR_TYPE, VERSION_MISMATCH_ERROR_TYP
 pub use poison::{Delivered, Delivery, PoisonError};
 pub use pump::Pump;
 pub use resident::InstanceCacheOptions;
+pub use retention::Retention;
 pub use sweep::UNSTARTED_GRACE;
 
 /// What processing did with a message. Every variant means "done: delete it".
@@ -154,6 +156,8 @@ pub struct RuntimeOptions {
     pub max_dequeue_count: u32,
     /// Which executions' versions this worker runs, and the version a start gets by default.
     pub versioning: Versioning,
+    /// How long ended instances are kept before [`Runtime::purge_expired`] purges them.
+    pub retention: Retention,
 }
 
 impl Default for RuntimeOptions {
@@ -171,6 +175,7 @@ impl Default for RuntimeOptions {
             record_deferral_after: RECORD_DEFERRAL_AFTER,
             max_dequeue_count: 5,
             versioning: Versioning::default(),
+            retention: Retention::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Operations on stored instances beyond sending them a message: purging one instance or every
-//! ended instance a query matches, and rewinding a failed instance (and its failed children).
+//! Operations on stored instances beyond sending them a message: purging one instance (with its
+//! sub-orchestrations on request) or every ended instance a query matches, and rewinding a
+//! failed instance (and its failed children).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,8 +37,10 @@ const PURGE_CONCURRENCY: usize = 8;
 const PURGE_PAGE: usize = 100;
 /// A rewind that keeps losing the race for the instance's version gives up after this many tries.
 const MAX_CONFLICT_RETRIES: usize = 16;
-/// How deep a rewind follows failed sub-orchestrations into their own failed children.
-const MAX_REWIND_DEPTH: usize = 16;
+/// How deep a rewind or a recursive purge follows sub-orchestrations into their own children.
+const MAX_NESTING: usize = 16;
+/// Ids a purge over a query names in what it reports (its log line).
+const PURGED_SAMPLE: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
@@ -80,31 +83,67 @@ impl ManageError {
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, ManageError>> + Send + 'a>>;
 
+/// What a purge over a query did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// How many instances it purged.
+    pub count: usize,
+    /// The ids of the first of them, for a log line.
+    pub sample: Vec<String>,
+    /// Whether it stopped at its limit with matches left over.
+    pub more: bool,
+}
+
 impl<B: Backend> Runtime<B> {
     /// Deletes everything stored for an instance that has ended. Both its state and its summary
     /// must say so: a summary that is Pending over an ended state is a restart on its way.
     pub async fn purge(&self, instance_id: &str) -> Result<(), ManageError> {
         let instance_id = InstanceId::parse(instance_id)?.into_string();
-        let summary = self.backend.read_summary(&instance_id).await?;
-        let state = self.backend.read_state(&instance_id).await?;
-        if summary.is_none() && state.is_none() {
-            return Err(RuntimeError::NotFound(instance_id).into());
-        }
-        let statuses = [
-            state.as_ref().map(|s| s.status),
-            summary.as_ref().map(|s| s.status),
-        ];
-        if let Some(status) = statuses.into_iter().flatten().find(|s| !s.is_terminal()) {
-            return Err(ManageError::NotEnded {
-                instance_id,
-                status,
-            });
-        }
+        self.check_ended(&instance_id).await?;
         if !self.backend.purge(&instance_id).await? {
             // Purged by someone else between the reads and the delete.
             return Err(RuntimeError::NotFound(instance_id).into());
         }
         Ok(())
+    }
+
+    /// Refuses an instance that does not exist, or whose state or summary says it has not
+    /// ended.
+    async fn check_ended(&self, instance_id: &str) -> Result<(), ManageError> {
+        let summary = self.backend.read_summary(instance_id).await?;
+        let state = self.backend.read_state(instance_id).await?;
+        if summary.is_none() && state.is_none() {
+            return Err(RuntimeError::NotFound(instance_id.to_string()).into());
+        }
+        let statuses = [
+            state.as_ref().map(|s| s.status),
+            summary.as_ref().map(|s| s.status),
+        ];
+        match statuses.into_iter().flatten().find(|s| !s.is_terminal()) {
+            Some(status) => Err(ManageError::NotEnded {
+                instance_id: instance_id.to_string(),
+                status,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Purges each of `ids` that has ended, a few at a time, and returns those it purged;
+    /// instances that have not ended, or that someone else purged meanwhile, are skipped.
+    async fn purge_each(&self, ids: Vec<String>) -> Result<Vec<String>, ManageError> {
+        let mut purged = Vec::new();
+        let mut results = futures::stream::iter(ids)
+            .map(|id| async move { self.purge(&id).await.map(|()| id) })
+            .buffer_unordered(PURGE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(id) => purged.push(id),
+                Err(ManageError::NotEnded { .. })
+                | Err(ManageError::Runtime(RuntimeError::NotFound(_))) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(purged)
     }
 
     /// Purges every ended instance `query` matches (its statuses, if any, must all be ended
@@ -117,36 +156,109 @@ impl<B: Backend> Runtime<B> {
             ))
             .into());
         }
-        let mut query = InstanceQuery {
+        let query = InstanceQuery {
             statuses: if query.statuses.is_empty() {
                 ENDED.to_vec()
             } else {
                 query.statuses.clone()
             },
-            page_size: PURGE_PAGE,
-            continuation: None,
             ..query.clone()
         };
-        let mut purged = 0;
+        Ok(self.purge_pages(query, None).await?.count)
+    }
+
+    /// Purges what `query` (over ended statuses) matches, page by page, looking at no more than
+    /// `limit` matches when one is given.
+    pub(crate) async fn purge_pages(
+        &self,
+        mut query: InstanceQuery,
+        limit: Option<usize>,
+    ) -> Result<Purged, ManageError> {
+        query.continuation = None;
+        let mut purged = Purged::default();
+        let mut seen = 0;
         loop {
+            // A page of at least one: a limit of 0 still looks once, as 1 would.
+            query.page_size = limit.map_or(PURGE_PAGE, |limit| {
+                PURGE_PAGE.min(limit.saturating_sub(seen)).max(1)
+            });
             let page = self.backend.query(&query).await?;
-            let ids: Vec<String> = page.items.into_iter().map(|s| s.instance_id).collect();
-            let mut results = futures::stream::iter(ids)
-                .map(|id| async move { self.purge(&id).await })
-                .buffer_unordered(PURGE_CONCURRENCY);
-            while let Some(result) = results.next().await {
-                match result {
-                    Ok(()) => purged += 1,
-                    Err(ManageError::NotEnded { .. })
-                    | Err(ManageError::Runtime(RuntimeError::NotFound(_))) => {}
-                    Err(error) => return Err(error),
-                }
-            }
+            seen += page.items.len();
+            let ids = page.items.into_iter().map(|s| s.instance_id).collect();
+            let done = self.purge_each(ids).await?;
+            purged.count += done.len();
+            let room = PURGED_SAMPLE - purged.sample.len();
+            purged.sample.extend(done.into_iter().take(room));
             match page.continuation {
+                Some(_) if limit.is_some_and(|limit| seen >= limit) => {
+                    purged.more = true;
+                    return Ok(purged);
+                }
                 Some(next) => query.continuation = Some(next),
                 None => return Ok(purged),
             }
         }
+    }
+
+    /// Purges an instance that has ended and the sub-orchestrations below it (those its
+    /// history started, theirs, and so on, at most 16 levels down), children before their
+    /// parents, so a purge cut short can be run again. A sub-orchestration that has not ended
+    /// is left as it is. Returns how many instances it purged.
+    pub async fn purge_recursive(&self, instance_id: &str) -> Result<usize, ManageError> {
+        let instance_id = InstanceId::parse(instance_id)?.into_string();
+        self.check_ended(&instance_id).await?;
+        let mut purged = 0;
+        for level in self.descendants(&instance_id).await?.into_iter().rev() {
+            purged += self.purge_each(level).await?.len();
+        }
+        self.purge(&instance_id).await?;
+        Ok(purged + 1)
+    }
+
+    /// The sub-orchestrations below `root`, one list per level: those the current execution's
+    /// history of each instance started.
+    async fn descendants(&self, root: &str) -> Result<Vec<Vec<String>>, ManageError> {
+        let mut levels: Vec<Vec<String>> = Vec::new();
+        let mut level = vec![root.to_string()];
+        for depth in 0..=MAX_NESTING {
+            let mut next = Vec::new();
+            let mut histories = futures::stream::iter(level)
+                .map(|parent| async move { self.children(&parent).await })
+                .buffer_unordered(PURGE_CONCURRENCY);
+            while let Some(children) = histories.next().await {
+                next.extend(children?);
+            }
+            if next.is_empty() {
+                break;
+            }
+            if depth == MAX_NESTING {
+                tracing::warn!(
+                    "purge of '{root}': sub-orchestrations nested deeper than {MAX_NESTING} \
+                     levels are left as they are"
+                );
+                break;
+            }
+            levels.push(next.clone());
+            level = next;
+        }
+        Ok(levels)
+    }
+
+    /// The sub-orchestrations the current execution of `instance_id` started.
+    async fn children(&self, instance_id: &str) -> Result<Vec<String>, ManageError> {
+        let history = self
+            .backend
+            .load(instance_id)
+            .await?
+            .map(|loaded| loaded.history)
+            .unwrap_or_default();
+        Ok(history
+            .into_iter()
+            .filter_map(|event| match event.kind {
+                EventKind::SubOrchestrationInstanceCreated { instance_id, .. } => Some(instance_id),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Rewinds a failed instance: its execution goes back to before the failures that ended it
@@ -173,7 +285,7 @@ impl<B: Backend> Runtime<B> {
                     other => other?,
                 };
                 for child in children {
-                    if depth + 1 >= MAX_REWIND_DEPTH {
+                    if depth + 1 >= MAX_NESTING {
                         tracing::warn!(
                             "rewind of '{instance_id}': failed sub-orchestration '{child}' is \
                              nested too deep to be rewound with it"

@@ -12,7 +12,8 @@ use tracing::field::display;
 use super::ids::IdSource;
 use super::mailbox::{Claim, Ticket};
 use super::outbox::{
-    action_message, child_not_started, parent_notification, timer_hop, work_items,
+    action_message, child_not_started, child_termination, parent_notification, timer_hop,
+    work_items,
 };
 use super::resident::{Code, Known};
 use super::sessions::{Sessions, Token};
@@ -711,6 +712,14 @@ impl<B: Backend> Runtime<B> {
                 if work.state.status.is_terminal() {
                     ended.extend(spans::Ended::of(&work.state, work.state.status));
                 }
+                if let (TurnOutcome::Terminated { .. }, Some(reason)) =
+                    (&turn.outcome, recursive_termination(messages))
+                {
+                    // Only children of earlier commits: what this turn decided is not sent.
+                    outbox.extend(work.tasks.open_children().map(|child| {
+                        child_termination(child, reason.clone(), now, &self.options.ids)
+                    }));
+                }
                 if let Some(parent) = &work.state.parent {
                     outbox.extend(parent_notification(
                         parent,
@@ -1102,6 +1111,19 @@ fn start_state(
         rewinds: 0,
         storage_requests: 0,
     })
+}
+
+/// The reason of a recursive termination among a turn's messages, if one asks for it.
+fn recursive_termination(messages: &[&Message]) -> Option<Option<String>> {
+    messages
+        .iter()
+        .find_map(|message| match &message.event.kind {
+            EventKind::ExecutionTerminated {
+                input,
+                recurse: true,
+            } => Some(input.clone()),
+            _ => None,
+        })
 }
 
 fn record_end(state: &mut InstanceState, outcome: &TurnOutcome, now: DateTime<Utc>) {

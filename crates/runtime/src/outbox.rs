@@ -1,5 +1,6 @@
 //! Turns a turn's decisions into message envelopes: activities to the work-item queue, timers and
-//! sub-orchestration starts and sent events to control queues, and completions to the parent.
+//! sub-orchestration starts and sent events to control queues, completions to the parent, and a
+//! recursive termination to the open sub-orchestrations.
 
 use chrono::{DateTime, Utc};
 
@@ -174,6 +175,21 @@ pub fn parent_notification(
     Some(to_parent(parent, kind, now, ids))
 }
 
+/// Passes a recursive termination on to an open sub-orchestration, recursive in its turn, so it
+/// reaches the whole tree below the instance first terminated.
+pub fn child_termination(
+    child: &str,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
+    let kind = EventKind::ExecutionTerminated {
+        input: reason,
+        recurse: true,
+    };
+    to_instance(child.to_string(), None, kind, now, ids)
+}
+
 /// Tells a parent that its child could not be started.
 pub fn child_not_started(
     parent: &ParentInstance,
@@ -205,14 +221,27 @@ fn to_parent(
     now: DateTime<Utc>,
     ids: &IdSource,
 ) -> Message {
+    let parent = &parent.orchestration_instance;
+    let execution_id = Some(parent.execution_id.clone());
+    to_instance(parent.instance_id.clone(), execution_id, kind, now, ids)
+}
+
+/// A message for an instance (for its execution `execution_id`, if given) to deliver at once.
+fn to_instance(
+    instance_id: String,
+    execution_id: Option<String>,
+    kind: EventKind,
+    now: DateTime<Utc>,
+    ids: &IdSource,
+) -> Message {
     Message {
         more_calls: Vec::new(),
         trace_context: None,
         deferral_recorded: false,
         id: ids.next_id(),
         destination: Destination::Instance {
-            instance_id: parent.orchestration_instance.instance_id.clone(),
-            execution_id: Some(parent.orchestration_instance.execution_id.clone()),
+            instance_id,
+            execution_id,
         },
         event: HistoryEvent::message(now, kind),
         deliver_at: None,

@@ -2,7 +2,7 @@
 //! last commit wrote, so the next message for one skips the load and the replay. A commit made
 //! elsewhere fails the next commit's version check, which evicts the instance and reloads it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use lru::LruCache;
@@ -38,11 +38,13 @@ impl InstanceCacheOptions {
 }
 
 /// Which task ids the current execution's history schedules and completes: what
-/// de-duplicating a completion needs, without scanning the history.
+/// de-duplicating a completion needs, without scanning the history; and the sub-orchestrations
+/// it started, which a recursive termination reaches.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TaskIndex {
     scheduled: HashSet<i32>,
     completed: HashSet<i32>,
+    children: HashMap<i32, String>,
 }
 
 impl TaskIndex {
@@ -59,7 +61,18 @@ impl TaskIndex {
             } else if event.kind.is_turn_output() {
                 self.scheduled.insert(event.event_id);
             }
+            if let EventKind::SubOrchestrationInstanceCreated { instance_id, .. } = &event.kind {
+                self.children.insert(event.event_id, instance_id.clone());
+            }
         }
+    }
+
+    /// The sub-orchestrations started whose result the history does not hold yet.
+    pub fn open_children(&self) -> impl Iterator<Item = &str> {
+        self.children
+            .iter()
+            .filter(|(task_id, _)| !self.completed.contains(task_id))
+            .map(|(_, instance_id)| instance_id.as_str())
     }
 
     /// Why a completion cannot be applied: history already completed its task, or never

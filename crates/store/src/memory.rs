@@ -479,6 +479,7 @@ fn matches_query(summary: &InstanceSummary, query: &InstanceQuery) -> bool {
             .created_from
             .is_none_or(|from| summary.created_at >= from)
         && query.created_to.is_none_or(|to| summary.created_at <= to)
+        && query.updated_to.is_none_or(|to| summary.updated_at <= to)
         && query
             .instance_id_prefix
             .as_deref()

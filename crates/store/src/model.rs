@@ -292,6 +292,8 @@ pub struct InstanceQuery {
     pub statuses: Vec<OrchestrationStatus>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Last changed at or before this time: for an instance that has ended, when it ended.
+    pub updated_to: Option<DateTime<Utc>>,
     pub instance_id_prefix: Option<String>,
     /// Only instances of this orchestration version.
     pub version: Option<String>,

@@ -75,7 +75,7 @@ pub async fn start_once<B: Backend, I: Serialize + ?Sized>(
 pub enum RegisterError {
     #[error("a function named '{0}' is already registered")]
     Duplicate(String),
-    #[error("'{0}' is the name of one of the engine's own queue functions")]
+    #[error("'{0}' is the name of one of the engine's own functions")]
     Reserved(String),
     #[error("a function name must not be empty or contain '/'")]
     InvalidName,
@@ -162,7 +162,12 @@ mod tests {
             register(&["Timer", "Timer"]).err(),
             Some(RegisterError::Duplicate("Timer".to_string()))
         );
-        for reserved in ["DurableWorkItems", "DurableControl00", "DurableControl15"] {
+        for reserved in [
+            "DurableWorkItems",
+            "DurableControl00",
+            "DurableControl15",
+            "DurableRetention",
+        ] {
             assert_eq!(
                 register(&[reserved]).err(),
                 Some(RegisterError::Reserved(reserved.to_string()))

@@ -1,12 +1,14 @@
 //! The custom-handler HTTP surface the Functions host talks to: the readiness probe `GET /`,
-//! `POST /{FunctionName}` invocations (engine queue functions, the app's trigger functions, HTTP
-//! functions in payload mode) and the HTTP API under `/api`; [`serve`] runs it as a process, and
-//! [`verify`] checks stored histories against the app's registry before a deploy.
+//! `POST /{FunctionName}` invocations (engine queue functions and the retention timer, the app's
+//! trigger functions, HTTP functions in payload mode) and the HTTP API under `/api`; [`serve`]
+//! runs it as a process, and [`verify`] checks stored histories against the app's registry
+//! before a deploy.
 
 pub mod api;
 pub mod functions;
 pub mod host_json;
 pub mod http_payload;
+pub mod retention;
 pub mod serve;
 pub mod verify;
 
@@ -94,11 +96,28 @@ async fn counters<B: Backend>(State(worker): State<Arc<Worker<B>>>) -> Response 
     Json(worker.runtime.counters()).into_response()
 }
 
-pub(crate) fn is_engine_function(name: &str) -> bool {
-    name == WORK_ITEMS_FUNCTION
-        || name
+/// One of the engine's own functions.
+enum EngineFunction {
+    /// The function of a queue: runs its messages.
+    Queue(QueueKind),
+    /// The retention timer.
+    Retention,
+}
+
+fn engine_function(name: &str) -> Option<EngineFunction> {
+    match name {
+        WORK_ITEMS_FUNCTION => Some(EngineFunction::Queue(QueueKind::WorkItems)),
+        retention::RETENTION_FUNCTION => Some(EngineFunction::Retention),
+        _ => name
             .strip_prefix(CONTROL_FUNCTION_PREFIX)
-            .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .map(|index| EngineFunction::Queue(QueueKind::Control(index))),
+    }
+}
+
+pub(crate) fn is_engine_function(name: &str) -> bool {
+    engine_function(name).is_some()
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -127,8 +146,20 @@ async fn invoke<B: Backend>(
             )
         }
     };
-    if is_engine_function(&function) {
-        return engine_message(&worker.runtime, &function, &request).await;
+    match engine_function(&function) {
+        Some(EngineFunction::Queue(queue)) => {
+            return engine_message(&worker.runtime, &function, queue, &request).await
+        }
+        Some(EngineFunction::Retention) => {
+            return match retention::run(&worker.runtime).await {
+                Ok(response) => done(response),
+                Err(e) => {
+                    tracing::warn!("{function}: retention stopped; the next run goes on: {e}");
+                    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                }
+            }
+        }
+        None => {}
     }
     if let Some(handler) = worker.functions.get(&function) {
         let result = handler(worker.runtime.clone(), request)
@@ -189,6 +220,7 @@ async fn http_function(api: &Router, request: &InvocationRequest) -> Response {
 async fn engine_message<B: Backend>(
     runtime: &Runtime<B>,
     function: &str,
+    queue: QueueKind,
     request: &InvocationRequest,
 ) -> Response {
     let text = match request.queue_message(ENGINE_MESSAGE_BINDING) {
@@ -197,7 +229,7 @@ async fn engine_message<B: Backend>(
     };
     let queue_message_id = request.metadata_text("Id");
     let delivery = Delivery {
-        queue: engine_queue(function),
+        queue,
         text: &text,
         queue_message_id: queue_message_id.as_deref(),
         attempt: request.dequeue_count().unwrap_or(1),
@@ -217,13 +249,4 @@ async fn engine_message<B: Backend>(
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
-}
-
-/// The queue an engine function is triggered by; only called for names `is_engine_function`
-/// accepts.
-fn engine_queue(function: &str) -> QueueKind {
-    function
-        .strip_prefix(CONTROL_FUNCTION_PREFIX)
-        .and_then(|index| index.parse().ok())
-        .map_or(QueueKind::WorkItems, QueueKind::Control)
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 use durable_engine::Registry;
 use durable_protocol::connection::{http_client, ConnectionError, HttpSettings, StorageConnection};
 use durable_protocol::logging::{self, LogFormatError};
+use durable_runtime::retention::RetentionSettingError;
 use durable_runtime::settings::SettingsError;
-use durable_runtime::{Runtime, RuntimeOptions};
+use durable_runtime::{Retention, Runtime, RuntimeOptions};
 use durable_store::artifacts::ArtifactStore;
 use durable_store::azure::artifacts::AzureArtifactStore;
 use durable_store::azure::backend::AzureBackend;
@@ -53,6 +54,8 @@ pub enum ServeError {
     Clients(#[source] ConnectionError),
     #[error("a runtime setting is not valid")]
     RuntimeSettings(#[source] SettingsError),
+    #[error("a retention setting is not valid")]
+    RetentionSettings(#[source] RetentionSettingError),
     #[error("the log format setting is not valid")]
     LogFormat(#[source] LogFormatError),
     #[error(transparent)]
@@ -157,14 +160,16 @@ where
     F: FnOnce(&mut Setup) -> Result<App, AppError>,
 {
     let port = port(&settings)?;
+    let get = |name: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
     let mut options = RuntimeOptions::default()
-        .with_settings(|name| {
-            settings
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        })
+        .with_settings(get)
         .map_err(ServeError::RuntimeSettings)?;
+    options.retention = Retention::from_settings(get).map_err(ServeError::RetentionSettings)?;
     // The host names the app root; the worker's working directory is it unless host.json's
     // `workingDirectory` says otherwise.
     let app_root = settings
@@ -374,6 +379,11 @@ mod tests {
         assert!(
             hub.starts_with("the TaskHub setting is not valid: "),
             "{hub}"
+        );
+        assert_eq!(
+            failure(&[(PORT_SETTING, "7000"), ("DURABLE_RETENTION_FAILED", "7")]).await,
+            "a retention setting is not valid: app setting DURABLE_RETENTION_FAILED is '7'; it \
+             must be a whole number above 0 and a unit: s, m, h or d (e.g. 30d)"
         );
     }
 

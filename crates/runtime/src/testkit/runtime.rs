@@ -21,6 +21,8 @@ use durable_store::memory::MemoryBackend;
 use durable_store::model::{InstanceQuery, InstanceSummary, QueueKind, Receipt, Received};
 use durable_store::names::PartitionCount;
 
+use crate::management::ManageError;
+use crate::retention::Expired;
 use crate::stuck::StuckReason;
 use crate::{Disposition, IdSource, Runtime, RuntimeError, RuntimeOptions};
 
@@ -188,6 +190,32 @@ impl InMemoryRuntime {
 
     pub fn terminate(&mut self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         self.block_on(self.runtime.terminate(instance_id, reason))
+    }
+
+    /// Terminates the instance and, once that is applied, its open sub-orchestrations, all the
+    /// way down.
+    pub fn terminate_recursive(
+        &mut self,
+        instance_id: &str,
+        reason: &str,
+    ) -> Result<(), RuntimeError> {
+        self.block_on(self.runtime.terminate_recursive(instance_id, reason))
+    }
+
+    /// Purges an instance that has ended.
+    pub fn purge(&mut self, instance_id: &str) -> Result<(), ManageError> {
+        self.block_on(self.runtime.purge(instance_id))
+    }
+
+    /// Purges an instance that has ended and the ended sub-orchestrations below it; returns
+    /// how many instances it purged.
+    pub fn purge_recursive(&mut self, instance_id: &str) -> Result<usize, ManageError> {
+        self.block_on(self.runtime.purge_recursive(instance_id))
+    }
+
+    /// One run of retention ([`Runtime::purge_expired`]) at the current time.
+    pub fn purge_expired(&mut self) -> Result<Vec<Expired>, ManageError> {
+        self.block_on(self.runtime.purge_expired())
     }
 
     pub fn suspend(&mut self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {

@@ -15,6 +15,9 @@ use crate::backend::StoreError;
 use crate::model::{Page, PoisonMessage, PoisonQuery};
 use crate::names::{escape_key, odata_escape, odata_literal};
 
+/// Where large poison records go in the large-messages container. Records parked before this
+/// name went under `poison/`, which a purge of an instance named `poison` deletes.
+const POISON_BLOB_FOLDER: &str = "@poison";
 /// Recounts that lose the race with another writer of the summary row try again this often.
 const COUNT_ATTEMPTS: usize = 8;
 
@@ -58,8 +61,10 @@ impl Tables {
         }
         let partition_key = escape_key(&poison.id).into_owned();
         // Unique, so a record parked again never shares a blob an unpark of the old one deletes.
+        // Under a folder no instance's can be (no instance id starts with '@'): a purge deletes
+        // the folder named after the instance, and the record outlives its instance.
         let blob_name = format!(
-            "poison/{partition_key}-{}.json",
+            "{POISON_BLOB_FOLDER}/{partition_key}-{}.json",
             uuid::Uuid::new_v4().simple()
         );
         let (record, record_blob) = self

@@ -793,6 +793,9 @@ fn summary_filter(query: &InstanceQuery) -> String {
     if let Some(to) = query.created_to {
         clauses.push(format!("CreatedTime le {}", odata_literal(&time(to))));
     }
+    if let Some(to) = query.updated_to {
+        clauses.push(format!("LastUpdatedTime le {}", odata_literal(&time(to))));
+    }
     if let Some(prefix) = query
         .instance_id_prefix
         .as_deref()

@@ -76,9 +76,10 @@ pub async fn status<B: Backend>(
     Ok((code, Json(body)).into_response())
 }
 
-/// `POST /api/instances/{id}/{operation}`: `terminate`, `suspend`, `resume` and `rewind`
-/// (`?reason=`) answer 202, 404 for an unknown instance, 410 for one that has ended (rewind:
-/// 412 unless it failed); `restart` answers with the check-status links of the new instance.
+/// `POST /api/instances/{id}/{operation}`: `terminate` (`?recursive=true`: its
+/// sub-orchestrations too), `suspend`, `resume` and `rewind` (`?reason=`) answer 202, 404 for
+/// an unknown instance, 410 for one that has ended (rewind: 412 unless it failed); `restart`
+/// answers with the check-status links of the new instance.
 pub async fn operation<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments((id, operation)): Segments<(String, String)>,
@@ -90,6 +91,9 @@ pub async fn operation<B: Backend>(
     let runtime = &state.runtime;
     let reason = || params.text("reason", MAX_REASON_BYTES);
     match operation.to_ascii_lowercase().as_str() {
+        "terminate" if params.flag("recursive", false)? => {
+            runtime.terminate_recursive(id, &reason()?).await?
+        }
         "terminate" => runtime.terminate(id, &reason()?).await?,
         "suspend" => runtime.suspend(id, &reason()?).await?,
         "resume" => runtime.resume(id, &reason()?).await?,

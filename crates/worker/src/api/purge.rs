@@ -1,7 +1,8 @@
 //! `DELETE /api/instances/{id}` and `DELETE /api/instances?createdTimeFrom=…`: purging one
-//! instance that has ended, or every ended instance a filter matches, as the extension answers:
-//! 200 with `{"instancesDeleted": n}`, 404 when there was nothing to purge, 412 for an instance
-//! that has not ended.
+//! instance that has ended (with `?recursive=true`, the ended sub-orchestrations below it too),
+//! or every ended instance a filter matches, as the extension answers: 200 with
+//! `{"instancesDeleted": n}`, 404 when there was nothing to purge, 412 for an instance that has
+//! not ended.
 
 use std::sync::Arc;
 
@@ -24,9 +25,12 @@ fn deleted(count: usize) -> Response {
 pub async fn purge_one<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments(id): Segments<String>,
-    _: Params,
+    params: Params,
 ) -> Result<Response, ApiError> {
     let id = instance_id(&id)?;
+    if params.flag("recursive", false)? {
+        return Ok(deleted(state.runtime.purge_recursive(id.as_str()).await?));
+    }
     state.runtime.purge(id.as_str()).await?;
     Ok(deleted(1))
 }
@@ -42,6 +46,12 @@ pub async fn purge_matching<B: Backend>(
     if params.get("name").is_some() {
         return Err(ApiError::bad_request(
             "a purge by filter does not take 'name'; purge by 'instanceIdPrefix' or one id at a time",
+        ));
+    }
+    // Sub-orchestrations are instances of their own, which the filter matches or not.
+    if params.flag("recursive", false)? {
+        return Err(ApiError::bad_request(
+            "a purge by filter does not take 'recursive'; purge one id at a time with it",
         ));
     }
     let mut filter = instance_filter(&params)?;

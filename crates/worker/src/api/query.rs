@@ -93,6 +93,7 @@ pub fn instance_filter(params: &Params) -> Result<InstanceQuery, ApiError> {
             .unwrap_or_default(),
         created_from: params.time("createdTimeFrom")?,
         created_to: params.time("createdTimeTo")?,
+        updated_to: None,
         instance_id_prefix: params
             .get("instanceIdPrefix")
             .filter(|p| !p.is_empty())
