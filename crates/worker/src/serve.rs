@@ -23,7 +23,7 @@ use durable_store::backend::{Backend, SystemClock};
 use durable_store::names::{TaskHub, TaskHubError};
 
 use crate::functions::TriggerFunctions;
-use crate::host_json::{max_dequeue_count, HostJsonError, HOST_JSON};
+use crate::host_json::{HostJson, HostJsonError, HOST_JSON};
 
 /// Where the Functions host tells the worker to listen.
 pub const PORT_SETTING: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
@@ -176,7 +176,9 @@ where
         .iter()
         .find(|(key, _)| key == APP_ROOT_SETTING)
         .map_or_else(|| Path::new(".").to_path_buf(), |(_, root)| root.into());
-    options.max_dequeue_count = max_dequeue_count(&app_root.join(HOST_JSON))?;
+    let host_json = HostJson::read(&app_root.join(HOST_JSON))?;
+    options.max_dequeue_count = host_json.max_dequeue_count()?;
+    options.versioning = host_json.versioning(get)?;
     let Prepared {
         app,
         hub,
