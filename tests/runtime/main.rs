@@ -19,6 +19,7 @@ mod slow_chain;
 mod storage_requests;
 mod trace_context;
 mod two_processes;
+mod versioning;
 #[path = "../common/workflows.rs"]
 mod workflows;
 

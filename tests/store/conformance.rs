@@ -9,7 +9,7 @@ use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
     Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, Message, PoisonMessage,
-    PoisonQuery, QueueKind, StoredEvent, Version,
+    PoisonQuery, QueueKind, StoredEvent, TagFilter, Version,
 };
 
 pub fn epoch() -> DateTime<Utc> {
@@ -617,6 +617,63 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
         .map(|s| s.instance_id.as_str())
         .collect();
     assert_eq!(ids, vec!["s-1", "s-4", "s-5"]);
+}
+
+/// Versions are a filterable column, tags filter what a page read holds: a page of a tag query
+/// may hold fewer than its size, and its continuation still reaches every match.
+pub async fn summaries_query_by_version_and_tag(subject: &impl Subject) {
+    let backend = subject.backend();
+    backend.create_task_hub().await.unwrap();
+    for i in 0..6 {
+        let mut summary = state(&format!("v-{i}"), 1).summary();
+        summary.version = (i % 2 == 0).then(|| "2.0".to_string());
+        if i % 3 == 0 {
+            summary.tags = [("team".to_string(), format!("t{i}"))].into();
+        }
+        backend.write_summary(&summary).await.unwrap();
+    }
+    let matching = |version: Option<&str>, tag: Option<(&str, Option<&str>)>| {
+        let query = InstanceQuery {
+            version: version.map(str::to_string),
+            tags: tag
+                .map(|(key, value)| TagFilter {
+                    key: key.to_string(),
+                    value: value.map(str::to_string),
+                })
+                .into_iter()
+                .collect(),
+            page_size: 2,
+            ..InstanceQuery::default()
+        };
+        all_pages(2, move |continuation| {
+            let query = InstanceQuery {
+                continuation,
+                ..query.clone()
+            };
+            async move {
+                let page = backend.query(&query).await.unwrap();
+                let ids = page.items.into_iter().map(|s| s.instance_id).collect();
+                (ids, page.continuation)
+            }
+        })
+    };
+    assert_eq!(matching(Some("2.0"), None).await, vec!["v-0", "v-2", "v-4"]);
+    assert_eq!(
+        matching(None, Some(("team", None))).await,
+        vec!["v-0", "v-3"]
+    );
+    assert_eq!(
+        matching(None, Some(("team", Some("t3")))).await,
+        vec!["v-3"]
+    );
+    assert_eq!(
+        matching(Some("2.0"), Some(("team", None))).await,
+        vec!["v-0"]
+    );
+    assert!(matching(Some("9"), None).await.is_empty());
+    let read = backend.read_summary("v-3").await.unwrap().unwrap();
+    assert_eq!(read.tags.get("team").map(String::as_str), Some("t3"));
+    assert_eq!(read.version, None);
 }
 
 pub async fn purge_removes_everything(subject: &impl Subject) {

@@ -132,6 +132,7 @@ conformance!(
     work_items_have_their_own_queue,
     queue_lengths_count_hidden_and_delayed_messages,
     summaries_keep_the_newest_revision_and_query,
+    summaries_query_by_version_and_tag,
     summaries_are_created_once_and_stale_writers_lose,
     purge_removes_everything,
     poison_messages_are_kept_counted_and_discarded,
