@@ -1006,3 +1006,121 @@ async fn the_official_python_client_drives_the_app() {
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
+
+/// Versions, tags and scheduled starts over HTTP: the start's parameters, the status fields,
+/// the query filters, the default version from an app setting overriding host.json, and bad
+/// input refused with JSON 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_carry_versions_tags_and_schedules_that_queries_filter_by() {
+    let app = App::start(&[
+        ("CLAIM_APPROVAL_TIMEOUT_SECONDS", "3600"),
+        (
+            "AzureFunctionsJobHost__extensions__durableTask__defaultVersion",
+            "1.5",
+        ),
+    ])
+    .await;
+    let started = app
+        .post(
+            "/api/orchestrators/ClaimApprovalWorkflow/tagged?version=1.2&tag.team=data&tag.env=prod",
+            &claim("C-1"),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    start(&app, "ClaimApprovalWorkflow", "plain", &claim("C-2")).await;
+    let status = app
+        .wait_for("tagged", LONG, |s| s["runtimeStatus"] == "Running")
+        .await;
+    assert_eq!(status["version"], "1.2", "{status}");
+    assert_eq!(status["tags"], json!({"team": "data", "env": "prod"}));
+    let plain = app
+        .wait_for("plain", LONG, |s| s["runtimeStatus"] == "Running")
+        .await;
+    assert_eq!(
+        plain["version"], "1.5",
+        "the app setting's default: {plain}"
+    );
+    assert!(plain.get("tags").is_none(), "{plain}");
+
+    for (query, expected) in [
+        ("version=1.2", vec!["tagged"]),
+        ("version=1.5", vec!["plain"]),
+        ("tag.team=data", vec!["tagged"]),
+        ("tag.team", vec!["tagged"]),
+        ("tag.team=ops", vec![]),
+        ("tag.team=data&tag.env=prod&version=1.2", vec!["tagged"]),
+        ("tag.owner", vec![]),
+    ] {
+        let list = app.get(&format!("/api/instances?{query}")).await;
+        assert_eq!(list.status, StatusCode::OK, "{query}: {}", list.body);
+        assert_eq!(ids(&list.body), expected, "{query}");
+    }
+
+    // Scheduled two seconds ahead: Pending until then, then it runs.
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+    let scheduled = app
+        .post(
+            &format!(
+                "/api/orchestrators/HelloSequence5/scheduled?scheduledStartTime={}",
+                at.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            ),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(scheduled.status, StatusCode::ACCEPTED, "{}", scheduled.body);
+    let pending = app.get("/api/instances/scheduled").await;
+    assert_eq!(pending.body["runtimeStatus"], "Pending", "{}", pending.body);
+    let done = app.wait_for_end("scheduled", LONG).await;
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    let history = app
+        .get("/api/instances/scheduled?showHistory=true")
+        .await
+        .body;
+    // The start keeps the time it was made; everything the execution did is from its time on.
+    let events = history["historyEvents"].as_array().unwrap();
+    assert!(events.len() > 2, "{history}");
+    for event in events
+        .iter()
+        .filter(|e| e["EventType"] != "ExecutionStarted")
+    {
+        let time = event["Timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("no time: {event}"));
+        assert!(time >= at, "{event} before {at}");
+    }
+
+    let big = "x".repeat(1000);
+    for (path, needle) in [
+        (
+            format!("/api/orchestrators/HelloSequence5?tag.big={big}"),
+            "at most 1000",
+        ),
+        (
+            "/api/orchestrators/HelloSequence5?tag.=1".to_string(),
+            "names no tag",
+        ),
+        (
+            "/api/orchestrators/HelloSequence5?scheduledStartTime=soon".to_string(),
+            "scheduledStartTime",
+        ),
+        (
+            format!(
+                "/api/orchestrators/HelloSequence5?version={}",
+                "9".repeat(101)
+            ),
+            "at most 100",
+        ),
+    ] {
+        assert_error(
+            &app.post(&path, &Value::Null).await,
+            StatusCode::BAD_REQUEST,
+            needle,
+        );
+    }
+    assert_error(
+        &app.get("/api/instances?tag.=x").await,
+        StatusCode::BAD_REQUEST,
+        "names no tag",
+    );
+}

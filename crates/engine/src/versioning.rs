@@ -62,9 +62,11 @@ pub struct Versioning {
 }
 
 impl Versioning {
-    /// Why this worker may not run an execution of `version`, or `None` if it may.
+    /// Why this worker may not run an execution of `version`, or `None` if it may. A worker
+    /// with no version of its own runs every version, as Durable Functions checks versions only
+    /// once `defaultVersion` is set.
     pub fn mismatch(&self, version: Option<&str>) -> Option<String> {
-        let worker = self.default_version.as_deref();
+        let worker = Some(self.default_version.as_deref()?);
         let order = compare_versions(version, worker);
         let shown = |v: Option<&str>| v.unwrap_or("").to_string();
         match self.match_strategy {
@@ -185,6 +187,11 @@ mod tests {
         assert!(strict.mismatch(Some("1.5")).is_some());
         assert!(strict.mismatch(None).is_some());
         assert_eq!(worker(VersionMatch::None).mismatch(Some("9.0")), None);
+        let unversioned = Versioning {
+            match_strategy: VersionMatch::Strict,
+            ..Versioning::default()
+        };
+        assert_eq!(unversioned.mismatch(Some("9.0")), None);
     }
 
     #[test]

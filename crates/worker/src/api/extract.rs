@@ -258,6 +258,24 @@ mod tests {
     }
 
     #[test]
+    fn tags_keep_their_keys_case_and_a_repeated_or_empty_key_is_refused() {
+        let tags = params("tag.Team=data&TAG.env=prod&other=1").tags().unwrap();
+        assert_eq!(
+            tags.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("Team".to_string(), "data".to_string()),
+                ("env".to_string(), "prod".to_string())
+            ]
+        );
+        for query in ["tag.a=1&tag.a=2", "tag.=1"] {
+            assert_eq!(
+                params(query).tags().unwrap_err().status,
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+
+    #[test]
     fn names_are_case_insensitive_and_repeats_join() {
         let p = params("runtimeStatus=Running&RUNTIMESTATUS=Failed&showInput=TRUE");
         assert_eq!(p.get("runtimestatus").as_deref(), Some("Running,Failed"));
