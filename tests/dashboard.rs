@@ -38,9 +38,28 @@ async fn put_on_control_queue(app: &App, text: &str) {
 }
 
 async fn start_as(app: &App, orchestrator: &str, id: &str, input: &Value) {
+    start_with(app, orchestrator, id, &[], input).await;
+}
+
+/// Starts `id` with start options (`version`, `tag.<key>`) as query parameters.
+async fn start_with(
+    app: &App,
+    orchestrator: &str,
+    id: &str,
+    options: &[(&str, &str)],
+    input: &Value,
+) {
+    let query: Vec<String> = options
+        .iter()
+        .map(|(name, value)| format!("{}={}", urlencode(name), urlencode(value)))
+        .collect();
     let answer = app
         .post(
-            &format!("/api/orchestrators/{orchestrator}/{}", urlencode(id)),
+            &format!(
+                "/api/orchestrators/{orchestrator}/{}?{}",
+                urlencode(id),
+                query.join("&")
+            ),
             input,
         )
         .await;
@@ -119,7 +138,49 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     )
     .await;
 
+    // Versioned instances wait for a worker of their version (this one has none): they stay
+    // Pending, which is all the list needs. The hostile tag's key and value are markup.
+    let hostile_tag = "<img src=x onerror=\"window.__xss=5\">";
+    let tagged: [(&str, &[(&str, &str)]); 6] = [
+        (
+            "tagged-1",
+            &[
+                ("version", "2.0"),
+                ("tag.team", "data"),
+                ("tag.env", "prod"),
+            ],
+        ),
+        ("tagged-2", &[("version", "3.0"), ("tag.team", "web")]),
+        ("tagged-3", &[("tag.env", "prod"), ("tag.batch", "old")]),
+        ("tagged-4", &[("tag.batch", "old")]),
+        ("tagged-5", &[("tag.batch", "new")]),
+        (
+            "tagged-hostile",
+            &[
+                ("version", hostile_tag),
+                ("tag.note", hostile_tag),
+                ("tag.<b onclick=x>k</b>", "<script>window.__xss=6</script>"),
+            ],
+        ),
+    ];
+    for (id, options) in tagged {
+        start_with(&app, "HelloSequence5", id, options, &json!(null)).await;
+    }
+    let tagged_status = app.get("/api/instances/tagged-1").await;
+    assert_eq!(
+        tagged_status.body["version"], "2.0",
+        "{}",
+        tagged_status.body
+    );
+    assert_eq!(
+        tagged_status.body["tags"],
+        json!({"team": "data", "env": "prod"})
+    );
+
     for id in hello.iter().chain(&purge).chain(&paged) {
+        app.wait_for_end(id, LONG).await;
+    }
+    for id in ["tagged-3", "tagged-4", "tagged-5"] {
         app.wait_for_end(id, LONG).await;
     }
     for id in ["order-1", &failed] {
@@ -158,7 +219,7 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         "hello": hello, "purge": purge, "claim": "claim-approve",
         "terminate": "claim-terminate", "timer": "claim-timer", "parent": "order-1", "failed": failed,
         "hostile": hostile_id, "poisonText": POISON_TEXT,
-        "waiting": "never-started", "waitingEvent": waiting_event,
+        "waiting": "never-started", "waitingEvent": waiting_event, "hostileTag": hostile_tag,
     });
     let base = app.base.clone();
     let script = root.join("tests/dashboard/dashboard.mjs");
@@ -189,8 +250,15 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     assert_eq!(approved["output"]["Status"], "Approved", "{approved}");
     let terminated = app.get("/api/instances/claim-terminate").await;
     assert_eq!(terminated.body["runtimeStatus"], "Terminated");
-    for id in &purge {
+    for id in purge
+        .iter()
+        .map(String::as_str)
+        .chain(["tagged-3", "tagged-4"])
+    {
         let gone = app.get(&format!("/api/instances/{id}")).await;
         assert_eq!(gone.status, StatusCode::NOT_FOUND, "{id}: {}", gone.body);
     }
+    // Purged by the tag batch=old: batch=new is left.
+    let kept = app.get("/api/instances/tagged-5").await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
 }

@@ -37,6 +37,28 @@ async function confirm(page, expected) {
   await page.click('#confirm-yes');
 }
 
+/// The ids the instance list shows, sorted.
+async function listedIds(page) {
+  return (await page.locator('#instances tbody td:first-child a').allTextContents()).sort();
+}
+
+/// Applies the list's version and tag filters through the form.
+async function filterBy(page, { version = '', tag = '' }) {
+  await page.fill('input[name=version]', version);
+  await page.fill('input[name=tag]', tag);
+  await page.click('#filters button[type=submit]');
+  await ready(page);
+}
+
+/// The text of the detail field named `name`.
+function field(page, name) {
+  return page.locator(`xpath=//dl[@class="fields"]/dt[.="${name}"]/following-sibling::dd[1]`);
+}
+
+function same(shown, expected, what) {
+  expect(JSON.stringify(shown) === JSON.stringify(expected), `${what}: ${JSON.stringify(shown)}, expected ${JSON.stringify(expected)}`);
+}
+
 /// Reloads the instance's page until its status is `status`.
 async function waitForStatus(page, id, status) {
   const deadline = Date.now() + TIMEOUT;
@@ -101,6 +123,94 @@ await check('paging follows the continuation token', async () => {
   expect(first === 50, `first page ${first} rows`);
   await page.click('#next-page');
   await page.waitForFunction(() => document.querySelectorAll('#instances tbody tr').length === 5, null, { timeout: TIMEOUT });
+});
+
+await check('the list filters by tag key, by key=value and by version, and shows both', async () => {
+  await page.goto(dashboard());
+  await ready(page);
+  await filterBy(page, { tag: 'team' });
+  expect(new URL(page.url()).searchParams.get('tag') === 'team', `the URL does not carry the tag: ${page.url()}`);
+  same(await listedIds(page), ['tagged-1', 'tagged-2'], 'instances with the key team');
+  const histogram = await page.locator('#starts-histogram text').first().textContent();
+  expect(histogram === 'Starts by status: 2 instances', `the histogram counts '${histogram}'`);
+  const row = page.locator('#instances tbody tr', { has: page.locator('a:text-is("tagged-1")') });
+  const version = await row.locator('td:nth-child(4)').textContent();
+  expect(version === '2.0', `tagged-1 shows version '${version}'`);
+  same((await row.locator('td.tags .tag').allTextContents()).sort(), ['env=prod', 'team=data'], 'the tags of tagged-1');
+  await filterBy(page, { tag: 'env=prod, team=data' });
+  same(await listedIds(page), ['tagged-1'], 'env=prod and team=data');
+  await filterBy(page, { tag: 'env=prod' });
+  same(await listedIds(page), ['tagged-1', 'tagged-3'], 'env=prod');
+  await filterBy(page, { version: '3.0' });
+  same(await listedIds(page), ['tagged-2'], 'version 3.0');
+  await filterBy(page, { version: '2.0', tag: 'env' });
+  const url = new URL(page.url());
+  expect(url.searchParams.get('version') === '2.0' && url.searchParams.get('tag') === 'env', `the URL does not carry the filter: ${page.url()}`);
+  same(await listedIds(page), ['tagged-1'], 'version 2.0 with the key env');
+  // A shared link opens the same filter.
+  const again = await browser.newPage();
+  await again.goto(page.url());
+  await ready(again);
+  same(await listedIds(again), ['tagged-1'], 'the shared URL');
+  expect(await again.inputValue('input[name=version]') === '2.0' && await again.inputValue('input[name=tag]') === 'env',
+    'the shared URL lost the version or tag filter');
+  await again.close();
+  await page.screenshot({ path: `${shots}/tags.png`, fullPage: true });
+});
+
+await check('a tag filter without a key, or naming one twice, is refused in the page', async () => {
+  for (const [tag, why] of [['=data', 'names no key'], ['team, team=data', 'twice']]) {
+    await page.goto(dashboard(`?tag=${encodeURIComponent(tag)}`));
+    await ready(page);
+    const message = page.locator('#message.error');
+    expect((await message.textContent()).includes(why), `'${tag}' says '${await message.textContent()}'`);
+    expect(await page.locator('#instances').count() === 0, `'${tag}' still lists instances`);
+  }
+});
+
+await check('the instance shows its version and tags, or none', async () => {
+  await page.goto(instanceUrl('tagged-1'));
+  await ready(page);
+  expect(await field(page, 'Version').textContent() === '2.0', 'tagged-1 does not show version 2.0');
+  same((await field(page, 'Tags').locator('.tag').allTextContents()).sort(), ['env=prod', 'team=data'], 'the tags of tagged-1');
+  await page.goto(instanceUrl(ids.hello[0]));
+  await ready(page);
+  for (const name of ['Version', 'Tags']) {
+    const shown = await field(page, name).textContent();
+    expect(shown === 'none', `${ids.hello[0]} shows ${name} '${shown}'`);
+  }
+});
+
+await check('hostile tag keys, values and versions are shown as text and run nothing', async () => {
+  await page.goto(dashboard('?tag=note'));
+  await ready(page);
+  same(await listedIds(page), ['tagged-hostile'], 'instances with the key note');
+  const tags = (await page.locator('#instances td.tags .tag').allTextContents()).sort();
+  same(tags, ['<b onclick=x>k</b>=<script>window.__xss=6</script>', `note=${ids.hostileTag}`], 'the hostile tags');
+  expect(await page.locator('#instances tbody td:nth-child(4)').textContent() === ids.hostileTag, 'the hostile version is not shown as text');
+  expect(await page.locator('main script, main img, main b').count() === 0, 'markup from the tags made it into the list');
+  await page.goto(instanceUrl('tagged-hostile'));
+  await ready(page);
+  expect(await field(page, 'Version').textContent() === ids.hostileTag, 'the hostile version is not shown as text');
+  expect(await field(page, 'Tags').locator('.tag').count() === 2, 'the hostile tags are not shown');
+  expect(await page.locator('main script, main img, main b').count() === 0, 'markup from the tags made it into the page');
+  await page.waitForTimeout(500);
+  expect(await page.evaluate(() => window.__xss) === undefined, 'a hostile tag ran');
+  expect(dialogs.length === 0, `dialogs opened: ${dialogs}`);
+});
+
+await check('a bulk purge by tag purges what the tag filter matches only', async () => {
+  await page.goto(dashboard(`?tag=${encodeURIComponent('batch=old')}`));
+  await ready(page);
+  same(await listedIds(page), ['tagged-3', 'tagged-4'], 'batch=old');
+  await page.click('#bulk-purge');
+  await confirm(page, 'Purge 2 ended instances');
+  await page.waitForFunction(() => document.getElementById('message').textContent === 'Purged 2 instances.', null, { timeout: TIMEOUT });
+  await ready(page);
+  same(await listedIds(page), [], 'batch=old after the purge');
+  await page.goto(dashboard('?tag=batch'));
+  await ready(page);
+  same(await listedIds(page), ['tagged-5'], 'batch after the purge');
 });
 
 await check('auto-refresh shows an instance started after the page loaded', async () => {

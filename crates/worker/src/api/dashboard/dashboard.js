@@ -7,6 +7,9 @@ const STATUSES = ['Running', 'Pending', 'Suspended', 'Completed', 'Failed', 'Ter
   'Canceled', 'ContinuedAsNew'];
 const ENDED = ['Completed', 'Failed', 'Terminated', 'Canceled'];
 const SVG = 'http://www.w3.org/2000/svg';
+const CONTINUATION = 'x-ms-continuation-token';
+/// What the API's tag filter parameters start with: `tag.team=data`.
+const TAG_PARAM = 'tag.';
 // The function key the page was opened with (Azure): every API call passes it on.
 const KEY = new URLSearchParams(location.search).get('code');
 
@@ -67,7 +70,9 @@ function go(query, replace = false) {
 async function api(method, path, { query = {}, body, headers = {} } = {}) {
   const url = new URL('/api/' + path, location.origin);
   for (const [name, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, value);
+    if (value === undefined || value === null) continue;
+    // A tag filter without a value asks for the key only: it is sent empty.
+    if (value !== '' || name.startsWith(TAG_PARAM)) url.searchParams.set(name, value);
   }
   if (KEY) url.searchParams.set('code', KEY);
   const init = { method, headers: { ...headers } };
@@ -113,6 +118,11 @@ function statusCell(status) {
   return el('span', { class: `status status-${status}` }, status);
 }
 
+/// An instance's tags as `key=value` pairs, each its own element.
+function tagList(tags) {
+  return Object.entries(tags || {}).map(([key, value]) => el('span', { class: 'tag' }, `${key}=${value}`));
+}
+
 /// Asks in the page's own dialog; resolves true when confirmed.
 function confirmAction(text) {
   const dialog = document.getElementById('confirm');
@@ -139,23 +149,45 @@ function confirmAction(text) {
 
 function filtersFromUrl() {
   const params = new URLSearchParams(location.search);
+  const tag = params.get('tag') || '';
   return {
     status: (params.get('status') || '').split(',').filter((s) => STATUSES.includes(s)),
     name: params.get('name') || '',
     prefix: params.get('prefix') || '',
     from: params.get('from') || '',
     to: params.get('to') || '',
+    version: params.get('version') || '',
+    tag,
+    tags: parseTagFilter(tag),
     refresh: params.get('refresh') || '0',
   };
 }
 
+/// The tag filter as typed, `team, env=prod`: comma-separated, each a key (any instance that
+/// has it) or key=value. Returns `{ pairs }` of [key, value], the value empty for a key alone,
+/// or `{ problem }`.
+function parseTagFilter(text) {
+  const pairs = new Map();
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const split = part.indexOf('=');
+    const key = (split < 0 ? part : part.slice(0, split)).trim();
+    if (!key) return { problem: `The tag filter '${part}' names no key: use key or key=value.` };
+    if (pairs.has(key)) return { problem: `The tag filter names '${key}' twice.` };
+    pairs.set(key, split < 0 ? '' : part.slice(split + 1).trim());
+  }
+  return { pairs: [...pairs] };
+}
+
 function apiFilter(filters) {
+  const tags = filters.tags.pairs || [];
   return {
     runtimeStatus: filters.status.join(','),
     instanceIdPrefix: filters.prefix,
     name: filters.name,
+    version: filters.version,
     createdTimeFrom: filters.from ? new Date(filters.from).toISOString() : '',
     createdTimeTo: filters.to ? new Date(filters.to).toISOString() : '',
+    ...Object.fromEntries(tags.map(([key, value]) => [TAG_PARAM + key, value])),
   };
 }
 
@@ -170,6 +202,11 @@ function filterForm(filters) {
     el('fieldset', {}, el('legend', {}, 'Status'), statusBoxes),
     el('label', {}, 'Name', el('input', { name: 'name', value: filters.name })),
     el('label', {}, 'Id prefix', el('input', { name: 'prefix', value: filters.prefix })),
+    el('label', {}, 'Version', el('input', { name: 'version', value: filters.version, size: 8 })),
+    el('label', {}, 'Tags', el('input', {
+      name: 'tag', value: filters.tag, placeholder: 'team, env=prod',
+      title: 'Comma-separated; each a key (instances that have the tag) or key=value; all must match',
+    })),
     el('label', {}, 'Created from', el('input', { type: 'datetime-local', name: 'from', value: filters.from, step: 1 })),
     el('label', {}, 'Created to', el('input', { type: 'datetime-local', name: 'to', value: filters.to, step: 1 })),
     el('label', {}, 'Auto-refresh', refresh),
@@ -182,6 +219,8 @@ function filterForm(filters) {
       status: data.getAll('status').join(','),
       name: data.get('name'),
       prefix: data.get('prefix'),
+      version: data.get('version').trim(),
+      tag: data.get('tag').trim(),
       from: data.get('from'),
       to: data.get('to'),
       refresh: data.get('refresh') === '0' ? '' : data.get('refresh'),
@@ -190,28 +229,39 @@ function filterForm(filters) {
   return form;
 }
 
-/// Every instance the filter matches, up to `limit`, following the continuation token.
 const HISTOGRAM_LIMIT = 5000;
 const HISTOGRAM_EVERY_MS = 60 * 1000;
+const TABLE_PAGE = 50;
 
-async function allMatching(filters, limit) {
+/// The instances the filter matches from `token` on, API pages of `top` read until `limit` are
+/// found or none are left, with the token to go on from. A tag or name filter narrows each API
+/// page after it is read, so one may hold fewer than `top`, even none, while more follow.
+async function readMatching(filters, { limit, top, token = '' }) {
   const found = [];
-  let token = '';
   do {
     const answer = await api('GET', 'instances', {
-      query: { ...apiFilter(filters), top: 1000, showInput: 'false' },
-      headers: token ? { 'x-ms-continuation-token': token } : {},
+      query: { ...apiFilter(filters), top, showInput: 'false' },
+      headers: token ? { [CONTINUATION]: token } : {},
     });
     if (!answer.ok) throw new Error(problem(answer));
     found.push(...answer.data);
-    token = answer.headers.get('x-ms-continuation-token') || '';
+    token = answer.headers.get(CONTINUATION) || '';
   } while (token && found.length < limit);
-  return found;
+  return { found, next: token };
+}
+
+/// Every instance the filter matches, up to `limit`.
+async function allMatching(filters, limit) {
+  return (await readMatching(filters, { limit, top: 1000 })).found;
 }
 
 async function renderList(main) {
   const filters = filtersFromUrl();
   main.append(filterForm(filters));
+  if (filters.tags.problem) {
+    say(filters.tags.problem, true);
+    return;
+  }
   const histogram = el('div', { id: 'histogram' });
   const table = el('div', { id: 'instances' });
   const pager = el('div', { class: 'pager' });
@@ -222,22 +272,20 @@ async function renderList(main) {
   // The tokens of the pages before this one, to page back.
   const tokens = [''];
   const showPage = async () => {
-    const token = tokens[tokens.length - 1];
-    const answer = await api('GET', 'instances', {
-      query: { ...apiFilter(filters), top: 50 },
-      headers: token ? { 'x-ms-continuation-token': token } : {},
-    });
-    if (!answer.ok) {
-      say(problem(answer), true);
+    let page;
+    try {
+      page = await readMatching(filters, { limit: TABLE_PAGE, top: TABLE_PAGE, token: tokens[tokens.length - 1] });
+    } catch (error) {
+      say(String(error), true);
       return;
     }
-    const next = answer.headers.get('x-ms-continuation-token');
-    table.replaceChildren(instanceTable(answer.data));
+    const { found, next } = page;
+    table.replaceChildren(instanceTable(found));
     const previous = el('button', { type: 'button', disabled: tokens.length === 1 }, '‹ Previous');
     previous.addEventListener('click', () => { tokens.pop(); showPage(); });
     const following = el('button', { type: 'button', disabled: !next, id: 'next-page' }, 'Next ›');
     following.addEventListener('click', () => { tokens.push(next); showPage(); });
-    pager.replaceChildren(previous, `page ${tokens.length}, ${answer.data.length} shown`, following);
+    pager.replaceChildren(previous, `page ${tokens.length}, ${found.length} shown`, following);
   };
   // The histogram reads up to HISTOGRAM_LIMIT instances: an auto-refresh redraws it at most
   // every HISTOGRAM_EVERY_MS, however often the page of the table refreshes.
@@ -262,13 +310,15 @@ function instanceTable(instances) {
     el('td', {}, link(instance.instanceId, { view: 'instance', id: instance.instanceId })),
     el('td', {}, instance.name),
     el('td', {}, statusCell(instance.runtimeStatus)),
+    el('td', {}, instance.version || ''),
+    el('td', { class: 'tags' }, tagList(instance.tags)),
     el('td', {}, formatTime(instance.createdTime)),
     el('td', {}, formatTime(instance.lastUpdatedTime)),
     el('td', { class: 'json' }, instance.customStatus === null ? '' : JSON.stringify(instance.customStatus))));
   return el('table', {},
-    el('thead', {}, el('tr', {}, ['Id', 'Name', 'Status', 'Created', 'Last updated', 'Custom status']
+    el('thead', {}, el('tr', {}, ['Id', 'Name', 'Status', 'Version', 'Tags', 'Created', 'Last updated', 'Custom status']
       .map((h) => el('th', {}, h)))),
-    el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: 6 }, 'No instance matches.'))));
+    el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: 8 }, 'No instance matches.'))));
 }
 
 /// Starts per time bucket, stacked by status, over the filter's range (or the starts' own).
@@ -495,6 +545,8 @@ async function renderInstance(main, id) {
     el('h2', {}, instance.name, ' ', el('span', { id: 'instance-id' }, instance.instanceId)),
     el('dl', { class: 'fields' },
       field('Status', statusCell(instance.runtimeStatus)),
+      field('Version', instance.version || el('em', {}, 'none')),
+      field('Tags', instance.tags ? tagList(instance.tags) : el('em', {}, 'none')),
       field('Created', formatTime(instance.createdTime)),
       field('Last updated', formatTime(instance.lastUpdatedTime)),
       field('History', `${rows.length} rows, ${(historyBytes / 1024).toFixed(1)} KiB as served`),
