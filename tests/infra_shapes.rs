@@ -105,8 +105,9 @@ const STORAGE_SERVICES: [(&str, &str); 4] = [
 #[test]
 fn the_open_shape_deploys_what_it_did_before_the_network_options() {
     let shape = render(&[open_parameters()]);
-    // Rendered from the templates as they were before allowedIpRanges and privateNetworking:
-    // with both options off the deployment must not change. A deliberate change to the open
+    // Rendered from the templates as they were before allowedIpRanges and privateNetworking
+    // (plus the retention timer's schedule setting, added since): with both options off the
+    // deployment must not change. A deliberate change to the open
     // shape regenerates the file:
     //   scripts/infra-check.sh --render infra/main.parameters.json | jq .resources
     let before: Value = serde_json::from_str(
