@@ -10,8 +10,8 @@ use durable_engine::{
     VersionMatch, Versioning,
 };
 use durable_runtime::{
-    Disposition, Runtime, RuntimeOptions, StartDelivery, StartOptions, UNSTARTED_GRACE,
-    VERSION_MISMATCH_ERROR_TYPE,
+    Disposition, Runtime, RuntimeError, RuntimeOptions, StartDelivery, StartOptions,
+    UNSTARTED_GRACE, VERSION_MISMATCH_ERROR_TYPE,
 };
 use durable_store::backend::{Backend, Clock};
 use durable_store::model::{InstanceQuery, TagFilter};
@@ -184,6 +184,8 @@ async fn a_worker_that_may_not_run_a_version_leaves_its_messages_for_one_that_ma
     );
 }
 
+/// A rejected start is re-sent, not lost: a worker that admits its version runs it. Meanwhile
+/// the sweep of a worker that rejects it sends no more copies.
 #[tokio::test]
 async fn a_rejected_message_is_re_sent_for_later() {
     let h = harness(worker("1.0", VersionMatch::Strict, VersionFailure::Reject)).await;
@@ -201,6 +203,27 @@ async fn a_rejected_message_is_re_sent_for_later() {
     let disposition = h.runtime.process_started(&queued).await.unwrap();
     assert_eq!(disposition, Disposition::Rejected);
     assert!(h.backend.load("strict").await.unwrap().is_none());
+    h.clock.advance(UNSTARTED_GRACE * 2);
+    assert_eq!(h.runtime.sweep_unstarted(UNSTARTED_GRACE).await.unwrap(), 0);
+
+    let admits: Arc<TestRuntime> = Arc::new(Runtime::with_options(
+        h.backend.clone(),
+        registry(),
+        h.clock.clone(),
+        worker("1.1", VersionMatch::Strict, VersionFailure::Reject),
+    ));
+    h.drive_on(&admits, 3).await;
+    assert_eq!(
+        h.summary("strict").await.status,
+        OrchestrationStatus::Running
+    );
+    admits.raise_event("strict", "Go", &()).await.unwrap();
+    h.drive_on(&admits, 3).await;
+    assert_eq!(
+        h.completed("strict").await.output.as_deref(),
+        Some(r#""1.1""#)
+    );
+    h.assert_settled("strict", "rejected, then run").await;
 }
 
 /// With Fail, an execution this worker may not run fails with VersionMismatch, its code not
@@ -281,6 +304,11 @@ async fn a_scheduled_start_runs_no_earlier_than_its_time() {
         .await
         .unwrap();
     assert!(queued.message.deliver_at.is_some(), "queued for later");
+    // Nothing can reach it before it runs: a client is told so.
+    assert!(matches!(
+        h.runtime.raise_event("later", "Go", &()).await,
+        Err(RuntimeError::NotStarted { at: when, .. }) if when == at
+    ));
     h.clock.advance(UNSTARTED_GRACE * 2);
     assert_eq!(h.runtime.sweep_unstarted(UNSTARTED_GRACE).await.unwrap(), 0);
     assert_eq!(

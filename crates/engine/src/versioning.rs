@@ -4,27 +4,30 @@
 use std::cmp::Ordering;
 use std::str::FromStr;
 
-/// Compares two versions. No version (none, or empty) is below any version; two versions made
+/// Compares two versions. No version (none, or blank) is below any version; two versions made
 /// of 2 to 4 dot-separated numbers compare as numbers (`1.10` above `1.9`, and `1.0` below
 /// `1.0.0`, as .NET's `System.Version` orders them); any others compare as text, ignoring
-/// case.
+/// case as .NET's ordinal comparison does (upper-cased).
 pub fn compare_versions(a: Option<&str>, b: Option<&str>) -> Ordering {
-    let a = a.filter(|a| !a.is_empty());
-    let b = b.filter(|b| !b.is_empty());
+    let a = a.filter(|a| !a.trim().is_empty());
+    let b = b.filter(|b| !b.trim().is_empty());
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
         (Some(a), Some(b)) => match (numeric(a), numeric(b)) {
             (Some(a), Some(b)) => a.cmp(&b),
-            _ => a.to_lowercase().cmp(&b.to_lowercase()),
+            _ => a.to_uppercase().cmp(&b.to_uppercase()),
         },
     }
 }
 
 /// `1.2.3` as its components, if it is such a version.
-fn numeric(version: &str) -> Option<Vec<u32>> {
-    let parts: Option<Vec<u32>> = version.split('.').map(|p| p.parse().ok()).collect();
+fn numeric(version: &str) -> Option<Vec<i32>> {
+    let parts: Option<Vec<i32>> = version
+        .split('.')
+        .map(|p| p.parse().ok().filter(|n: &i32| *n >= 0))
+        .collect();
     parts.filter(|parts| (2..=4).contains(&parts.len()))
 }
 
@@ -135,7 +138,7 @@ mod tests {
         assert_eq!(compare_versions(None, Some("0.1")), Ordering::Less);
         assert_eq!(compare_versions(Some(""), Some("a")), Ordering::Less);
         assert_eq!(compare_versions(Some("1.0"), None), Ordering::Greater);
-        assert_eq!(compare_versions(None, Some("")), Ordering::Equal);
+        assert_eq!(compare_versions(None, Some(" ")), Ordering::Equal);
     }
 
     #[test]
@@ -165,6 +168,13 @@ mod tests {
             compare_versions(Some("1.0"), Some("1.0-beta")),
             Ordering::Less
         );
+        // Upper-cased, as .NET's OrdinalIgnoreCase: '_' sorts above the letters.
+        assert_eq!(
+            compare_versions(Some("rel_x"), Some("relA")),
+            Ordering::Greater
+        );
+        // A negative component is no number: "1.-1" is text, below "1.0".
+        assert_eq!(compare_versions(Some("1.-1"), Some("1.0")), Ordering::Less);
     }
 
     #[test]

@@ -61,7 +61,8 @@ impl StartOptions {
             if version.chars().count() > MAX_VERSION_CHARS || version.chars().any(char::is_control)
             {
                 return Err(RuntimeError::Invalid(format!(
-                    "a version is at most {MAX_VERSION_CHARS} characters, none of them control                      characters"
+                    "a version is at most {MAX_VERSION_CHARS} characters, none of them control \
+                     characters"
                 )));
             }
         }
@@ -401,6 +402,12 @@ impl<B: Backend> Runtime<B> {
                 instance_id,
                 status: summary.status,
             });
+        }
+        if let Some(at) = summary
+            .scheduled_start_time
+            .filter(|at| summary.status == OrchestrationStatus::Pending && *at > self.clock.now())
+        {
+            return Err(RuntimeError::NotStarted { instance_id, at });
         }
         let message = Message {
             more_calls: Vec::new(),

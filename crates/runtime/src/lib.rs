@@ -94,6 +94,15 @@ pub enum RuntimeError {
     },
     #[error("no instance '{0}'")]
     NotFound(String),
+    /// A client operation on an instance whose scheduled start has not run yet: the message
+    /// would have no instance to go to until then.
+    #[error(
+        "instance '{instance_id}' is scheduled to start at {at}; it can be steered once it runs"
+    )]
+    NotStarted {
+        instance_id: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
     #[error("instance '{instance_id}' has already ended ({status:?})")]
     Ended {
         instance_id: String,
@@ -192,6 +201,8 @@ pub struct Runtime<B> {
     counters: Counters,
     ends: EndWatchers,
     unrecorded: Unrecorded,
+    /// Where the next sweep goes on reading Pending summaries (see `sweep.rs`).
+    sweep_from: std::sync::Mutex<Option<String>>,
 }
 
 impl<B: Backend> Runtime<B> {
@@ -220,6 +231,7 @@ impl<B: Backend> Runtime<B> {
             counters: Counters::default(),
             ends: EndWatchers::default(),
             unrecorded: Unrecorded::default(),
+            sweep_from: std::sync::Mutex::default(),
         }
     }
 

@@ -496,6 +496,11 @@ impl<B: Backend> Runtime<B> {
         Some(FailureDetails::new(VERSION_MISMATCH_ERROR_TYPE, message))
     }
 
+    /// Whether this worker leaves the messages of an execution of `version` to other workers.
+    pub(crate) fn leaves_to_others(&self, version: Option<&str>) -> bool {
+        self.rejected(version).is_some()
+    }
+
     /// The plan for a message of an execution of `version` that this worker may not run, when
     /// such messages wait for another worker; `None` if it may run it, or if the execution is
     /// to fail instead (see `run_turn`).

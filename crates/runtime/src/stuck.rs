@@ -55,7 +55,11 @@ impl<B: Backend> Runtime<B> {
         // pages too, so one request never walks a whole large table.
         for _ in 0..MAX_STUCK_PAGES {
             let page = self.backend.query(&query).await?;
-            for summary in page.items.into_iter().filter(|s| s.updated_at <= before) {
+            // A scheduled start waits for its time, not for a lost start.
+            let idle = |s: &InstanceSummary| {
+                s.updated_at <= before && s.scheduled_start_time.is_none_or(|at| at <= before)
+            };
+            for summary in page.items.into_iter().filter(idle) {
                 examined += 1;
                 if let Some(reason) = self.why_stuck(&summary).await? {
                     found.push(StuckInstance { summary, reason });

@@ -55,6 +55,13 @@ impl<B: Backend> Runtime<B> {
             statuses: vec![OrchestrationStatus::Pending],
             created_to: Some(cutoff),
             page_size: SWEEP_PAGE,
+            // Summaries left unsent (scheduled for later, or for a version no worker here runs)
+            // must not hide those behind them: each sweep goes on where the last one stopped.
+            continuation: self
+                .sweep_from
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
             ..InstanceQuery::default()
         };
         let mut resent = 0;
@@ -65,6 +72,9 @@ impl<B: Backend> Runtime<B> {
                 .iter()
                 // A scheduled start is lost only once it is past its time by the grace.
                 .filter(|summary| summary.scheduled_start_time.is_none_or(|at| at <= cutoff))
+                // A start of a version this worker leaves to others is theirs to sweep: sent
+                // from here it would only be rejected, one more copy each sweep.
+                .filter(|summary| !self.leaves_to_others(summary.version.as_deref()))
                 .filter_map(|summary| {
                     let id = summary.client_start_id.clone()?;
                     Some(client_start(summary, id))
@@ -76,9 +86,13 @@ impl<B: Backend> Runtime<B> {
             }
             match page.continuation {
                 Some(continuation) => query.continuation = Some(continuation),
-                None => break,
+                None => {
+                    query.continuation = None;
+                    break;
+                }
             }
         }
+        *self.sweep_from.lock().unwrap_or_else(|e| e.into_inner()) = query.continuation;
         Ok(resent)
     }
 }

@@ -211,7 +211,9 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::UnknownOrchestrator(_)
             | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
             RuntimeError::NotFound(_) => StatusCode::NOT_FOUND,
-            RuntimeError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            RuntimeError::AlreadyExists { .. } | RuntimeError::NotStarted { .. } => {
+                StatusCode::CONFLICT
+            }
             RuntimeError::Ended { .. } => StatusCode::GONE,
             RuntimeError::Store(_)
             | RuntimeError::Execute(_)

@@ -99,7 +99,7 @@ pub fn instance_filter(params: &Params) -> Result<InstanceQuery, ApiError> {
             .filter(|p| !p.is_empty())
             .map(|p| parse_prefix("instanceIdPrefix", &p))
             .transpose()?,
-        version: params.get("version").filter(|v| !v.is_empty()),
+        version: params.get("version").filter(|v| !v.trim().is_empty()),
         tags: params
             .tags()?
             .into_iter()

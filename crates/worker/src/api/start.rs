@@ -99,7 +99,7 @@ impl Wait {
 /// `version`, `scheduledStartTime` and `tag.<key>=<value>`.
 fn start_options(params: &Params) -> Result<StartOptions, ApiError> {
     Ok(StartOptions {
-        version: params.get("version").filter(|v| !v.is_empty()),
+        version: params.get("version").filter(|v| !v.trim().is_empty()),
         tags: params.tags()?,
         scheduled_start: params.time("scheduledStartTime")?,
     })
