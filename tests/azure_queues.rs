@@ -362,9 +362,9 @@ async fn a_large_message_travels_through_a_blob() {
         .await
         .unwrap();
     let prefix = format!("{}/", escape_key(instance));
-    assert_eq!(hub.blobs.delete_prefix(&prefix).await.unwrap(), 1);
+    assert_eq!(hub.blobs.delete_prefix(&prefix, None).await.unwrap(), 1);
     assert_eq!(hub.blobs.get(&blob_name).await.unwrap(), None);
-    assert_eq!(hub.blobs.delete_prefix(&prefix).await.unwrap(), 0);
+    assert_eq!(hub.blobs.delete_prefix(&prefix, None).await.unwrap(), 0);
     assert_eq!(
         hub.blobs.get("other/message-x.json").await.unwrap(),
         Some(b"{}".to_vec())

@@ -56,9 +56,13 @@ impl Blobs {
         }
     }
 
-    /// Deletes every blob whose name starts with `prefix`; returns how many it deleted (blobs
-    /// someone else deleted meanwhile are not counted).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+    /// Deletes every blob whose name starts with `prefix`, but `keep`; returns how many it
+    /// deleted (blobs someone else deleted meanwhile are not counted).
+    pub async fn delete_prefix(
+        &self,
+        prefix: &str,
+        keep: Option<&str>,
+    ) -> Result<usize, StoreError> {
         let operation = || format!("delete blobs under '{prefix}'");
         // List everything first: deleting while paging could shift the listing's markers.
         let mut names = Vec::new();
@@ -69,7 +73,12 @@ impl Blobs {
             .into_stream();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify_unconditional(&operation(), e))?;
-            names.extend(page.blobs.blobs().map(|blob| blob.name.clone()));
+            names.extend(
+                page.blobs
+                    .blobs()
+                    .map(|blob| blob.name.clone())
+                    .filter(|name| Some(name.as_str()) != keep),
+            );
         }
         // Bounded concurrency in fixed chunks: a stream combinator over borrowing closures
         // would make the future lose `Send`, which the Backend trait requires.

@@ -756,6 +756,14 @@ impl Tables {
                 }
             }
         }
+        // The blobs go before the summary row, so a purge cut short is retried (the row still
+        // names the instance) instead of leaving blobs nothing finds; all but the summary's
+        // own, which a row left behind must still be read through.
+        let (row, _) = self.read_summary_row(instance_id).await?;
+        let summary_blob = row.and_then(|row| row.summary_blob);
+        self.blobs
+            .delete_prefix(&format!("{partition_key}/"), summary_blob.as_deref())
+            .await?;
         let summary = self
             .instances
             .partition_key_client(odata_escape(&partition_key).into_owned())
@@ -766,9 +774,10 @@ impl Tables {
             Err(error) if status(&error) == Some(404) => false,
             Err(error) => return Err(classify("purge", error)),
         };
-        self.blobs
-            .delete_prefix(&format!("{partition_key}/"))
-            .await?;
+        // By name, not by prefix: a new start of the id may have written its own by now.
+        if let Some(blob) = summary_blob {
+            self.blobs.delete(&blob).await?;
+        }
         Ok(!rows.is_empty() || had_summary)
     }
 }
