@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use durable_engine::verify::{verify_history, VerifyError};
-use durable_engine::{OrchestrationStatus, Registry};
+use durable_engine::{EventKind, OrchestrationStatus, Registry};
+use durable_runtime::{HISTORY_TOO_LARGE_ERROR_TYPE, VERSION_MISMATCH_ERROR_TYPE};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{InstanceQuery, InstanceSummary, LoadedInstance};
 
@@ -257,11 +258,35 @@ pub enum Verdict {
     },
     /// Listed, but no state by the time it was read: not started yet, or purged since.
     NoHistory,
+    /// The runtime ended the execution, not its code (`error_type`: a version this build's
+    /// worker did not run, or a history grown too large): replaying the code cannot make that
+    /// decision, and is no test of it.
+    EndedByRuntime {
+        error_type: String,
+    },
 }
 
 impl Verdict {
     /// Replays `loaded`'s history against `registry`.
     pub fn of(registry: &Registry, loaded: &LoadedInstance) -> Self {
+        let runtime_ended = loaded
+            .history
+            .iter()
+            .rev()
+            .find_map(|event| match &event.kind {
+                EventKind::ExecutionCompleted {
+                    failure_details: Some(failure),
+                    ..
+                } if [VERSION_MISMATCH_ERROR_TYPE, HISTORY_TOO_LARGE_ERROR_TYPE]
+                    .contains(&failure.error_type.as_str()) =>
+                {
+                    Some(failure.error_type.clone())
+                }
+                _ => None,
+            });
+        if let Some(error_type) = runtime_ended {
+            return Self::EndedByRuntime { error_type };
+        }
         if !registry.has_orchestrator(&loaded.state.name) {
             return Self::UnknownOrchestrator {
                 name: loaded.state.name.clone(),
@@ -305,6 +330,9 @@ impl Verdict {
                 "SKIPPED {id} ({name}): no history (not started yet, or purged since it was \
                  listed)"
             ),
+            Self::EndedByRuntime { error_type } => format!(
+                "SKIPPED {id} ({name}): ended by the runtime ({error_type}), not by its code"
+            ),
         }
     }
 }
@@ -328,7 +356,7 @@ impl Tally {
             Verdict::Nondeterminism { .. } => &mut self.nondeterminism,
             Verdict::UnknownOrchestrator { .. } => &mut self.unknown_orchestrator,
             Verdict::Unreadable { .. } => &mut self.unreadable,
-            Verdict::NoHistory => &mut self.skipped,
+            Verdict::NoHistory | Verdict::EndedByRuntime { .. } => &mut self.skipped,
         } += 1;
     }
 
@@ -444,6 +472,7 @@ mod tests {
         ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, RegistryBuilder,
     };
     use durable_runtime::testkit::InMemoryRuntime;
+    use durable_runtime::RuntimeOptions;
 
     use super::*;
 
@@ -724,6 +753,33 @@ mod tests {
         let (tally, lines) = report(&runtime, &registry, &filter(""));
         assert!(tally.passed(), "{lines:#?}");
         assert_eq!(tally.ok, 5, "{lines:#?}");
+    }
+
+    /// The runtime, not the code, ended it: the check skips it rather than call the code's
+    /// different decision nondeterminism.
+    #[test]
+    fn an_execution_the_runtime_ended_is_skipped() {
+        let options = RuntimeOptions {
+            max_history_events: 6,
+            ..RuntimeOptions::default()
+        };
+        let mut runtime = InMemoryRuntime::with_options(registry("Hello", true), options);
+        runtime
+            .start("Greeter", "long", &["Ada", "Grace", "Edsger", "Barbara"])
+            .unwrap();
+        runtime.run_to_completion(Duration::from_secs(60)).unwrap();
+        let failed = runtime.state("long").unwrap();
+        assert_eq!(
+            failed.failure.map(|f| f.error_type).as_deref(),
+            Some(HISTORY_TOO_LARGE_ERROR_TYPE)
+        );
+        let (tally, lines) = report(&runtime, &registry("Hello", true), &filter(""));
+        assert_eq!(
+            lines[0],
+            "SKIPPED long (Greeter): ended by the runtime (HistoryTooLarge), not by its code"
+        );
+        assert!(tally.passed(), "{lines:#?}");
+        assert_eq!(tally.skipped, 1);
     }
 
     #[test]

@@ -232,13 +232,17 @@ function filterForm(filters) {
 const HISTOGRAM_LIMIT = 5000;
 const HISTOGRAM_EVERY_MS = 60 * 1000;
 const TABLE_PAGE = 50;
+const TABLE_READS = 20;
 
 /// The instances the filter matches from `token` on, API pages of `top` read until `limit` are
 /// found or none are left, with the token to go on from. A tag or name filter narrows each API
-/// page after it is read, so one may hold fewer than `top`, even none, while more follow.
-async function readMatching(filters, { limit, top, token = '' }) {
+/// page after it is read, so one may hold fewer than `top`, even none, while more follow; at
+/// most `reads` pages are read, so a filter that matches little never walks the whole table.
+async function readMatching(filters, { limit, top, token = '', reads = Infinity }) {
   const found = [];
+  let read = 0;
   do {
+    read += 1;
     const answer = await api('GET', 'instances', {
       query: { ...apiFilter(filters), top, showInput: 'false' },
       headers: token ? { [CONTINUATION]: token } : {},
@@ -246,7 +250,7 @@ async function readMatching(filters, { limit, top, token = '' }) {
     if (!answer.ok) throw new Error(problem(answer));
     found.push(...answer.data);
     token = answer.headers.get(CONTINUATION) || '';
-  } while (token && found.length < limit);
+  } while (token && found.length < limit && read < reads);
   return { found, next: token };
 }
 
@@ -274,7 +278,9 @@ async function renderList(main) {
   const showPage = async () => {
     let page;
     try {
-      page = await readMatching(filters, { limit: TABLE_PAGE, top: TABLE_PAGE, token: tokens[tokens.length - 1] });
+      // Pages of the table's size, read on until they fill it, up to TABLE_READS of them; the
+      // rest is behind "Next".
+      page = await readMatching(filters, { limit: TABLE_PAGE, top: TABLE_PAGE, token: tokens[tokens.length - 1], reads: TABLE_READS });
     } catch (error) {
       say(String(error), true);
       return;
