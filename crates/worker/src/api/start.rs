@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use tracing::Instrument;
 
@@ -83,6 +83,17 @@ impl Wait {
         Ok(Self { timeout, polling })
     }
 
+    /// No wait for an execution that cannot start before `at` if that is past the timeout: it
+    /// could only end in the 202 the caller gets at once.
+    fn not_before(self, at: Option<DateTime<Utc>>) -> Self {
+        let timeout = self.timeout.filter(|timeout| {
+            at.is_none_or(|at| {
+                chrono::Duration::from_std(*timeout).is_ok_and(|timeout| at <= Utc::now() + timeout)
+            })
+        });
+        Self { timeout, ..self }
+    }
+
     /// With a `timeout`, a wait for the end of the execution `started` begins.
     pub fn watch<'a, B: Backend>(
         &self,
@@ -129,8 +140,8 @@ async fn start_instance<B: Backend>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = Wait::from_params(&params)?;
     let options = start_options(&params)?;
+    let wait = Wait::from_params(&params)?.not_before(options.scheduled_start);
     let input = body.json("request body")?;
     state.hub_ready().await?;
     // A start scheduled for later is queued for then: no eager turn for it now.
