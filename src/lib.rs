@@ -4,6 +4,7 @@
 
 mod bench;
 mod claims;
+pub mod fraud;
 mod json_blobs;
 mod medallion;
 mod orders;
