@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use durable_engine::{EventKind, HistoryEvent, OrchestrationStatus};
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
-    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, Message, PoisonMessage,
-    PoisonQuery, QueueKind, StoredEvent, TagFilter, Version,
+    Commit, DeferredMessage, Destination, InstanceQuery, InstanceState, InstanceSummary, Message,
+    Page, PoisonMessage, PoisonQuery, QueueKind, StoredEvent, TagFilter, Version,
 };
 
 pub fn epoch() -> DateTime<Utc> {
@@ -95,6 +95,11 @@ fn message(instance_id: &str, id: &str, deliver_at: Option<DateTime<Utc>>) -> Me
 
 /// The ids of every page `read` returns (given the continuation to start after), following
 /// continuations to the end; no page holds more than `page_size`.
+/// The instance ids of a page of summaries, in order.
+fn instance_ids(page: &Page<InstanceSummary>) -> Vec<&str> {
+    page.items.iter().map(|s| s.instance_id.as_str()).collect()
+}
+
 async fn all_pages<F, Fut>(page_size: usize, mut read: F) -> Vec<String>
 where
     F: FnMut(Option<String>) -> Fut,
@@ -596,11 +601,7 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
         })
         .await
         .unwrap();
-    let ids: Vec<&str> = window
-        .items
-        .iter()
-        .map(|s| s.instance_id.as_str())
-        .collect();
+    let ids = instance_ids(&window);
     assert_eq!(ids, vec!["s-3", "s-4"]);
     // Last changed by hour 6: s-1 (at the epoch), s-4 (hour 6) and s-5 (hour 5).
     let unchanged = backend
@@ -611,11 +612,7 @@ pub async fn summaries_keep_the_newest_revision_and_query(subject: &impl Subject
         })
         .await
         .unwrap();
-    let ids: Vec<&str> = unchanged
-        .items
-        .iter()
-        .map(|s| s.instance_id.as_str())
-        .collect();
+    let ids = instance_ids(&unchanged);
     assert_eq!(ids, vec!["s-1", "s-4", "s-5"]);
 }
 

@@ -167,11 +167,16 @@ impl<B: Backend> Runtime<B> {
         // create is the check.
         let (mut message, mut summary) = self.start_records(name, &instance_id, input, options);
         let start = async {
-            let new_instance = self.backend.create_summary(&counted(&summary)).await?;
+            let new_instance = self
+                .backend
+                .create_summary(&counted(summary.clone()))
+                .await?;
             if !new_instance {
                 summary.revision = self.start_revision(&instance_id).await?;
                 message.revision = Some(summary.revision);
-                self.backend.write_summary(&counted(&summary)).await?;
+                self.backend
+                    .write_summary(&counted(summary.clone()))
+                    .await?;
             }
             if delivery == StartDelivery::Queue {
                 // Should this fail, the Pending summary stays: a retry finds the id taken, and

@@ -271,7 +271,7 @@ impl<B: Backend> Runtime<B> {
 
     /// Writes the summary (when newer than the stored one), with the storage requests spent so
     /// far, and wakes whoever waits for it.
-    pub(crate) async fn write_summary(&self, summary: &InstanceSummary) -> Result<(), StoreError> {
+    pub(crate) async fn write_summary(&self, summary: InstanceSummary) -> Result<(), StoreError> {
         let summary = storage_requests::counted(summary);
         self.backend.write_summary(&summary).await?;
         self.ends.written(&summary);

@@ -341,7 +341,7 @@ impl<B: Backend> Runtime<B> {
             self.backend
                 .send(&[wake_up(&instance.state, reason, now, &self.options.ids)])
                 .await?;
-            self.write_summary(&instance.state.summary()).await?;
+            self.write_summary(instance.state.summary()).await?;
             return Ok(children);
         }
         let LoadedInstance {
@@ -377,7 +377,7 @@ impl<B: Backend> Runtime<B> {
         self.backend
             .send(&[wake_up(&commit.state, reason, now, &self.options.ids)])
             .await?;
-        self.write_summary(&commit.state.summary()).await?;
+        self.write_summary(commit.state.summary()).await?;
         Ok(children)
     }
 

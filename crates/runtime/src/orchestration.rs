@@ -330,7 +330,7 @@ impl<B: Backend> Runtime<B> {
             .as_mut()
             .filter(|known| dropped && !known.summary_current)
         {
-            self.write_summary(&known.state.summary()).await?;
+            self.write_summary(known.state.summary()).await?;
             known.summary_current = true;
         }
         for message in settled {
@@ -799,7 +799,7 @@ impl<B: Backend> Runtime<B> {
             execution.report(self.clock.now());
         }
         if new_execution || summary_fields_differ(&summary_before, &work.state) {
-            self.write_summary(&work.state.summary()).await?;
+            self.write_summary(work.state.summary()).await?;
             work.summary_current = true;
         }
         session.keep();

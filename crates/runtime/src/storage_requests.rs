@@ -110,12 +110,9 @@ pub(crate) async fn commit_counted<B: Backend>(
 
 /// `summary` with the requests spent since its state was committed, and the write about to be
 /// made: not recorded, as a summary is not the state, so the next commit still adds them.
-pub(crate) fn counted(summary: &InstanceSummary) -> InstanceSummary {
-    let spent = StorageMeter::current().map_or(0, |meter| meter.unrecorded() + 1);
-    InstanceSummary {
-        storage_requests: summary.storage_requests + spent,
-        ..summary.clone()
-    }
+pub(crate) fn counted(mut summary: InstanceSummary) -> InstanceSummary {
+    summary.storage_requests += StorageMeter::current().map_or(0, |meter| meter.unrecorded() + 1);
+    summary
 }
 
 #[cfg(test)]
