@@ -107,6 +107,14 @@ pub(crate) struct ContextState {
     pub(crate) custom_status: Option<String>,
     pub(crate) continue_as_new: Option<ContinueAsNewRequest>,
     guid_counter: u64,
+    /// The last request sent to each entity (by instance id): the next one names it as its
+    /// predecessor, so the entity applies them in order.
+    pub(crate) entity_requests: HashMap<String, crate::entity::Predecessor>,
+    /// Critical sections entered and not yet released (at most one).
+    pub(crate) held_locks: u32,
+    /// Set once the engine drops the code (a turn's end, a failure, a termination): what the
+    /// code's values do when dropped then is no decision of the code's.
+    pub(crate) code_dropped: bool,
 }
 
 impl ContextState {
@@ -123,6 +131,9 @@ impl ContextState {
             custom_status: None,
             continue_as_new: None,
             guid_counter: 0,
+            entity_requests: HashMap::new(),
+            held_locks: 0,
+            code_dropped: false,
         }
     }
 
@@ -265,7 +276,7 @@ impl ContextState {
         events
     }
 
-    fn push_action(&mut self, action: Action, slot: Option<usize>) {
+    pub(crate) fn push_action(&mut self, action: Action, slot: Option<usize>) {
         self.actions.push(Some(ActionRecord {
             action,
             slot,

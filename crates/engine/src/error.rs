@@ -22,6 +22,14 @@ pub enum TaskError {
         attempts: u32,
         details: Box<FailureDetails>,
     },
+    #[error("operation '{operation}' of entity '{entity}' failed: {}", .details.error_message)]
+    EntityOperationFailed {
+        entity: String,
+        operation: String,
+        details: Box<FailureDetails>,
+    },
+    #[error("entity lock misused: {message}")]
+    LockMisuse { message: String },
     #[error("timed out waiting for external event '{name}'")]
     Timeout { name: String },
     #[error("could not serialize the input of '{name}': {message}")]
@@ -44,9 +52,9 @@ impl TaskError {
     /// The failure reported by the remote side, when there was one.
     pub fn failure_details(&self) -> Option<&FailureDetails> {
         match self {
-            Self::ActivityFailed { details, .. } | Self::SubOrchestrationFailed { details, .. } => {
-                Some(details.as_ref())
-            }
+            Self::ActivityFailed { details, .. }
+            | Self::SubOrchestrationFailed { details, .. }
+            | Self::EntityOperationFailed { details, .. } => Some(details.as_ref()),
             _ => None,
         }
     }
@@ -55,6 +63,8 @@ impl TaskError {
         match self {
             Self::ActivityFailed { .. } => "TaskFailed",
             Self::SubOrchestrationFailed { .. } => "SubOrchestrationFailed",
+            Self::EntityOperationFailed { .. } => "EntityOperationFailed",
+            Self::LockMisuse { .. } => "LockMisuse",
             Self::Timeout { .. } => "Timeout",
             Self::InputSerialization { .. } => "InputSerialization",
             Self::ResultDeserialization { .. } => "ResultDeserialization",

@@ -525,6 +525,7 @@ impl Executor {
                 return;
             }
         };
+        self.shared().state.borrow_mut().code_dropped = true;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(root))) {
             if !matches!(self.end, End::FailedByEngine(_)) {
                 let details = FailureDetails::new(

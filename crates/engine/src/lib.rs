@@ -7,6 +7,7 @@ pub mod builder;
 mod client_json;
 mod combinators;
 mod context;
+pub mod entity;
 mod error;
 mod executor;
 mod future;
@@ -29,6 +30,7 @@ pub use combinators::{
 };
 pub use context::add_saturating;
 pub use context::{ContinueAsNew, OrchestrationContext};
+pub use entity::{EntityContext, EntityError, EntityId, LockGuard};
 pub use error::panic_message;
 pub use error::{ActivityError, ExecuteError, OrchestrationError, TaskError};
 pub use executor::{

@@ -1,4 +1,4 @@
-//! The registry of orchestrators and activities by name (case-insensitive, as Functions names
+//! The registry of orchestrators, activities and entity functions by name (case-insensitive, as Functions names
 //! are), wrapping typed user functions into JSON-in/JSON-out handlers.
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::client_json::decode_client_json;
 use super::context::OrchestrationContext;
+use super::entity::{EntityContext, EntityError};
 use super::error::{ActivityError, OrchestrationError};
 
 pub(crate) type OrchestratorFuture =
@@ -22,6 +23,8 @@ type OrchestratorFn =
 pub type ActivityFuture =
     Pin<Box<dyn Future<Output = Result<Option<String>, ActivityError>> + Send>>;
 type ActivityFn = dyn Fn(ActivityContext, Option<String>) -> ActivityFuture + Send + Sync;
+/// An entity function: handles one operation against its entity's state.
+pub(crate) type EntityFn = dyn Fn(&mut EntityContext<'_>) -> Result<(), EntityError> + Send + Sync;
 
 /// What an activity knows about the call it is serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub enum RegistryError {
     EmptyName,
     #[error("'{0}' is registered twice (names are case-insensitive)")]
     Duplicate(String),
+    #[error("an entity name must not contain '@' (got '{0}')")]
+    AtInEntityName(String),
 }
 
 /// Orchestrators and activities by name. Cheap to clone and shareable across threads.
@@ -63,6 +68,7 @@ pub struct Registry {
 struct Inner {
     orchestrators: HashMap<String, Arc<OrchestratorFn>>,
     activities: HashMap<String, Arc<ActivityFn>>,
+    entities: HashMap<String, Arc<EntityFn>>,
 }
 
 impl Registry {
@@ -80,6 +86,14 @@ impl Registry {
         self.inner
             .activities
             .contains_key(&name.to_ascii_lowercase())
+    }
+
+    pub fn has_entity(&self, name: &str) -> bool {
+        self.inner.entities.contains_key(&name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn entity_function(&self, name: &str) -> Option<&Arc<EntityFn>> {
+        self.inner.entities.get(&name.to_ascii_lowercase())
     }
 
     pub(crate) fn start_orchestrator(
@@ -188,6 +202,25 @@ impl RegistryBuilder {
             self.registry
                 .activities
                 .insert(name.to_ascii_lowercase(), Arc::new(wrapped));
+        }
+        self
+    }
+
+    /// Registers an entity function, `fn(&mut EntityContext) -> Result<(), EntityError>`: it
+    /// handles one operation (`ctx.operation()`) against the entity's state at a time.
+    pub fn entity<F>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(&mut EntityContext<'_>) -> Result<(), EntityError> + Send + Sync + 'static,
+    {
+        let key = name.to_ascii_lowercase();
+        let taken = self.registry.entities.contains_key(&key);
+        let problem = name
+            .contains('@')
+            .then(|| RegistryError::AtInEntityName(name.to_string()));
+        if let Some(problem) = problem {
+            self.error.get_or_insert(problem);
+        } else if self.check_name(name, taken) {
+            self.registry.entities.insert(key, Arc::new(handler));
         }
         self
     }

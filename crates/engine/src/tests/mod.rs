@@ -2,6 +2,7 @@
 //! `HistoryBuilder`: the executor's state transitions, foreign awaits, sessions, and the error
 //! names that get persisted.
 
+mod entities;
 mod error_names;
 mod foreign_await;
 mod session;
