@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use durable_engine::{
-    join_all, ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, Registry,
+    join_all, ActivityContext, ActivityError, EntityContext, EntityError, EntityId,
+    OrchestrationContext, OrchestrationError, Registry,
 };
 
 async fn say_hello(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
@@ -172,6 +173,46 @@ pub fn registry() -> Registry {
         .orchestrator("Gather", gather)
         .orchestrator("Counter", counter)
         .activity("SayHello", say_hello)
+        .entity("Tally", tally)
+        .orchestrator("TallyWork", tally_work)
         .build()
         .unwrap()
+}
+
+/// A tally entity: `add` (returns the new total), `get`, `set`, `delete`, and `fail`, which
+/// changes the state and then fails. The state keeps every amount added, in order, so a test
+/// sees an operation applied twice or out of order.
+fn tally(ctx: &mut EntityContext) -> Result<(), EntityError> {
+    let mut added: Vec<i64> = ctx.state_or_default()?;
+    match ctx.operation() {
+        "add" => {
+            added.push(ctx.input()?);
+            ctx.set_result(&added.iter().sum::<i64>())?;
+        }
+        "get" => ctx.set_result(&added.iter().sum::<i64>())?,
+        "set" => added = ctx.input()?,
+        "delete" => {
+            ctx.delete_state();
+            return Ok(());
+        }
+        "fail" => {
+            ctx.set_state(&[-1])?;
+            return Err(EntityError::new("asked to fail"));
+        }
+        other => return Err(EntityError::new(format!("no operation '{other}'"))),
+    }
+    ctx.set_state(&added)
+}
+
+/// Signals tally `c` twice, reads it, then adds 10 to tally `d` while holding both.
+async fn tally_work(ctx: OrchestrationContext, (): ()) -> Result<String, OrchestrationError> {
+    let c = EntityId::new("Tally", "c")?;
+    let d = EntityId::new("Tally", "d")?;
+    ctx.signal_entity(&c, "add", &1)?;
+    ctx.signal_entity(&c, "add", &2)?;
+    let read: i64 = ctx.call_entity(&c, "get", &()).await?;
+    let guard = ctx.lock_entities(&[c.clone(), d.clone()]).await?;
+    let total: i64 = ctx.call_entity(&d, "add", &10).await?;
+    guard.release();
+    Ok(format!("{read} {total}"))
 }

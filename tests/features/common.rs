@@ -156,6 +156,10 @@ pub enum Outcome<T> {
         name: String,
         message: String,
     },
+    /// An entity operation failed, or a critical section was misused.
+    Entity {
+        message: String,
+    },
     InvalidRetryPolicy {
         name: String,
         message: String,
@@ -201,6 +205,9 @@ impl<T> From<Result<T, TaskError>> for Outcome<T> {
             }
             TaskError::InvalidRetryPolicy { name, .. } => {
                 Self::InvalidRetryPolicy { name, message }
+            }
+            TaskError::EntityOperationFailed { .. } | TaskError::LockMisuse { .. } => {
+                Self::Entity { message }
             }
         }
     }

@@ -8,6 +8,7 @@ mod batching;
 mod cache;
 mod checkpoint;
 mod deferred;
+mod entities;
 #[path = "../common/faulty.rs"]
 mod faulty;
 mod harness;

@@ -7,6 +7,7 @@ mod client;
 mod counters;
 mod deferred;
 mod ends;
+mod entities;
 mod ids;
 mod mailbox;
 pub mod management;
@@ -46,6 +47,7 @@ pub use client::{Queued, StartDelivery, StartOptions};
 pub use counters::CounterSnapshot;
 pub use deferred::{WaitingForStart, RECORD_DEFERRAL_AFTER};
 pub use ends::EndWatch;
+pub use entities::EntityStatus;
 pub use ids::IdSource;
 pub use orchestration::{HISTORY_TOO_LARGE_ERROR_TYPE, VERSION_MISMATCH_ERROR_TYPE};
 pub use poison::{Delivered, Delivery, PoisonError};
@@ -87,6 +89,8 @@ pub enum RuntimeError {
     RunawayContinueAsNew(String),
     #[error("no orchestrator named '{0}' is registered")]
     UnknownOrchestrator(String),
+    #[error("no entity function named '{0}' is registered")]
+    UnknownEntity(String),
     #[error("instance '{instance_id}' already exists and is {status:?}")]
     AlreadyExists {
         instance_id: String,

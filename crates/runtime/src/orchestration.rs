@@ -20,8 +20,8 @@ use super::sessions::{Sessions, Token};
 use super::storage_requests::commit_counted;
 use super::{spans, Disposition, Runtime, RuntimeError};
 use durable_engine::{
-    Action, ActivityContext, EventKind, FailureDetails, HistoryEvent, OrchestrationInstance,
-    OrchestrationStatus, ParentInstance, Turn, TurnOutcome, VersionFailure,
+    Action, ActivityContext, EntityId, EventKind, FailureDetails, HistoryEvent,
+    OrchestrationInstance, OrchestrationStatus, ParentInstance, Turn, TurnOutcome, VersionFailure,
 };
 use durable_store::backend::{Backend, StoreError};
 use durable_store::model::{
@@ -168,6 +168,9 @@ impl<B: Backend> Runtime<B> {
         messages: &[&Message],
         assume_absent: bool,
     ) -> Result<Vec<Disposition>, RuntimeError> {
+        if EntityId::is_entity_instance(instance_id) {
+            return self.entity_batch(instance_id, messages).await;
+        }
         let mut known = match self.resident.take(instance_id) {
             Some(known) => Some(known),
             None if assume_absent => None,
@@ -190,7 +193,7 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Loads the instance and sends an outbox left by a turn that crashed before sending it.
-    async fn load(&self, instance_id: &str) -> Result<Option<Known>, RuntimeError> {
+    pub(crate) async fn load(&self, instance_id: &str) -> Result<Option<Known>, RuntimeError> {
         Ok(match self.backend.load(instance_id).await? {
             Some(instance) => Some(Known::loaded(self.flush_outbox(instance).await?)),
             None => None,
@@ -198,7 +201,7 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Keeps the instance for its next message; closes the sessions of what no longer fits.
-    fn keep(&self, known: Known) {
+    pub(crate) fn keep(&self, known: Known) {
         for (instance_id, evicted) in self.resident.put(known) {
             if let Some(token) = evicted.token() {
                 self.sessions.close(&instance_id, token);
@@ -206,7 +209,7 @@ impl<B: Backend> Runtime<B> {
         }
     }
 
-    fn forget(&self, known: &Known) {
+    pub(crate) fn forget(&self, known: &Known) {
         if let Some(token) = known.token() {
             self.sessions.close(&known.state.instance_id, token);
         }
@@ -872,7 +875,7 @@ impl<B: Backend> Runtime<B> {
     }
 
     /// Sends the state's outbox, then commits the state without it (nothing to do when empty).
-    async fn send_and_clear(
+    pub(crate) async fn send_and_clear(
         &self,
         mut state: InstanceState,
         version: Version,
@@ -1052,7 +1055,14 @@ fn outbound(
         _ => None,
     };
     if let Some((task, target)) = target {
-        if let Err(error) = InstanceId::parse(target) {
+        // An event may go to an entity (`@name@key`, whose key obeys the instance id rules).
+        let addressable = match (task, target.strip_prefix('@')) {
+            (None, Some(entity)) if EntityId::from_instance_id(target).is_ok() => {
+                InstanceId::parse(entity).map(drop)
+            }
+            _ => InstanceId::parse(target).map(drop),
+        };
+        if let Err(error) = addressable {
             let parent = ParentInstance {
                 name: name.to_string(),
                 version: version.map(str::to_string),

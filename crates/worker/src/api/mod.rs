@@ -210,7 +210,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidInstanceId(_)
             | RuntimeError::UnknownOrchestrator(_)
             | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
-            RuntimeError::NotFound(_) => StatusCode::NOT_FOUND,
+            RuntimeError::NotFound(_) | RuntimeError::UnknownEntity(_) => StatusCode::NOT_FOUND,
             RuntimeError::AlreadyExists { .. } | RuntimeError::NotStarted { .. } => {
                 StatusCode::CONFLICT
             }
