@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::decisions::first_well_formed;
 use super::{simulate_work, WorkflowSettings};
 use durable_engine::{
-    select2, ActivityContext, ActivityError, Either, OrchestrationContext, OrchestrationError,
-    RegistryBuilder,
+    ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, RegistryBuilder,
 };
 
 const WORKFLOW: &str = "ClaimApprovalWorkflow";
@@ -109,27 +109,9 @@ async fn claim_approval(
     }
 }
 
-/// The first well-formed decision within `timeout`, or `None`. A malformed event is skipped
-/// rather than failing a claim that may have waited for days; the deadline stays where it was.
+/// The first well-formed decision within `timeout`, or `None`.
 async fn wait_for_decision(ctx: &OrchestrationContext, timeout: Duration) -> Option<Decision> {
-    let mut deadline = ctx.create_timer_after(timeout);
-    loop {
-        let event = ctx.wait_for_external_event::<Decision>(DECISION_EVENT);
-        match select2(event, deadline).await {
-            Either::Left((Ok(decision), _)) => return Some(decision),
-            Either::Left((Err(error), timer)) => {
-                if !ctx.is_replaying() {
-                    tracing::warn!(
-                        instance_id = ctx.instance_id(),
-                        %error,
-                        "ignored a malformed {DECISION_EVENT}"
-                    );
-                }
-                deadline = timer;
-            }
-            Either::Right(((), _)) => return None,
-        }
-    }
+    first_well_formed(ctx, DECISION_EVENT, timeout).await
 }
 
 async fn validate_claim(claim: Claim, work: Duration) -> Result<Validation, ActivityError> {
@@ -179,7 +161,7 @@ async fn process_claim(claim: Claim, work: Duration) -> Result<(), ActivityError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{runtime, scheduled, settings};
+    use crate::testing::{completed_output, custom_status, runtime, scheduled, settings};
     use durable_engine::OrchestrationStatus;
     use durable_runtime::testkit::InMemoryRuntime;
 
@@ -197,13 +179,11 @@ mod tests {
     }
 
     fn stage(rt: &InMemoryRuntime) -> Value {
-        rt.state(ID).unwrap().custom_status_as().unwrap()
+        custom_status(rt, ID)
     }
 
     fn output(rt: &InMemoryRuntime) -> Value {
-        let state = rt.state(ID).unwrap();
-        assert_eq!(state.status, OrchestrationStatus::Completed, "{state:?}");
-        state.output_as().unwrap()
+        completed_output(rt, ID)
     }
 
     /// Half the approval timeout, so a wait started now has not expired yet.

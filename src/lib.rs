@@ -1,14 +1,16 @@
 //! The seed app: its workflows and activities registered in one place (sync processing, claim
-//! approval, order processing, the medallion pipeline and the benchmark orchestrations), and
-//! its trigger functions (the sync timer and queue functions).
+//! approval, order processing, the medallion pipeline, fraud review and the benchmark
+//! orchestrations), and its trigger functions (the sync timer and queue functions).
 
 mod bench;
 mod claims;
+mod decisions;
 pub mod fraud;
 mod json_blobs;
 mod medallion;
 mod orders;
 mod settings;
+mod splitmix;
 pub mod sync;
 #[cfg(test)]
 mod testing;
@@ -34,6 +36,7 @@ pub fn registry(
     let builder = claims::register(builder, settings);
     let builder = orders::register(builder, settings, &artifacts);
     let builder = medallion::register(builder, settings, &artifacts);
+    let builder = fraud::register(builder, settings, &artifacts);
     bench::register(builder).build()
 }
 

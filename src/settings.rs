@@ -11,6 +11,7 @@ const PAYMENT_RETRY_FIRST_INTERVAL_MS: &str = "ORDER_PAYMENT_RETRY_FIRST_INTERVA
 const PAYMENT_RETRY_BACKOFF_COEFFICIENT: &str = "ORDER_PAYMENT_RETRY_BACKOFF_COEFFICIENT";
 const PAYMENT_RETRY_MAX_ATTEMPTS: &str = "ORDER_PAYMENT_RETRY_MAX_ATTEMPTS";
 const ACTIVITY_WORK_DELAY_MS: &str = "ACTIVITY_WORK_DELAY_MS";
+const FRAUD_REVIEW_TIMEOUT_SECONDS: &str = "FRAUD_REVIEW_TIMEOUT_SECONDS";
 
 /// An app setting that is present but not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,9 @@ pub struct WorkflowSettings {
     /// `ACTIVITY_WORK_DELAY_MS` (default 0): work the claim, order and medallion activities
     /// simulate, for demos that should be watchable.
     pub activity_work_delay: Duration,
+    /// `FRAUD_REVIEW_TIMEOUT_SECONDS` (default 86400, > 0): how long a fraud review waits for an
+    /// analyst's decision before the card is blocked.
+    pub fraud_review_timeout: Duration,
 }
 
 impl Default for WorkflowSettings {
@@ -56,6 +60,7 @@ impl Default for WorkflowSettings {
             payment_retry_backoff_coefficient: 2.0,
             payment_retry_max_attempts: 5,
             activity_work_delay: Duration::ZERO,
+            fraud_review_timeout: Duration::from_secs(86_400),
         }
     }
 }
@@ -110,6 +115,11 @@ impl WorkflowSettings {
                 ACTIVITY_WORK_DELAY_MS,
                 default.activity_work_delay,
                 millis,
+            )?,
+            fraud_review_timeout: raw.read(
+                FRAUD_REVIEW_TIMEOUT_SECONDS,
+                default.fraud_review_timeout,
+                |value| positive(value).map(Duration::from_secs),
             )?,
         })
     }
@@ -178,6 +188,7 @@ mod tests {
         assert_eq!(parsed.payment_retry_max_attempts, 5);
         assert_eq!(parsed.payment_retry_backoff_coefficient, 2.0);
         assert_eq!(parsed.activity_work_delay, Duration::ZERO);
+        assert_eq!(parsed.fraud_review_timeout, Duration::from_secs(86_400));
     }
 
     #[test]
@@ -190,6 +201,7 @@ mod tests {
             ("ORDER_PAYMENT_RETRY_BACKOFF_COEFFICIENT", "1.5"),
             ("ORDER_PAYMENT_RETRY_MAX_ATTEMPTS", " 3 "),
             ("ACTIVITY_WORK_DELAY_MS", "25"),
+            ("Fraud_Review_Timeout_Seconds", "90"),
         ])
         .unwrap();
         assert_eq!(
@@ -202,6 +214,7 @@ mod tests {
                 payment_retry_backoff_coefficient: 1.5,
                 payment_retry_max_attempts: 3,
                 activity_work_delay: Duration::from_millis(25),
+                fraud_review_timeout: Duration::from_secs(90),
             }
         );
     }
@@ -218,6 +231,8 @@ mod tests {
             ("ORDER_PAYMENT_RETRY_MAX_ATTEMPTS", "0"),
             ("ORDER_PAYMENT_RETRY_MAX_ATTEMPTS", "4294967296"),
             ("ACTIVITY_WORK_DELAY_MS", "1.5"),
+            ("FRAUD_REVIEW_TIMEOUT_SECONDS", "0"),
+            ("FRAUD_REVIEW_TIMEOUT_SECONDS", "-5"),
         ];
         for (name, value) in cases {
             let error = settings(&[(name, value)]).unwrap_err();

@@ -5,6 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::splitmix::SplitMix64;
+
 /// A record that passed the silver rules, normalised.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -67,24 +69,6 @@ pub(super) fn cleanse(record: &Value) -> Result<SilverRecord, Rejection> {
     })
 }
 
-/// splitmix64: a tiny, well-mixed PRNG, so the same seed gives the same data on any machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number below `bound` (> 0); the modulo bias is irrelevant for sample data.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
 /// Categories as messy sources send them: silver folds these into five.
 const CATEGORIES: [&str; 8] = [
     "books",
@@ -100,7 +84,7 @@ const CATEGORIES: [&str; 8] = [
 /// `count` raw records from `seed`. About 2 % repeat an earlier Id and about 5 % break one
 /// silver rule, so every rule has work to do.
 pub(super) fn generate(count: u64, seed: u64) -> Vec<Value> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let start = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
