@@ -1,6 +1,7 @@
 //! The seed app: its workflows and activities registered in one place (sync processing, claim
 //! approval, order processing, the medallion pipeline, fraud review and the benchmark
-//! orchestrations), and its trigger functions (the sync timer and queue functions).
+//! orchestrations) with the `CardActivity` entity, and its trigger functions (the sync timer and
+//! queue functions, the fraud transactions' queue function).
 
 mod bench;
 mod claims;
@@ -41,9 +42,9 @@ pub fn registry(
 }
 
 /// The app's trigger functions besides the engine's: the sync workflow's timer and queue
-/// functions.
+/// functions, and fraud detection's queue function.
 pub fn functions<B: Backend>() -> Result<TriggerFunctions<B>, RegisterError> {
-    sync::functions::register(TriggerFunctions::new())
+    fraud::functions::register(sync::functions::register(TriggerFunctions::new())?)
 }
 
 /// Stands in for an activity's real work. A zero delay takes no timer at all, so tests and

@@ -1,7 +1,9 @@
-//! Real-time fraud detection on card transactions (issue 19): the rules a card's activity is
-//! judged by, the `FraudReview` orchestration a match starts, and generated transaction streams.
-//! The `CardActivity` entity builds on the rules.
+//! Real-time fraud detection on card transactions (issue 19): the `FraudTransactions` queue
+//! function, the `CardActivity` entity that judges each card's transactions by the rules, the
+//! `FraudReview` orchestration a match starts, and generated transaction streams.
 
+pub mod entity;
+pub mod functions;
 pub mod review;
 pub mod rules;
 pub mod stream;
@@ -12,11 +14,11 @@ use crate::WorkflowSettings;
 use durable_engine::RegistryBuilder;
 use durable_store::artifacts::ArtifactStore;
 
-/// The fraud workflow's orchestrators and activities.
+/// The fraud workflow's entity, orchestrator and activities.
 pub(crate) fn register(
     builder: RegistryBuilder,
     settings: &WorkflowSettings,
     artifacts: &Arc<dyn ArtifactStore>,
 ) -> RegistryBuilder {
-    review::register(builder, settings, artifacts)
+    entity::register(review::register(builder, settings, artifacts))
 }

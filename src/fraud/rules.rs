@@ -1,8 +1,6 @@
 //! What one card's activity is judged by: its transactions by their own `Timestamp` (arrival
 //! order does not matter), each counted once, and the three rules a new transaction may match.
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +48,34 @@ pub enum Rule {
 pub enum Judged {
     /// Its id was counted already: nothing changed.
     Duplicate,
-    /// Counted; the rules it matched, if any (in [`Rule`] order).
-    Counted { matched: Vec<Rule> },
+    /// Counted; the rules it matched, if any (in [`Rule`] order), and the later transactions
+    /// that match now that it arrived: a late transaction can complete the five a spike needs
+    /// before it.
+    Counted {
+        matched: Vec<Rule>,
+        completed: Vec<Completed>,
+    },
+}
+
+/// A transaction counted earlier that matches a rule once a late one arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub rule: Rule,
+    pub transaction_id: String,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// A transaction remembered within [`DUPLICATE_HORIZON`]: its id for duplicates, its amount
+/// for the spikes judged by what came before it by timestamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Recent {
+    timestamp: DateTime<Utc>,
+    id: String,
+    amount: f64,
+    /// It matched [`Rule::AmountSpike`] already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    spiked: bool,
 }
 
 /// The part of a transaction the rules look back at.
@@ -74,19 +98,24 @@ pub struct CardActivity {
     /// Transactions within [`COUNTRY_WINDOW`] of the newest, the longest any rule looks back,
     /// by timestamp.
     window: Vec<Seen>,
-    /// Ids counted within [`DUPLICATE_HORIZON`] of the newest, oldest first, with their times.
-    recent_ids: VecDeque<(DateTime<Utc>, String)>,
+    /// Transactions within [`DUPLICATE_HORIZON`] of the newest, by timestamp.
+    recent: Vec<Recent>,
+    /// How many transactions, and of what total, are older than `recent` holds.
+    #[serde(default)]
+    forgotten_count: u64,
+    #[serde(default)]
+    forgotten_amount: f64,
     /// The newest timestamp seen.
     newest: Option<DateTime<Utc>>,
 }
 
 impl CardActivity {
-    /// Counts `transaction` once and judges it against the activity before it.
+    /// Counts `transaction` once and judges it against the activity around it by timestamp.
     pub fn record(&mut self, transaction: &Transaction) -> Judged {
         if self
-            .recent_ids
+            .recent
             .iter()
-            .any(|(_, id)| *id == transaction.transaction_id)
+            .any(|recent| recent.id == transaction.transaction_id)
         {
             return Judged::Duplicate;
         }
@@ -100,11 +129,6 @@ impl CardActivity {
         }) {
             matched.push(Rule::TwoCountries);
         }
-        if self.transactions >= SPIKE_AFTER
-            && transaction.amount > SPIKE_FACTOR * (self.total_amount / self.transactions as f64)
-        {
-            matched.push(Rule::AmountSpike);
-        }
         self.transactions += 1;
         self.total_amount += transaction.amount;
         self.window.push(Seen {
@@ -112,17 +136,65 @@ impl CardActivity {
             country: transaction.country.clone(),
             timestamp: transaction.timestamp,
         });
-        self.recent_ids
-            .push_back((transaction.timestamp, transaction.transaction_id.clone()));
+        let at = self
+            .recent
+            .partition_point(|recent| recent.timestamp <= transaction.timestamp);
+        self.recent.insert(
+            at,
+            Recent {
+                timestamp: transaction.timestamp,
+                id: transaction.transaction_id.clone(),
+                amount: transaction.amount,
+                spiked: false,
+            },
+        );
+        let mut completed = Vec::new();
+        for spike in self.spikes_from(at) {
+            if spike.transaction_id == transaction.transaction_id {
+                matched.push(Rule::AmountSpike);
+            } else {
+                completed.push(spike);
+            }
+        }
         let newest = self
             .newest
             .map_or(transaction.timestamp, |n| n.max(transaction.timestamp));
         self.newest = Some(newest);
         self.window
             .retain(|seen| seen.timestamp >= newest - COUNTRY_WINDOW);
-        self.recent_ids
-            .retain(|(at, _)| *at >= newest - DUPLICATE_HORIZON);
-        Judged::Counted { matched }
+        let forget = self
+            .recent
+            .partition_point(|recent| recent.timestamp < newest - DUPLICATE_HORIZON);
+        for forgotten in self.recent.drain(..forget) {
+            self.forgotten_count += 1;
+            self.forgotten_amount += forgotten.amount;
+        }
+        Judged::Counted { matched, completed }
+    }
+
+    /// Marks and returns the transactions from `recent[from]` on that now spike: over
+    /// [`SPIKE_FACTOR`] times the average of at least [`SPIKE_AFTER`] transactions before them.
+    fn spikes_from(&mut self, from: usize) -> Vec<Completed> {
+        let mut count = self.forgotten_count;
+        let mut amount = self.forgotten_amount;
+        let mut spikes = Vec::new();
+        for (index, recent) in self.recent.iter_mut().enumerate() {
+            if index >= from
+                && !recent.spiked
+                && count >= SPIKE_AFTER
+                && recent.amount > SPIKE_FACTOR * (amount / count as f64)
+            {
+                recent.spiked = true;
+                spikes.push(Completed {
+                    rule: Rule::AmountSpike,
+                    transaction_id: recent.id.clone(),
+                    timestamp: recent.timestamp,
+                });
+            }
+            count += 1;
+            amount += recent.amount;
+        }
+        spikes
     }
 
     /// Whether some [`BURST_WINDOW`] holding `transaction` (over [`HIGH_VALUE`]) holds
@@ -169,7 +241,7 @@ mod tests {
 
     fn matched(card: &mut CardActivity, transaction: Transaction) -> Vec<Rule> {
         match card.record(&transaction) {
-            Judged::Counted { matched } => matched,
+            Judged::Counted { matched, .. } => matched,
             Judged::Duplicate => panic!("{transaction:?} counted as a duplicate"),
         }
     }
@@ -246,6 +318,35 @@ mod tests {
     }
 
     #[test]
+    fn a_late_transaction_completes_the_five_a_spike_needs_before_it() {
+        let mut card = CardActivity::default();
+        for i in 0..4 {
+            assert!(matched(&mut card, tx(&format!("t{i}"), 10.0, "NL", i * 20)).is_empty());
+        }
+        assert!(
+            matched(&mut card, tx("spike", 500.0, "NL", 200)).is_empty(),
+            "four before it"
+        );
+        let Judged::Counted { matched, completed } = card.record(&tx("late", 10.0, "NL", 100))
+        else {
+            panic!("counted as a duplicate");
+        };
+        assert!(matched.is_empty());
+        assert_eq!(
+            completed,
+            [Completed {
+                rule: Rule::AmountSpike,
+                transaction_id: "spike".to_string(),
+                timestamp: at(200),
+            }]
+        );
+        let Judged::Counted { completed, .. } = card.record(&tx("later", 10.0, "NL", 150)) else {
+            panic!("counted as a duplicate");
+        };
+        assert!(completed.is_empty(), "a spike matches once");
+    }
+
+    #[test]
     fn a_duplicate_counts_once_and_changes_nothing() {
         let mut card = CardActivity::default();
         assert!(matched(&mut card, tx("a", 600.0, "NL", 0)).is_empty());
@@ -263,7 +364,8 @@ mod tests {
         }
         assert_eq!(card.transactions, 100);
         assert!(card.window.len() <= 3, "{}", card.window.len());
-        assert!(card.recent_ids.len() <= 49, "{}", card.recent_ids.len());
+        assert!(card.recent.len() <= 49, "{}", card.recent.len());
+        assert_eq!(card.forgotten_count + card.recent.len() as u64, 100);
         let json = serde_json::to_value(&card).unwrap();
         assert_eq!(json["Transactions"], 100);
         let back: CardActivity = serde_json::from_value(json).unwrap();

@@ -519,17 +519,24 @@ mod tests {
                 .cards
                 .entry(transaction.card_id.clone())
                 .or_default();
-            if let Judged::Counted { matched } = card.record(&transaction) {
+            if let Judged::Counted { matched, completed } = card.record(&transaction) {
+                let reviews = judgement
+                    .reviews
+                    .entry(transaction.card_id.clone())
+                    .or_default();
                 if !matched.is_empty() {
-                    judgement
-                        .reviews
-                        .entry(transaction.card_id.clone())
-                        .or_default()
-                        .insert(review_instance_id(
-                            &transaction.card_id,
-                            transaction.timestamp,
-                        ));
+                    reviews.insert(review_instance_id(
+                        &transaction.card_id,
+                        transaction.timestamp,
+                    ));
                     judgement.rules.extend(matched);
+                }
+                for late in completed {
+                    reviews.insert(review_instance_id(&transaction.card_id, late.timestamp));
+                    judgement.rules.insert(late.rule);
+                }
+                if reviews.is_empty() {
+                    judgement.reviews.remove(&transaction.card_id);
                 }
             }
         }
