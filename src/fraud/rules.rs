@@ -175,10 +175,11 @@ impl CardActivity {
     /// Marks and returns the transactions from `recent[from]` on that now spike: over
     /// [`SPIKE_FACTOR`] times the average of at least [`SPIKE_AFTER`] transactions before them.
     fn spikes_from(&mut self, from: usize) -> Vec<Completed> {
-        let mut count = self.forgotten_count;
         let mut amount = self.forgotten_amount;
         let mut spikes = Vec::new();
-        for (index, recent) in self.recent.iter_mut().enumerate() {
+        for (count, (index, recent)) in
+            (self.forgotten_count..).zip(self.recent.iter_mut().enumerate())
+        {
             if index >= from
                 && !recent.spiked
                 && count >= SPIKE_AFTER
@@ -191,7 +192,6 @@ impl CardActivity {
                     timestamp: recent.timestamp,
                 });
             }
-            count += 1;
             amount += recent.amount;
         }
         spikes
