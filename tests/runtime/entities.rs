@@ -2,6 +2,8 @@
 //! and in each sender's order, calls answered, critical sections, and all of it exactly once
 //! with a fault before or after any storage call.
 
+use std::time::Duration;
+
 use durable_engine::{EntityId, OrchestrationStatus};
 use durable_runtime::EntityStatus;
 use durable_store::backend::Backend;
@@ -103,6 +105,8 @@ async fn clients_and_orchestrations_signal_call_and_lock_entities() {
     let ids: Vec<&str> = page.items.iter().map(|s| s.instance_id.as_str()).collect();
     assert_eq!(ids, ["@tally@c", "@tally@d"]);
     assert_eq!(page.items[1].input.as_deref(), Some("[10]"));
+    let stuck = h.runtime.stuck(Duration::ZERO, 100).await.unwrap();
+    assert!(stuck.is_empty(), "an idle entity is not stuck: {stuck:?}");
     let listed = h.runtime.entities("tally", 10, None).await.unwrap();
     assert_eq!(listed.items.len(), 2);
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use durable_engine::OrchestrationStatus;
+use durable_engine::{EntityId, OrchestrationStatus};
 use durable_store::backend::Backend;
 use durable_store::model::{InstanceQuery, InstanceSummary};
 
@@ -55,9 +55,12 @@ impl<B: Backend> Runtime<B> {
         // pages too, so one request never walks a whole large table.
         for _ in 0..MAX_STUCK_PAGES {
             let page = self.backend.query(&query).await?;
-            // A scheduled start waits for its time, not for a lost start.
+            // A scheduled start waits for its time, not for a lost start; an entity waits for
+            // operations, which is no sign of anything.
             let idle = |s: &InstanceSummary| {
-                s.updated_at <= before && s.scheduled_start_time.is_none_or(|at| at <= before)
+                s.updated_at <= before
+                    && s.scheduled_start_time.is_none_or(|at| at <= before)
+                    && !EntityId::is_entity_instance(&s.instance_id)
             };
             for summary in page.items.into_iter().filter(idle) {
                 examined += 1;
