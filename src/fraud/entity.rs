@@ -114,3 +114,107 @@ fn start_review(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use durable_engine::{EntityId, OrchestrationStatus};
+
+    use super::*;
+    use crate::testing::{custom_status, runtime};
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    fn tx(id: &str, card: &str, amount: f64, minutes: i64) -> Transaction {
+        Transaction {
+            transaction_id: id.to_string(),
+            card_id: card.to_string(),
+            amount,
+            currency: "EUR".to_string(),
+            country: "NL".to_string(),
+            merchant: "Shop".to_string(),
+            timestamp: at(minutes),
+        }
+    }
+
+    #[test]
+    fn a_burst_starts_the_hours_review_once_and_duplicates_count_once() {
+        let (mut rt, _) = runtime();
+        let card = EntityId::new(ENTITY, "card-1").unwrap();
+        let burst = [
+            tx("a", "card-1", 900.0, 1),
+            tx("b", "card-1", 900.0, 2),
+            tx("a", "card-1", 900.0, 1),
+            tx("c", "card-1", 900.0, 3),
+            tx("d", "card-1", 900.0, 4),
+        ];
+        for transaction in &burst {
+            rt.signal_entity(&card, RECORD, transaction).unwrap();
+        }
+        rt.run_until_idle().unwrap();
+        let state: CardState = rt.entity_state(&card).expect("the card has state");
+        assert_eq!(state.activity.transactions, 4, "'a' counted once");
+        let review = "FraudReview-card-1-2026120210";
+        assert_eq!(state.reviews, [review]);
+        let reviews: Vec<String> = rt
+            .instance_ids()
+            .into_iter()
+            .filter(|id| id.starts_with("FraudReview-"))
+            .collect();
+        assert_eq!(reviews, [review], "'c' and 'd' both match; one review");
+        assert_eq!(
+            rt.state(review).unwrap().status,
+            OrchestrationStatus::Running
+        );
+        assert_eq!(
+            custom_status(&rt, review),
+            serde_json::json!({"Stage": "AwaitingReview", "Rules": ["HighValueBurst"]})
+        );
+    }
+
+    #[test]
+    fn a_review_ever_started_is_not_started_again_even_once_forgotten() {
+        let (mut rt, _) = runtime();
+        let card = EntityId::new(ENTITY, "card-2").unwrap();
+        for (i, minute) in [1, 2, 3].into_iter().enumerate() {
+            rt.signal_entity(&card, RECORD, &tx(&format!("t{i}"), "card-2", 900.0, minute))
+                .unwrap();
+        }
+        rt.run_until_idle().unwrap();
+        let review = "FraudReview-card-2-2026120210";
+        rt.raise_event(review, "ReviewDecision", &serde_json::json!({"Action": "Block"}))
+            .unwrap();
+        rt.run_until_idle().unwrap();
+        assert_eq!(rt.state(review).unwrap().status, OrchestrationStatus::Completed);
+        // The card's state is deleted (it forgets its reviews); the same hour matches again.
+        rt.signal_entity(&card, DELETE, &()).unwrap();
+        for (i, minute) in [5, 6, 7].into_iter().enumerate() {
+            rt.signal_entity(&card, RECORD, &tx(&format!("u{i}"), "card-2", 900.0, minute))
+                .unwrap();
+        }
+        rt.run_until_idle().unwrap();
+        let state: CardState = rt.entity_state(&card).unwrap();
+        assert_eq!(state.reviews, [review]);
+        assert_eq!(
+            rt.state(review).unwrap().status,
+            OrchestrationStatus::Completed,
+            "the ended review is not run over"
+        );
+    }
+
+    #[test]
+    fn a_transaction_for_another_card_or_an_unknown_operation_changes_nothing() {
+        let (mut rt, _) = runtime();
+        let card = EntityId::new(ENTITY, "card-3").unwrap();
+        rt.signal_entity(&card, RECORD, &tx("a", "card-3", 10.0, 1))
+            .unwrap();
+        rt.signal_entity(&card, RECORD, &tx("b", "card-4", 10.0, 2))
+            .unwrap();
+        rt.signal_entity(&card, "bogus", &()).unwrap();
+        rt.run_until_idle().unwrap();
+        let state: CardState = rt.entity_state(&card).unwrap();
+        assert_eq!(state.activity.transactions, 1);
+    }
+}

@@ -15,7 +15,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use durable_engine::{add_saturating, FailureDetails, HistoryEvent, OrchestrationStatus, Registry};
+use durable_engine::{
+    add_saturating, EntityId, FailureDetails, HistoryEvent, OrchestrationStatus, Registry,
+};
 use durable_store::backend::{Backend, Clock, ManualClock};
 use durable_store::memory::MemoryBackend;
 use durable_store::model::{InstanceQuery, InstanceSummary, QueueKind, Receipt, Received};
@@ -224,6 +226,28 @@ impl InMemoryRuntime {
 
     pub fn resume(&mut self, instance_id: &str, reason: &str) -> Result<(), RuntimeError> {
         self.block_on(self.runtime.resume(instance_id, reason))
+    }
+
+    /// Queues a client's signal of operation `operation`, with `input`, to `entity`.
+    pub fn signal_entity<T: Serialize + ?Sized>(
+        &mut self,
+        entity: &EntityId,
+        operation: &str,
+        input: &T,
+    ) -> Result<(), RuntimeError> {
+        let input = serde_json::to_string(input)
+            .map_err(|e| RuntimeError::Invalid(format!("the input cannot be serialized: {e}")))?;
+        self.block_on(
+            self.runtime
+                .signal_entity(entity, operation, Some(input), None),
+        )
+        .map(drop)
+    }
+
+    /// The entity's state, `None` if it has none (or it is not a `T`).
+    pub fn entity_state<T: DeserializeOwned>(&self, entity: &EntityId) -> Option<T> {
+        let status = self.block_on(self.runtime.entity(entity)).ok().flatten()?;
+        serde_json::from_str(&status.state).ok()
     }
 
     /// The instance's status as a query shows it; `None` if no start of it was ever queued.
