@@ -13,6 +13,7 @@ use super::extract::Params;
 use super::query::page_size;
 use super::status::{format_time, status_name};
 use super::{ApiError, ApiState};
+use durable_engine::EntityId;
 use durable_runtime::stuck::StuckReason;
 use durable_runtime::WaitingForStart;
 use durable_store::backend::Backend;
@@ -93,6 +94,8 @@ pub async fn list<B: Backend>(
     Ok(Json(
         stuck
             .iter()
+            // An entity is Running with nothing open between its operations: never stuck.
+            .filter(|s| !EntityId::is_entity_instance(&s.summary.instance_id))
             .map(|s| {
                 let mut item = json!({
                     "instanceId": s.summary.instance_id,
