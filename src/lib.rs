@@ -1,10 +1,11 @@
-//! The seed app: its workflows and activities registered in one place (sync processing, claim
-//! approval, order processing, the medallion pipeline, fraud review and the benchmark
-//! orchestrations) with the `CardActivity` entity, and its trigger functions (the sync timer and
-//! queue functions, the fraud transactions' queue function).
+//! The seed app: its workflows, activities and entities registered in one place (sync
+//! processing, claim approval, order processing, the medallion pipeline, fraud detection with its
+//! `CardActivity` entity, the benchmark orchestrations and the `Counter` entity), and its trigger
+//! functions (the sync timer and queue functions, the fraud transactions' queue function).
 
 mod bench;
 mod claims;
+mod counter;
 mod decisions;
 pub mod fraud;
 mod json_blobs;
@@ -26,7 +27,7 @@ use durable_store::artifacts::ArtifactStore;
 use durable_store::backend::Backend;
 use durable_worker::functions::{RegisterError, TriggerFunctions};
 
-/// Every orchestrator and activity of the app. Activities that keep data (payments, pipeline
+/// Every orchestrator, activity and entity of the app. Activities that keep data (payments, pipeline
 /// stages) keep it in `artifacts`.
 pub fn registry(
     settings: &WorkflowSettings,
@@ -38,6 +39,7 @@ pub fn registry(
     let builder = orders::register(builder, settings, &artifacts);
     let builder = medallion::register(builder, settings, &artifacts);
     let builder = fraud::register(builder, settings, &artifacts);
+    let builder = counter::register(builder);
     bench::register(builder).build()
 }
 

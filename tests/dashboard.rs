@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: Debian's Chromium, driven headless by playwright-core
 //! (`tests/dashboard/dashboard.mjs`), against the whole app (dev host, worker, Azurite) with
-//! instances started here. Screenshots land in `target/dashboard/`, never committed.
+//! instances started and entities signalled here. Screenshots land in `target/dashboard/`, never committed.
 
 #[path = "common/app.rs"]
 mod app;
@@ -213,6 +213,16 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     })
     .await;
 
+    // Entities: a counter, and one whose key is markup.
+    let hostile_key = "<img src=x onerror=\"window.__xss=7\">";
+    for (key, total) in [("dash-1", 5), (hostile_key, 1)] {
+        let path = format!("/api/entities/Counter/{}", urlencode(key));
+        let signalled = app.post(&format!("{path}?op=add"), &json!(total)).await;
+        assert_eq!(signalled.status, StatusCode::ACCEPTED, "{}", signalled.body);
+        app.wait_until(&path, LONG, |state| *state == json!(total))
+            .await;
+    }
+
     let shots = root.join("target/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let ids = json!({
@@ -220,6 +230,7 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
         "terminate": "claim-terminate", "timer": "claim-timer", "parent": "order-1", "failed": failed,
         "hostile": hostile_id, "poisonText": POISON_TEXT,
         "waiting": "never-started", "waitingEvent": waiting_event, "hostileTag": hostile_tag,
+        "counter": "dash-1", "hostileKey": hostile_key,
     });
     let base = app.base.clone();
     let script = root.join("tests/dashboard/dashboard.mjs");
@@ -261,4 +272,7 @@ async fn the_dashboard_lists_shows_steers_and_renders_hostile_data_as_text() {
     // Purged by the tag batch=old: batch=new is left.
     let kept = app.get("/api/instances/tagged-5").await;
     assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
+    // Signalled from the page: 5 + 2.
+    let counter = app.get("/api/entities/counter/dash-1").await;
+    assert_eq!(counter.body, json!(7), "{}", counter.body);
 }

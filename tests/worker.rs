@@ -461,4 +461,35 @@ async fn the_apps_own_functions_answer_the_hosts_payloads() {
     )
     .await;
     assert_eq!(unknown["Outputs"]["res"]["statusCode"], 404, "{unknown}");
+
+    // An entity signalled and read through HttpEntities.
+    let signalled = invoke_ok(
+        &http,
+        port,
+        "HttpEntities",
+        &http_invocation("POST", "/api/entities/Counter/pm?op=add", Some("3")),
+    )
+    .await;
+    assert_eq!(
+        signalled["Outputs"]["res"]["statusCode"], 202,
+        "{signalled}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = invoke_ok(
+            &http,
+            port,
+            "HttpEntities",
+            &http_invocation("GET", "/api/entities/Counter/pm", None),
+        )
+        .await;
+        let res = &read["Outputs"]["res"];
+        if res["statusCode"] == 200 {
+            assert_eq!(res["body"], "3", "{read}");
+            break;
+        }
+        assert_eq!(res["statusCode"], 404, "{read}");
+        assert!(Instant::now() < deadline, "the add never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

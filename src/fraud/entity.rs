@@ -179,20 +179,35 @@ mod tests {
         let (mut rt, _) = runtime();
         let card = EntityId::new(ENTITY, "card-2").unwrap();
         for (i, minute) in [1, 2, 3].into_iter().enumerate() {
-            rt.signal_entity(&card, RECORD, &tx(&format!("t{i}"), "card-2", 900.0, minute))
-                .unwrap();
+            rt.signal_entity(
+                &card,
+                RECORD,
+                &tx(&format!("t{i}"), "card-2", 900.0, minute),
+            )
+            .unwrap();
         }
         rt.run_until_idle().unwrap();
         let review = "FraudReview-card-2-2026120210";
-        rt.raise_event(review, "ReviewDecision", &serde_json::json!({"Action": "Block"}))
-            .unwrap();
+        rt.raise_event(
+            review,
+            "ReviewDecision",
+            &serde_json::json!({"Action": "Block"}),
+        )
+        .unwrap();
         rt.run_until_idle().unwrap();
-        assert_eq!(rt.state(review).unwrap().status, OrchestrationStatus::Completed);
+        assert_eq!(
+            rt.state(review).unwrap().status,
+            OrchestrationStatus::Completed
+        );
         // The card's state is deleted (it forgets its reviews); the same hour matches again.
         rt.signal_entity(&card, DELETE, &()).unwrap();
         for (i, minute) in [5, 6, 7].into_iter().enumerate() {
-            rt.signal_entity(&card, RECORD, &tx(&format!("u{i}"), "card-2", 900.0, minute))
-                .unwrap();
+            rt.signal_entity(
+                &card,
+                RECORD,
+                &tx(&format!("u{i}"), "card-2", 900.0, minute),
+            )
+            .unwrap();
         }
         rt.run_until_idle().unwrap();
         let state: CardState = rt.entity_state(&card).unwrap();

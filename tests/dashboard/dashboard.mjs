@@ -403,6 +403,62 @@ await check('the stuck view shows a message waiting for its instance\'s start, a
   expect(await page.evaluate(() => window.__xss) === undefined, 'the event name ran');
 });
 
+await check('the entities view lists every entity, then a named function\'s with their state', async () => {
+  await page.goto(dashboard('?view=entities'));
+  await ready(page);
+  const keys = await page.locator('#entities tbody td:nth-child(2)').allTextContents();
+  same([...keys].sort(), [ids.hostileKey, ids.counter].sort(), 'the entity keys');
+  expect(await page.locator('main script, main img').count() === 0, 'markup from a key made it into the page');
+  await page.locator('#entities tbody td:first-child a').first().click();
+  await ready(page);
+  expect(new URL(page.url()).searchParams.get('entity') === 'counter', `the named view is not counter's: ${page.url()}`);
+  const row = page.locator('#entities tbody tr', { has: page.locator(`a:text-is("${ids.counter}")`) });
+  same(await row.locator('td').allTextContents(), [ids.counter, '5', '1', await row.locator('td:nth-child(4)').textContent(), '', '0'], `the row of ${ids.counter}`);
+  expect(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/.test(await row.locator('td:nth-child(4)').textContent()), 'no last operation time');
+  await page.screenshot({ path: `${shots}/entities.png`, fullPage: true });
+  await page.goto(dashboard('?view=entities&entity=nobody'));
+  await ready(page);
+  expect((await page.locator('#message.error').textContent()).includes('404'), 'an unknown entity name is not reported');
+});
+
+await check('an entity from the instance list shows its state, no history, and takes a signal', async () => {
+  const id = `@counter@${ids.counter}`;
+  await page.goto(dashboard(`?prefix=${encodeURIComponent(id)}`));
+  await ready(page);
+  await page.click(`#instances a:text-is("${id}")`);
+  await ready(page);
+  expect(await page.locator('#instance-id').textContent() === id, 'another instance opened');
+  expect(await page.locator('#entity-state').textContent() === '5', 'the state is not 5');
+  expect(await page.locator('#history').count() === 0, 'an entity shows a history');
+  await page.fill('#entity-op', 'add');
+  await page.fill('#entity-input', '2');
+  await page.click('button[data-action=signal]');
+  await confirm(page, `Signal 'add' to ${id}`);
+  await page.waitForFunction(() => document.getElementById('message').textContent.startsWith('Signalled'), null, { timeout: TIMEOUT });
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await page.goto(instanceUrl(id));
+    await ready(page);
+    if (await page.locator('#entity-state').textContent() === '7') break;
+    expect(Date.now() < deadline, 'the signalled add never showed');
+    await page.waitForTimeout(300);
+  }
+  await page.fill('#entity-op', 'add');
+  await page.fill('#entity-input', '{not json');
+  await page.click('button[data-action=signal]');
+  expect((await page.locator('#message.error').textContent()).includes('not JSON'), 'a bad input is not refused in the page');
+  await page.screenshot({ path: `${shots}/entity.png`, fullPage: true });
+  await page.goto(instanceUrl(`@counter@${ids.hostileKey}`));
+  await ready(page);
+  expect(await page.locator('dl.fields dd').nth(1).textContent() === ids.hostileKey, 'the hostile key is not shown as text');
+  expect(await page.locator('main script, main img').count() === 0, 'markup from a key made it into the page');
+  await page.goto(dashboard('?view=stuck&minutes=0'));
+  await ready(page);
+  const stuck = await page.locator('#stuck tbody td:first-child').allTextContents();
+  expect(!stuck.includes(id), `an entity is listed as stuck: ${stuck}`);
+  expect(await page.evaluate(() => window.__xss) === undefined, 'a hostile key ran');
+});
+
 await check('the page raised no script error', async () => {
   expect(pageErrors.length === 0, `errors: ${pageErrors}`);
 });

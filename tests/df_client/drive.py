@@ -1,9 +1,9 @@
 """Drives the app with the official Durable Functions Python client (azure-functions-durable),
 unmodified, through the same HTTP API it uses against the Durable Functions extension: start,
 status (with history), raise event, suspend/resume, terminate, restart, query by status and
-prefix, purge one and by filter; and the typed ClaimApprovalWorkflow end to end, though the
-client sends inputs and event data JSON-encoded twice. Exits non-zero at the first check that
-fails.
+prefix, purge one and by filter; the typed ClaimApprovalWorkflow end to end, though the
+client sends inputs and event data JSON-encoded twice; and the Counter entity signalled, read
+and deleted. Exits non-zero at the first check that fails.
 
     drive.py --base-url http://127.0.0.1:7071/api/ --task-hub HUB
 """
@@ -66,6 +66,17 @@ async def wait_for(client, instance_id: str, done, **options):
             return status
         if time.monotonic() > deadline:
             raise AssertionError(f"{instance_id} did not get there: {vars(status)}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_entity(client, entity, done):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        state = await client.read_entity_state(entity)
+        if done(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{entity} did not get there: {vars(state)}")
         await asyncio.sleep(0.2)
 
 
@@ -202,6 +213,24 @@ async def drive(base_url: str, hub: str) -> None:
     )
     check(by_filter.instances_deleted == 5, "purge by filter")
     check(await client.get_status_all() == [], "nothing is left")
+
+    # Entities: the client signals the seed app's Counter (inputs JSON-encoded twice, as for
+    # orchestrations), reads its state, and deletes it.
+    counter = df.EntityId("Counter", "py-1")
+    await client.signal_entity(counter, "add", 5)
+    await client.signal_entity(counter, "add", 7)
+    total = await wait_for_entity(client, counter, lambda r: r.entity_exists and r.entity_state == 12)
+    check(total.entity_state == 12, "signalled operations apply once each, in order")
+    missing = await client.read_entity_state(df.EntityId("Counter", "py-never"))
+    check(not missing.entity_exists, "an entity never signalled has no state")
+    await client.signal_entity(counter, "delete")
+    await wait_for_entity(client, counter, lambda r: not r.entity_exists)
+    check(True, "a deleted entity has no state")
+    try:
+        await client.signal_entity(df.EntityId("Nobody", "k"), "add", 1)
+        check(False, "a signal to an entity no function handles is refused")
+    except Exception as error:  # the client raises a bare Exception for anything but 202
+        check("404" in str(error), "a signal to an entity no function handles is refused (404)")
     print("all checks passed", flush=True)
 
 

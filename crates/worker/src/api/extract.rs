@@ -220,17 +220,49 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 impl Body {
     /// The body as JSON text, unchanged (so numbers keep their digits); blank means `null`.
     pub fn json(&self, what: &str) -> Result<String, ApiError> {
+        Ok(self
+            .optional_json(what)?
+            .unwrap_or_else(|| "null".to_string()))
+    }
+
+    /// The body as JSON text, unchanged; `None` when blank.
+    pub fn optional_json(&self, what: &str) -> Result<Option<String>, ApiError> {
         if self.0.iter().all(u8::is_ascii_whitespace) {
-            return Ok("null".to_string());
+            return Ok(None);
         }
         let invalid = |e: &dyn std::fmt::Display| {
             ApiError::bad_request(format!("the {what} is not valid JSON: {e}"))
         };
         serde_json::from_slice::<serde::de::IgnoredAny>(&self.0).map_err(|e| invalid(&e))?;
         std::str::from_utf8(&self.0)
-            .map(|text| text.trim().to_string())
+            .map(|text| Some(text.trim().to_string()))
             .map_err(|e| invalid(&e))
     }
+}
+
+/// Longest name (of an event, an operation) accepted.
+const MAX_NAME_CHARS: usize = 1024;
+
+/// A name from the request (`what` says what it names): not blank, at most [`MAX_NAME_CHARS`]
+/// characters, no control characters.
+pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the {what} must not be empty"
+        )));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the {what} is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "the {what} '{}' holds control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 /// No route has this path.

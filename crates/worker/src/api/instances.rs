@@ -1,5 +1,5 @@
-//! `/api/instances/{id}…`: an instance's status (with its history on request) and the
-//! operations that steer it: raise an event, terminate, suspend, resume, rewind, restart.
+//! `/api/instances/{id}…`: an instance's status (with its history on request; an entity's too)
+//! and the operations that steer it: raise an event, terminate, suspend, resume, rewind, restart.
 
 use std::sync::Arc;
 
@@ -11,22 +11,22 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::eager::Reservation;
-use super::extract::{Body, Params, Segments};
+use super::extract::{check_name, Body, Params, Segments};
 use super::history::history_payload;
 use super::start::{check_status_or_wait, Wait};
 use super::status::{payload, status_code};
 use super::urls::base_url;
-use super::{instance_id, trace, ApiError, ApiState};
+use super::{entities, instance_id, readable_instance_id, trace, ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
 use durable_store::backend::Backend;
 
 /// Longest `reason` accepted: it is stored in the instance's history.
 const MAX_REASON_BYTES: usize = 16 * 1024;
-/// Longest event name accepted.
-const MAX_EVENT_NAME_CHARS: usize = 1024;
 
 /// `GET /api/instances/{id}`: 202 with `Location` while it can still change, 200 once ended
-/// (500 for a failure with `returnInternalServerErrorOnFailure`), 404 if unknown.
+/// (500 for a failure with `returnInternalServerErrorOnFailure`), 404 if unknown. An entity's
+/// `@name@key` is read too (dashboards list entities among instances): its current state as
+/// the input, and no history.
 pub async fn status<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     Segments(id): Segments<String>,
@@ -34,21 +34,27 @@ pub async fn status<B: Backend>(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = instance_id(&id)?;
+    let id = readable_instance_id(&id)?;
     let show_input = params.flag("showInput", true)?;
     let show_history = params.flag("showHistory", false)?;
     let show_output = params.flag("showHistoryOutput", false)?;
     let error_on_failure = params.flag("returnInternalServerErrorOnFailure", false)?;
     let summary = state
         .runtime
-        .status(id.as_str())
+        .status(&id.id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance '{id}'")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no instance '{}'", id.id)))?;
     let code = status_code(summary.status, error_on_failure);
     let mut body = payload(&summary, show_input);
-    // As the extension: a Pending instance has no history to show yet.
-    if show_history && summary.status != OrchestrationStatus::Pending {
-        let instance = state.runtime.instance(id.as_str()).await?;
+    if let Some(entity) = &id.entity {
+        entities::show_current(&state.runtime, entity, show_input, &mut body).await?;
+        // An entity keeps no history.
+        if show_history {
+            body["historyEvents"] = Value::Array(Vec::new());
+        }
+    } else if show_history && summary.status != OrchestrationStatus::Pending {
+        // As the extension: a Pending instance has no history to show yet.
+        let instance = state.runtime.instance(&id.id).await?;
         // Turns that change nothing a query shows write no summary: the state may count more.
         if let Some(instance) = &instance {
             let requests = summary
@@ -138,7 +144,7 @@ pub async fn raise_event<B: Backend>(
         )));
     }
     let id = instance_id(&id)?;
-    check_event_name(&event_name)?;
+    check_name("event name", &event_name)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -161,22 +167,4 @@ pub async fn raise_event<B: Backend>(
         eager.run(&state.runtime, raised);
     }
     Ok(StatusCode::ACCEPTED.into_response())
-}
-
-fn check_event_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("the event name must not be empty"));
-    }
-    if name.chars().count() > MAX_EVENT_NAME_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "the event name is longer than {MAX_EVENT_NAME_CHARS} characters"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "the event name '{}' holds control characters",
-            name.escape_debug()
-        )));
-    }
-    Ok(())
 }

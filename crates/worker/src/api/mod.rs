@@ -1,10 +1,12 @@
 //! The Durable Functions HTTP API the worker serves under the route prefix (described at
-//! `GET /api/openapi.json`): starting, reading, querying, steering and purging instances. Errors
+//! `GET /api/openapi.json`): starting, reading, querying, steering and purging instances;
+//! signalling, reading and listing entities. Errors
 //! are JSON `{"error": …}`, 4xx for requests that cannot be served as asked, 5xx only for storage.
 
 mod backlog;
 mod dashboard;
 pub mod eager;
+mod entities;
 mod extract;
 mod history;
 mod instances;
@@ -27,6 +29,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
+use durable_engine::EntityId;
 use durable_runtime::management::ManageError;
 use durable_runtime::{Runtime, RuntimeError};
 use durable_store::backend::Backend;
@@ -151,6 +154,21 @@ fn route_table<B: Backend>() -> Vec<ApiRoute<Arc<ApiState<B>>>> {
             "/api/instances/{instanceId}/{operation}/{eventName}",
             instances::raise_event::<B>,
         ),
+        route(
+            Method::GET,
+            "/api/entities/{entityName}",
+            entities::list::<B>,
+        ),
+        route(
+            Method::GET,
+            "/api/entities/{entityName}/{entityKey}",
+            entities::read::<B>,
+        ),
+        route(
+            Method::POST,
+            "/api/entities/{entityName}/{entityKey}",
+            entities::signal::<B>,
+        ),
         route(Method::GET, "/api/poisonMessages", poison::list::<B>),
         route(Method::GET, "/api/poisonMessages/{id}", poison::one::<B>),
         route(
@@ -252,4 +270,31 @@ impl From<ManageError> for ApiError {
 pub(crate) fn instance_id(text: &str) -> Result<InstanceId, ApiError> {
     InstanceId::parse(text)
         .map_err(|e| ApiError::bad_request(format!("'{}': {e}", text.escape_debug())))
+}
+
+/// The id of an instance to read: an orchestration's, or an entity's `@name@key`.
+pub(crate) struct ReadableId {
+    pub id: String,
+    /// The entity, for an entity's id.
+    pub entity: Option<EntityId>,
+}
+
+/// An instance id from the path that may also name an entity, refused with 400 when no
+/// orchestration or entity could have it.
+pub(crate) fn readable_instance_id(text: &str) -> Result<ReadableId, ApiError> {
+    if !EntityId::is_entity_instance(text) {
+        let id = instance_id(text)?;
+        return Ok(ReadableId {
+            id: id.into_string(),
+            entity: None,
+        });
+    }
+    let entity = EntityId::from_instance_id(text)
+        .map_err(|e| ApiError::bad_request(format!("'{}': {e}", text.escape_debug())))?;
+    // An entity's key has an instance id's characters, past the leading '@'.
+    instance_id(&text[1..])?;
+    Ok(ReadableId {
+        id: text.to_string(),
+        entity: Some(entity),
+    })
 }

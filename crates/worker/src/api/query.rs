@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::extract::Params;
 use super::status::{payload, status_name};
-use super::{ApiError, ApiState};
+use super::{readable_instance_id, ApiError, ApiState};
 use durable_engine::OrchestrationStatus;
 use durable_store::backend::Backend;
 use durable_store::model::{InstanceQuery, TagFilter};
@@ -132,7 +132,7 @@ fn decode_continuation(token: &str) -> Result<String, ApiError> {
         .decode(token.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|id| InstanceId::parse(id).is_ok())
+        .filter(|id| readable_instance_id(id).is_ok())
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "'{CONTINUATION_HEADER}' is not a token this API handed out"
@@ -264,9 +264,16 @@ mod tests {
 
     #[test]
     fn continuation_tokens_round_trip_and_forgeries_are_refused() {
-        let token = encode_continuation("order'7 é");
-        assert_eq!(decode_continuation(&token).unwrap(), "order'7 é");
-        for forged in ["!!!", "PartitionKey gt ''", &URL_SAFE_NO_PAD.encode("a/b")] {
+        for id in ["order'7 é", "@counter@k 1"] {
+            assert_eq!(decode_continuation(&encode_continuation(id)).unwrap(), id);
+        }
+        let forged_entity = URL_SAFE_NO_PAD.encode("@counter@a/b");
+        for forged in [
+            "!!!",
+            "PartitionKey gt ''",
+            &URL_SAFE_NO_PAD.encode("a/b"),
+            &forged_entity,
+        ] {
             assert_eq!(
                 decode_continuation(forged).unwrap_err().status,
                 StatusCode::BAD_REQUEST,

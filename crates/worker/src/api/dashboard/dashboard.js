@@ -1,5 +1,5 @@
-// The dashboard: list, detail, actions, stuck instances and poison messages, all through the
-// app's HTTP API. Every value from the API is rendered as text (textContent, SVG attributes),
+// The dashboard: list, detail, actions, entities, stuck instances and poison messages, all
+// through the app's HTTP API. Every value from the API is rendered as text (textContent, SVG attributes),
 // never parsed as markup.
 'use strict';
 
@@ -273,26 +273,9 @@ async function renderList(main) {
   purge.addEventListener('click', () => bulkPurge(filters));
   main.append(histogram, el('div', { class: 'actions' }, purge), pager, table);
 
-  // The tokens of the pages before this one, to page back.
-  const tokens = [''];
-  const showPage = async () => {
-    let page;
-    try {
-      // Pages of the table's size, read on until they fill it, up to TABLE_READS of them; the
-      // rest is behind "Next".
-      page = await readMatching(filters, { limit: TABLE_PAGE, top: TABLE_PAGE, token: tokens[tokens.length - 1], reads: TABLE_READS });
-    } catch (error) {
-      say(String(error), true);
-      return;
-    }
-    const { found, next } = page;
-    table.replaceChildren(instanceTable(found));
-    const previous = el('button', { type: 'button', disabled: tokens.length === 1 }, '‹ Previous');
-    previous.addEventListener('click', () => { tokens.pop(); showPage(); });
-    const following = el('button', { type: 'button', disabled: !next, id: 'next-page' }, 'Next ›');
-    following.addEventListener('click', () => { tokens.push(next); showPage(); });
-    pager.replaceChildren(previous, `page ${tokens.length}, ${found.length} shown`, following);
-  };
+  // Pages of the table's size, read on until they fill it, up to TABLE_READS of them; the rest
+  // is behind "Next".
+  const showPage = paged(table, pager, (token) => readMatching(filters, { limit: TABLE_PAGE, top: TABLE_PAGE, token, reads: TABLE_READS }), instanceTable);
   // The histogram reads up to HISTOGRAM_LIMIT instances: an auto-refresh redraws it at most
   // every HISTOGRAM_EVERY_MS, however often the page of the table refreshes.
   let drawn = 0;
@@ -309,6 +292,31 @@ async function renderList(main) {
   await refresh();
   const seconds = Number(filters.refresh);
   if (seconds > 0) refreshTimer = setInterval(refresh, seconds * 1000);
+}
+
+/// Shows `table` a page at a time, with Previous and Next in `pager`: `read(token)` resolves to
+/// `{ found, next }` (a page and the token of the one after), `draw(found)` to the table. The
+/// returned function shows the current page again.
+function paged(table, pager, read, draw) {
+  // The tokens of the pages before this one, to page back.
+  const tokens = [''];
+  const showPage = async () => {
+    let page;
+    try {
+      page = await read(tokens[tokens.length - 1]);
+    } catch (error) {
+      say(String(error), true);
+      return;
+    }
+    const { found, next } = page;
+    table.replaceChildren(draw(found));
+    const previous = el('button', { type: 'button', disabled: tokens.length === 1 }, '‹ Previous');
+    previous.addEventListener('click', () => { tokens.pop(); showPage(); });
+    const following = el('button', { type: 'button', disabled: !next, id: 'next-page' }, 'Next ›');
+    following.addEventListener('click', () => { tokens.push(next); showPage(); });
+    pager.replaceChildren(previous, `page ${tokens.length}, ${found.length} shown`, following);
+  };
+  return showPage;
 }
 
 function instanceTable(instances) {
@@ -535,6 +543,10 @@ function actionButtons(id, status) {
 }
 
 async function renderInstance(main, id) {
+  if (entityOf(id)) {
+    await renderEntity(main, id);
+    return;
+  }
   const answer = await api('GET', instancePath(id), { query: { showInput: true, showHistory: true, showHistoryOutput: true } });
   if (!answer.ok && answer.status !== 202) {
     main.append(el('p', {}, `Instance ${id}: ${problem(answer)}`));
@@ -569,6 +581,106 @@ async function renderInstance(main, id) {
     el('div', { class: 'section' }, el('h3', {}, 'Custom status'), el('pre', { id: 'custom-status' }, formatJson(instance.customStatus))),
     el('div', { class: 'section' }, el('h3', {}, 'History'), historyTable(rows)),
   ].filter(Boolean));
+}
+
+// ---- entities ----
+
+/// The entity an instance id `@name@key` stands for, or null for an orchestration's id.
+function entityOf(id) {
+  const at = id.indexOf('@', 1);
+  if (!id.startsWith('@') || at < 2 || at === id.length - 1) return null;
+  return { name: id.slice(1, at), key: id.slice(at + 1) };
+}
+
+function entityPath(name, key) {
+  return `entities/${encodeURIComponent(name)}` + (key === undefined ? '' : `/${encodeURIComponent(key)}`);
+}
+
+/// An entity: its state as it is now (it keeps no history), and a form to signal an operation.
+async function renderEntity(main, id) {
+  const { name, key } = entityOf(id);
+  const answer = await api('GET', instancePath(id), { query: { showInput: true } });
+  if (!answer.ok && answer.status !== 202) {
+    main.append(el('p', {}, `Entity ${id}: ${problem(answer)}`));
+    return;
+  }
+  const entity = answer.data;
+  const field = (label, value) => [el('dt', {}, label), el('dd', {}, value)];
+  const operation = el('input', { id: 'entity-op', placeholder: 'operation' });
+  const input = el('textarea', { id: 'entity-input', rows: 2, cols: 40, placeholder: 'JSON input (empty: none)' });
+  const signal = el('button', { type: 'button', 'data-action': 'signal' }, 'Signal');
+  signal.addEventListener('click', async () => {
+    const op = operation.value.trim();
+    const body = input.value.trim();
+    if (!op) {
+      say('Name the operation to signal.', true);
+      return;
+    }
+    try {
+      if (body) JSON.parse(body);
+    } catch (error) {
+      say(`The input is not JSON: ${error.message}`, true);
+      return;
+    }
+    if (!await confirmAction(`Signal '${op}' to ${id}?`)) return;
+    const sent = await api('POST', entityPath(name, key), { query: { op }, body: body || undefined });
+    if (sent.ok) say(`Signalled '${op}' (${sent.status}).`);
+    else say(`Signal failed: ${problem(sent)}`, true);
+  });
+  main.append(
+    el('h2', {}, 'Entity ', el('span', { id: 'instance-id' }, id)),
+    el('dl', { class: 'fields' },
+      field('Entity', link(name, { view: 'entities', entity: name })),
+      field('Key', key),
+      field('Created', formatTime(entity.createdTime)),
+      field('Last operation', formatTime(entity.lastUpdatedTime))),
+    el('div', { class: 'actions' }, operation, input, signal),
+    el('div', { class: 'section' }, el('h3', {}, 'State'),
+      entity.input === null ? el('p', { id: 'entity-state' }, el('em', {}, 'No state (never set, or deleted).'))
+        : el('pre', { id: 'entity-state' }, formatJson(entity.input))));
+}
+
+/// Entities: those of one entity function (`entity=` in the URL) with their state and what
+/// their scheduler knows, or, without a name, every entity instance (ids starting with '@').
+async function renderEntities(main) {
+  const name = new URLSearchParams(location.search).get('entity') || '';
+  const form = el('form', { class: 'filters', id: 'entity-filter' },
+    el('label', {}, 'Entity name', el('input', { name: 'entity', value: name })),
+    el('button', { type: 'submit' }, 'Show'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    go({ view: 'entities', entity: new FormData(form).get('entity').trim() });
+  });
+  const table = el('div', { id: 'entities' });
+  const pager = el('div', { class: 'pager' });
+  main.append(form, pager, table);
+  const read = async (path, query, token) => {
+    const answer = await api('GET', path, { query: { ...query, top: TABLE_PAGE }, headers: token ? { [CONTINUATION]: token } : {} });
+    if (!answer.ok) throw new Error(problem(answer));
+    return { found: answer.data, next: answer.headers.get(CONTINUATION) || '' };
+  };
+  const entityLink = (entity) => link(entity.key, { view: 'instance', id: `@${entity.name}@${entity.key}` });
+  const showPage = name
+    ? paged(table, pager, (token) => read(entityPath(name), {}, token), (found) => el('table', {},
+      el('thead', {}, el('tr', {}, ['Key', 'State', 'Operations', 'Last operation', 'Locked by', 'Waiting'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, found.length ? found.map((e) => el('tr', {},
+        el('td', {}, entityLink(e.entityId)),
+        el('td', { class: 'json' }, JSON.stringify(e.state)),
+        el('td', {}, String(e.operations)),
+        el('td', {}, formatTime(e.lastOperationTime)),
+        el('td', {}, e.lockedBy ? link(e.lockedBy, { view: 'instance', id: e.lockedBy }) : ''),
+        el('td', {}, String(e.waiting))))
+        : el('tr', {}, el('td', { colspan: 6 }, `No ${name} entity has state.`)))))
+    : paged(table, pager, (token) => read('instances', { instanceIdPrefix: '@', showInput: 'false' }, token), (found) => el('table', {},
+      el('thead', {}, el('tr', {}, ['Entity', 'Key', 'Created'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, found.length ? found.map((i) => {
+        const entity = entityOf(i.instanceId);
+        return el('tr', {},
+          el('td', {}, link(entity.name, { view: 'entities', entity: entity.name })),
+          el('td', {}, entityLink(entity)),
+          el('td', {}, formatTime(i.createdTime)));
+      }) : el('tr', {}, el('td', { colspan: 3 }, 'No entities.')))));
+  await showPage();
 }
 
 // ---- stuck instances ----
@@ -675,6 +787,7 @@ async function render(clearMessage = true) {
   main.replaceChildren(fresh);
   try {
     if (view === 'instance') await renderInstance(fresh, params.get('id') || '');
+    else if (view === 'entities') await renderEntities(fresh);
     else if (view === 'stuck') await renderStuck(fresh);
     else if (view === 'poison') await renderPoison(fresh);
     else if (view === 'queues') await renderQueues(fresh);
