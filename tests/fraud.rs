@@ -232,7 +232,20 @@ async fn a_worker_killed_mid_stream_counts_nothing_twice_and_loses_no_alert() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let (_, clients) = app.storage();
+    let left = clients
+        .queues
+        .queue_client("transactions")
+        .get_metadata()
+        .await
+        .expect("the queue's metadata")
+        .approximate_messages_count;
     let killed = app.kill_worker().expect("a running worker");
+    assert!(
+        left > stream.messages.len() / 4,
+        "killed mid-stream: {left} of {} messages left",
+        stream.messages.len()
+    );
     assert_detected(&app, &options, &stream).await;
     assert_ne!(
         app.worker_pid(),
