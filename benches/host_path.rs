@@ -10,6 +10,8 @@ mod ceiling;
 mod fan_in;
 #[path = "host_path/fire_and_poll.rs"]
 mod fire_and_poll;
+#[path = "host_path/fraud.rs"]
+mod fraud;
 #[path = "host_path/hosts.rs"]
 mod hosts;
 #[path = "host_path/memory.rs"]
@@ -151,17 +153,29 @@ fn throughput_table(options: &Options, runs: &Runs) -> Table {
         ("Azurite CPU % in ceiling", "ceiling_azurite_cpu_pct"),
         ("worker peak RSS MiB", "worker_peak_rss_mib"),
     ];
-    let modes = options.throughput_persistence();
+    modes_table(
+        "throughput (median)",
+        &options.throughput_persistence(),
+        &rows,
+        |mode, key| runs.median(&format!("{}{key}", mode.key_prefix())),
+    )
+}
+
+/// A table of `rows` (label, figure key), a column per Azurite mode; `median` finds a figure's
+/// median in a mode.
+fn modes_table(
+    title: &str,
+    modes: &[Persistence],
+    rows: &[(&str, &str)],
+    median: impl Fn(Persistence, &str) -> Option<f64>,
+) -> Table {
     Table {
-        title: "throughput (median)".to_string(),
+        title: title.to_string(),
         columns: modes.iter().map(|mode| mode.name().to_string()).collect(),
         rows: rows
             .iter()
             .map(|(label, key)| {
-                let cells = modes
-                    .iter()
-                    .map(|mode| runs.median(&format!("{}{key}", mode.key_prefix())))
-                    .collect();
+                let cells = modes.iter().map(|mode| median(*mode, key)).collect();
                 (label.to_string(), cells)
             })
             .collect(),
@@ -232,6 +246,18 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    if options.fraud {
+        let mut runs = Runs::default();
+        let modes = options.fraud_persistence();
+        for run in 0..options.runs {
+            for persistence in &modes {
+                let mut record = |name, value| runs.record(name, value);
+                fraud::measure(&options, run, *persistence, &mut record).await?;
+            }
+        }
+        runs.finish(&mut json);
+        tables.push(fraud::table(&modes, &runs));
     }
     if options.memory {
         let figures = memory::measure(&options).await?;

@@ -38,17 +38,34 @@
 #   --memory-orchestrations (default 100,000); the worker's
 #   current RSS after every 10,000: memory_rss_mib_after_<n>, and memory_rss_growth_pct (the last
 #   against the one after 10,000).
+# fraud (not run by default; a few minutes per mode): per run and Azurite mode (on disk, then in
+#   memory, unless --azurite says otherwise), a generated stream of --fraud-transactions
+#   (20,000) card transactions over --fraud-cards (2,000), one card in 100 with a planted
+#   pattern, queued on `transactions` before the app starts, at most --fraud-depth (1,000) at a
+#   time and topped up as the app takes them (0 queues all at once; Azurite's queue operations
+#   scan the whole queue, so depth slows it): fraud_<disk|memory>_tx_per_s from the app's start
+#   until the queue is empty (a message is deleted once its card's entity committed it),
+#   _tx_per_batch (transactions over the entity batches and turns the worker's /admin/counters
+#   counted), CPU % of worker, dev host and Azurite while draining; a sample of cards' counts
+#   and the set of FraudReview instances are checked. Then, while --fraud-background (50)
+#   normal transactions a second are queued, --fraud-alerts (20) times one after the other a
+#   fresh card's two-country pattern: from queueing its second transaction until the review
+#   instance exists, _alert_latency_p50_ms/_p95_ms. Then a tenth of the stream on a fresh
+#   Azurite through the counting proxy: _storage_requests_per_tx and _mix_<kind> per transaction.
 #
-#   scripts/bench.sh [--only throughput|fanin|hosts|memory[,...]] [--azurite disk|memory|both]
+#   scripts/bench.sh [--only throughput|fanin|hosts|memory|fraud[,...]]
+#                    [--azurite disk|memory|both]
 #                    [--runs N (3)] [--instances N (1000)] [--in-flight N (64)]
 #                    [--latency-samples N (50)] [--count-instances N (50)]
 #                    [--hosts 1,2,3] [--memory-orchestrations N (100000)]
 #                    [--fanin-counts 100,1000,10000] [--fanin-timeout SECS (300)]
-#                    [--output FILE]
+#                    [--fraud-transactions N (20000)] [--fraud-cards N (2000)]
+#                    [--fraud-depth N (1000)] [--fraud-alerts N (20)]
+#                    [--fraud-background N (50)] [--output FILE]
 #
 # --hosts: the host counts of the hosts section; the throughput section's request-response runs
-#   spread over the first of them (default 1). --runs applies to throughput and hosts;
-#   --instances to every workload of both, and to the ceiling.
+#   spread over the first of them (default 1). --runs applies to throughput, hosts and fraud;
+#   --instances to every workload of throughput and hosts, and to the ceiling.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

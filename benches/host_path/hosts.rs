@@ -12,8 +12,9 @@ use super::{start_apps, App, Options, Persistence, Storage};
 /// A worker's `GET /admin/counters`, or their sum over workers.
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-struct Counters {
-    turns: u64,
+pub struct Counters {
+    /// Turns committed: orchestration turns and entity batches.
+    pub turns: u64,
     conflicts: u64,
     redone_turns: u64,
 }
@@ -73,7 +74,7 @@ pub async fn measure(
 }
 
 /// The workers' counters, summed.
-async fn counters(apps: &[App]) -> anyhow::Result<Counters> {
+pub async fn counters(apps: &[App]) -> anyhow::Result<Counters> {
     let http = reqwest::Client::new();
     let mut sum = Counters::default();
     for app in apps {

@@ -39,7 +39,8 @@ pub struct Options {
     pub fan_in: bool,
     pub hosts: bool,
     pub memory: bool,
-    /// `--azurite`, when given: the throughput and fan-in sections then use it.
+    pub fraud: bool,
+    /// `--azurite`, when given: the throughput, fan-in and fraud sections then use it.
     pub azurite: Option<Vec<Persistence>>,
     /// `--hosts`, when given.
     pub host_counts: Option<Vec<usize>>,
@@ -51,6 +52,16 @@ pub struct Options {
     pub count_instances: usize,
     pub fan_in_counts: Vec<usize>,
     pub fan_in_timeout: Duration,
+    /// The fraud section's stream: transactions over cards, queued before the app starts.
+    pub fraud_transactions: usize,
+    pub fraud_cards: usize,
+    /// At most this many transactions queued at a time, topped up as the app drains them
+    /// (Azurite's queue operations slow with depth); 0 queues them all at once.
+    pub fraud_depth: usize,
+    /// Alerts timed, one after the other.
+    pub fraud_alerts: usize,
+    /// Normal transactions a second queued while the alerts are timed; 0 leaves the app idle.
+    pub fraud_background: usize,
     pub output: PathBuf,
 }
 
@@ -79,9 +90,11 @@ impl Options {
     }
 
     pub fn fan_in_persistence(&self) -> Vec<Persistence> {
-        self.azurite
-            .clone()
-            .unwrap_or_else(|| vec![Persistence::Disk, Persistence::Memory])
+        self.throughput_persistence()
+    }
+
+    pub fn fraud_persistence(&self) -> Vec<Persistence> {
+        self.throughput_persistence()
     }
 }
 
@@ -100,6 +113,7 @@ pub fn options() -> Options {
         fan_in: true,
         hosts: false,
         memory: false,
+        fraud: false,
         azurite: None,
         host_counts: None,
         memory_orchestrations: 100_000,
@@ -110,6 +124,11 @@ pub fn options() -> Options {
         count_instances: 50,
         fan_in_counts: vec![100, 1000, 10_000],
         fan_in_timeout: Duration::from_secs(300),
+        fraud_transactions: 20_000,
+        fraud_cards: 2_000,
+        fraud_depth: 1_000,
+        fraud_alerts: 20,
+        fraud_background: 50,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -149,6 +168,15 @@ pub fn options() -> Options {
                         .collect(),
                 );
             }
+            "--fraud-transactions" => {
+                options.fraud_transactions = number("--fraud-transactions");
+            }
+            "--fraud-cards" => {
+                options.fraud_cards = number("--fraud-cards").max(1);
+            }
+            "--fraud-depth" => options.fraud_depth = number("--fraud-depth"),
+            "--fraud-alerts" => options.fraud_alerts = number("--fraud-alerts"),
+            "--fraud-background" => options.fraud_background = number("--fraud-background"),
             "--memory-orchestrations" => {
                 options.memory_orchestrations = number("--memory-orchestrations");
             }
@@ -157,8 +185,8 @@ pub fn options() -> Options {
                 let sections: Vec<&str> = sections.split(',').collect();
                 for section in &sections {
                     assert!(
-                        ["throughput", "fanin", "hosts", "memory"].contains(section),
-                        "--only takes throughput, fanin, hosts or memory (or several, \
+                        ["throughput", "fanin", "hosts", "memory", "fraud"].contains(section),
+                        "--only takes throughput, fanin, hosts, memory or fraud (or several, \
                          comma-separated), not '{section}'"
                     );
                 }
@@ -166,6 +194,7 @@ pub fn options() -> Options {
                 options.fan_in = sections.contains(&"fanin");
                 options.hosts = sections.contains(&"hosts");
                 options.memory = sections.contains(&"memory");
+                options.fraud = sections.contains(&"fraud");
             }
             "--azurite" => {
                 options.azurite = Some(match value().as_str() {
