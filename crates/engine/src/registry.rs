@@ -1,5 +1,5 @@
-//! The registry of orchestrators, activities and entity functions by name (case-insensitive, as Functions names
-//! are), wrapping typed user functions into JSON-in/JSON-out handlers.
+//! The registry of orchestrators, activities and entity functions by name (case-insensitive, as
+//! Functions names are), wrapping typed user functions into JSON-in/JSON-out handlers.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -161,14 +161,6 @@ impl EntityScheduler {
         serde_json::to_string(self).expect("an entity scheduler always serializes")
     }
 
-    /// Whether the entity holds anything worth keeping: state, a lock or waiting requests.
-    pub fn is_idle_without_state(&self) -> bool {
-        self.state.is_none()
-            && self.lock.is_none()
-            && self.locked_out.is_empty()
-            && self.early.is_empty()
-    }
-
     /// The instance holding the lock, if any.
     pub fn lock_owner(&self) -> Option<&str> {
         self.lock.as_ref().map(|lock| lock.owner.as_str())
