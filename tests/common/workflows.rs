@@ -175,6 +175,7 @@ pub fn registry() -> Registry {
         .activity("SayHello", say_hello)
         .entity("Tally", tally)
         .orchestrator("TallyWork", tally_work)
+        .orchestrator("TallyLockedEnd", tally_locked_end)
         .build()
         .unwrap()
 }
@@ -215,4 +216,25 @@ async fn tally_work(ctx: OrchestrationContext, (): ()) -> Result<String, Orchest
     let total: i64 = ctx.call_entity(&d, "add", &10).await?;
     guard.release();
     Ok(format!("{read} {total}"))
+}
+
+/// Locks the tallies named in its input, adds 5 to the first, then ends inside the critical
+/// section: failing, or waiting for an event until it is terminated.
+async fn tally_locked_end(
+    ctx: OrchestrationContext,
+    (keys, end): (Vec<String>, String),
+) -> Result<(), OrchestrationError> {
+    let tallies = keys
+        .iter()
+        .map(|key| EntityId::new("Tally", key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let _guard = ctx.lock_entities(&tallies).await?;
+    let _: i64 = ctx.call_entity(&tallies[0], "add", &5).await?;
+    if end == "fail" {
+        return Err(OrchestrationError::new(
+            "failed inside the critical section",
+        ));
+    }
+    ctx.wait_for_external_event::<()>("never").await?;
+    Ok(())
 }

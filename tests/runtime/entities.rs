@@ -116,6 +116,56 @@ async fn clients_and_orchestrations_signal_call_and_lock_entities() {
 }
 
 #[tokio::test]
+async fn an_orchestration_that_fails_or_is_terminated_holding_entities_lets_go_of_them() {
+    let h = Harness::new().await;
+    let failing = h
+        .runtime
+        .start("TallyLockedEnd", Some("failing"), &(["e", "f"], "fail"))
+        .await
+        .unwrap();
+    let waiting = h
+        .runtime
+        .start("TallyLockedEnd", Some("waiting"), &(["g"], "wait"))
+        .await
+        .unwrap();
+    h.drive(30).await;
+    assert_eq!(
+        h.summary(&failing).await.status,
+        OrchestrationStatus::Failed
+    );
+    assert_eq!(
+        h.runtime
+            .entity(&tally("g"))
+            .await
+            .unwrap()
+            .unwrap()
+            .lock_owner
+            .as_deref(),
+        Some(waiting.as_str())
+    );
+    h.runtime.terminate(&waiting, "stop").await.unwrap();
+    h.drive(30).await;
+    for key in ["e", "f", "g"] {
+        h.runtime
+            .signal_entity(&tally(key), "add", Some("7".to_string()), None)
+            .await
+            .unwrap();
+    }
+    h.drive(30).await;
+    assert_eq!(
+        h.summary(&waiting).await.status,
+        OrchestrationStatus::Terminated
+    );
+    assert_eq!(added(&h, "e").await, [5, 7], "e was let go of");
+    assert_eq!(added(&h, "f").await, [7], "f was let go of");
+    assert_eq!(added(&h, "g").await, [5, 7], "g was let go of");
+    for key in ["e", "f", "g"] {
+        let status = h.runtime.entity(&tally(key)).await.unwrap().unwrap();
+        assert_eq!((status.lock_owner, status.waiting), (None, 0), "{key}");
+    }
+}
+
+#[tokio::test]
 async fn a_fault_at_any_storage_call_applies_every_entity_operation_exactly_once() {
     let clean = Harness::new().await;
     scenario(&clean).await;

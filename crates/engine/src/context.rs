@@ -2,7 +2,7 @@
 //! execution's bookkeeping (actions by sequence number, result slots, event buffers) behind it.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -110,8 +110,9 @@ pub(crate) struct ContextState {
     /// The last request sent to each entity (by instance id): the next one names it as its
     /// predecessor, so the entity applies them in order.
     pub(crate) entity_requests: HashMap<String, crate::entity::Predecessor>,
-    /// Critical sections entered and not yet released (at most one).
-    pub(crate) held_locks: u32,
+    /// Critical sections asked for (held or still being acquired) and not let go of, by lock
+    /// request id, with their entities: at most one.
+    pub(crate) locks: BTreeMap<String, Vec<crate::EntityId>>,
     /// Set once the engine drops the code (a turn's end, a failure, a termination): what the
     /// code's values do when dropped then is no decision of the code's.
     pub(crate) code_dropped: bool,
@@ -132,7 +133,7 @@ impl ContextState {
             continue_as_new: None,
             guid_counter: 0,
             entity_requests: HashMap::new(),
-            held_locks: 0,
+            locks: BTreeMap::new(),
             code_dropped: false,
         }
     }

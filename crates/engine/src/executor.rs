@@ -773,6 +773,26 @@ impl Executor {
                 record.decision = Decision::Recorded;
             }
             self.dispatched = state.actions.len();
+        } else if !ended_earlier
+            && matches!(
+                outcome,
+                TurnOutcome::Failed { .. } | TurnOutcome::Terminated { .. }
+            )
+        {
+            let undispatched: Vec<&Action> = state.actions[self.dispatched..]
+                .iter()
+                .flatten()
+                .filter(|r| r.decision == Decision::Emitted)
+                .map(|r| &r.action)
+                .collect();
+            let info = &self.ctx.shared().info;
+            let me = crate::entity::Sender {
+                instance_id: info.instance_id.clone(),
+                execution_id: Some(info.execution_id.clone()),
+                sequence: None,
+                predecessor: None,
+            };
+            actions = crate::entity::releases_at_end(&me, &state.locks, &undispatched);
         }
         if !ended_earlier {
             if let Some(event) = completion_event(&outcome, self.completion_sequence(&state), now) {

@@ -2,6 +2,7 @@
 //! and hold several in a critical section. Requests travel as sent events numbered by the
 //! orchestration, so each entity applies one orchestration's requests once and in order.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
@@ -16,7 +17,8 @@ use crate::client_json::decode_client_json;
 use crate::{OrchestrationContext, TaskError};
 
 /// The entities an orchestration holds, from [`OrchestrationContext::lock_entities`] until
-/// [`LockGuard::release`] (or until the guard is dropped, which releases them too).
+/// [`LockGuard::release`], until the guard is dropped, or until the execution fails or is
+/// terminated: each of these lets go of them.
 #[must_use = "the entities stay locked until the guard is released or dropped"]
 pub struct LockGuard {
     ctx: OrchestrationContext,
@@ -39,14 +41,19 @@ impl LockGuard {
         if std::mem::replace(&mut self.released, true) {
             return;
         }
+        self.ctx
+            .shared()
+            .state
+            .borrow_mut()
+            .locks
+            .remove(&self.lock_id);
         for entity in &self.entities {
             let kind = RequestKind::Release {
                 lock_id: self.lock_id.clone(),
             };
-            let id = format!("{}:release", self.lock_id);
-            self.ctx.send_entity_request(entity, id, kind);
+            self.ctx
+                .send_entity_request(entity, release_id(&self.lock_id), kind);
         }
-        self.ctx.shared().state.borrow_mut().held_locks -= 1;
     }
 }
 
@@ -128,6 +135,8 @@ impl OrchestrationContext {
     /// Locks `entities` (in a fixed order, so two orchestrations locking overlapping sets never
     /// deadlock) and resolves once all are held: until the guard is released, each entity runs
     /// only this orchestration's operations, and others' wait. Critical sections do not nest.
+    /// Dropping the returned future before it resolves (a select that a timer won) withdraws
+    /// the lock request.
     pub fn lock_entities(
         &self,
         entities: &[EntityId],
@@ -135,12 +144,12 @@ impl OrchestrationContext {
         let mut sorted: Vec<EntityId> = entities.to_vec();
         sorted.sort_by_key(EntityId::instance_id);
         sorted.dedup();
-        let ctx = self.clone();
         let lock_id = self.new_guid().to_string();
-        let nested = self.shared().state.borrow().held_locks > 0;
-        let acquired = match (sorted.first(), nested) {
+        let nested = !self.shared().state.borrow().locks.is_empty();
+        let asked = match (sorted.first(), nested) {
             (_, true) => Err(TaskError::LockMisuse {
-                message: "this orchestration already holds a critical section".to_string(),
+                message: "this orchestration already holds, or is acquiring, a critical section"
+                    .to_string(),
             }),
             (None, false) => Err(TaskError::LockMisuse {
                 message: "lock_entities needs at least one entity".to_string(),
@@ -151,20 +160,28 @@ impl OrchestrationContext {
                     position: 0,
                 };
                 self.send_entity_request(first, lock_id.clone(), kind);
-                self.shared().state.borrow_mut().held_locks += 1;
-                Ok(self.wait_for_external_event::<EntityResponse>(&lock_id))
+                self.shared()
+                    .state
+                    .borrow_mut()
+                    .locks
+                    .insert(lock_id.clone(), sorted.clone());
+                // The guard exists as soon as the request is sent: dropped before the lock is
+                // acquired (the future raced and lost, or never awaited), it still lets go.
+                let guard = LockGuard {
+                    ctx: self.clone(),
+                    lock_id: lock_id.clone(),
+                    entities: sorted,
+                    released: false,
+                };
+                Ok((
+                    guard,
+                    self.wait_for_external_event::<EntityResponse>(&lock_id),
+                ))
             }
         };
         async move {
-            // The guard exists from here on, so a failed wait still releases what it asked for.
-            let waiting = acquired?;
-            let guard = LockGuard {
-                ctx,
-                lock_id,
-                entities: sorted,
-                released: false,
-            };
-            waiting.await?;
+            let (guard, acquired) = asked?;
+            acquired.await?;
             Ok(guard)
         }
     }
@@ -198,6 +215,76 @@ impl OrchestrationContext {
             None,
         );
     }
+}
+
+/// The request id of the releases of lock request `lock_id`.
+fn release_id(lock_id: &str) -> String {
+    format!("{lock_id}:release")
+}
+
+/// What an execution that fails or is terminated sends to let go of its critical section: a
+/// release to each entity whose lock it asked for and was not sent the release of (the code
+/// may have released it in the failing turn, whose own decisions are never sent). Unnumbered,
+/// because they are not recorded in the history: a rewind replays that history and numbers its
+/// next requests from the same point, and the entities must not take those for duplicates.
+pub(crate) fn releases_at_end(
+    me: &Sender,
+    locks: &BTreeMap<String, Vec<EntityId>>,
+    undispatched: &[&Action],
+) -> Vec<Action> {
+    let requests: Vec<(&str, EntityRequest)> = undispatched
+        .iter()
+        .filter_map(|action| match action {
+            Action::SendEvent {
+                instance_id,
+                name,
+                input: Some(input),
+                ..
+            } if name == OPERATION_EVENT => EntityRequest::from_json(input)
+                .ok()
+                .map(|request| (instance_id.as_str(), request)),
+            _ => None,
+        })
+        .collect();
+    // A lock request of the failing turn itself never went out: nothing to let go of.
+    let never_asked = |lock_id: &str| {
+        requests
+            .iter()
+            .any(|(_, r)| r.id == lock_id && matches!(r.kind, RequestKind::Lock { .. }))
+    };
+    let released_in_turn = requests
+        .iter()
+        .filter_map(|(target, request)| match &request.kind {
+            RequestKind::Release { lock_id } => Some((target.to_string(), lock_id.clone())),
+            _ => None,
+        });
+    let still_held = locks.iter().flat_map(|(lock_id, entities)| {
+        entities
+            .iter()
+            .map(|entity| (entity.instance_id(), lock_id.clone()))
+    });
+    released_in_turn
+        .chain(still_held)
+        .filter(|(_, lock_id)| !never_asked(lock_id))
+        .map(|(target, lock_id)| {
+            let request = EntityRequest {
+                id: release_id(&lock_id),
+                kind: RequestKind::Release { lock_id },
+                sender: Some(Sender {
+                    sequence: None,
+                    predecessor: None,
+                    ..me.clone()
+                }),
+            };
+            Action::SendEvent {
+                // Never recorded, so it needs no place in the sequence.
+                id: -1,
+                instance_id: target,
+                name: OPERATION_EVENT.to_string(),
+                input: Some(request.to_json()),
+            }
+        })
+        .collect()
 }
 
 fn entity_input(

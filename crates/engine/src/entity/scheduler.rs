@@ -50,6 +50,11 @@ pub struct EntityScheduler {
     /// Ids of unnumbered requests (clients', entities') applied recently, oldest first.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     recent: VecDeque<Recent>,
+    /// Lock requests let go of before they reached this entity (a lock set's later entity hears
+    /// the release straight from the orchestration, the lock request only once the earlier
+    /// entities are held, if ever): such a lock request is dropped when it comes.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    released: VecDeque<Recent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +329,9 @@ impl EntityScheduler {
         while self.recent.front().is_some_and(|recent| recent.at < cutoff) {
             self.recent.pop_front();
         }
+        while self.released.front().is_some_and(|r| r.at < cutoff) {
+            self.released.pop_front();
+        }
         self.senders.retain(|_, record| record.seen_at >= cutoff);
         while self.senders.len() > MAX_SENDERS {
             let oldest = self
@@ -346,20 +354,13 @@ impl EntityScheduler {
             .as_ref()
             .is_some_and(|lock| Some(lock.owner.as_str()) != owner);
         match &request.kind {
-            RequestKind::Release { lock_id } => {
-                let releases = self.lock.as_ref().is_some_and(|lock| {
-                    &lock.request_id == lock_id && Some(lock.owner.as_str()) == owner
-                });
-                if releases {
-                    self.lock = None;
-                    self.admit_locked_out(batch);
-                }
-            }
+            RequestKind::Release { lock_id } => self.release(batch, lock_id, owner),
             RequestKind::Lock { .. }
                 if self
                     .lock
                     .as_ref()
                     .is_some_and(|l| l.request_id == request.id) => {}
+            RequestKind::Lock { .. } if self.take_released(&request.id) => {}
             RequestKind::Lock { .. } | RequestKind::Operation { .. } if locked_out => {
                 self.locked_out.push_back(Waiting {
                     message_id: request.id.clone(),
@@ -407,6 +408,53 @@ impl EntityScheduler {
                 }
             }
             RequestKind::Operation { .. } => self.run_operation(batch, request),
+        }
+    }
+
+    /// Lets go of lock request `lock_id` of `owner`: held, it admits the requests it held out;
+    /// waiting, it is dropped; not come yet, it is remembered so it is dropped when it comes.
+    fn release(&mut self, batch: &mut Batch<'_>, lock_id: &str, owner: Option<&str>) {
+        let is_it = |id: &str, holder: Option<&str>| id == lock_id && holder == owner;
+        if self
+            .lock
+            .as_ref()
+            .is_some_and(|lock| is_it(&lock.request_id, Some(&lock.owner)))
+        {
+            self.lock = None;
+            self.admit_locked_out(batch);
+            return;
+        }
+        let waiting = self.locked_out.iter().position(|w| {
+            matches!(w.request.kind, RequestKind::Lock { .. })
+                && is_it(
+                    &w.request.id,
+                    w.request.sender.as_ref().map(|s| s.instance_id.as_str()),
+                )
+        });
+        match waiting {
+            Some(index) => {
+                self.locked_out.remove(index);
+            }
+            None => {
+                self.released.push_back(Recent {
+                    id: lock_id.to_string(),
+                    at: batch.now,
+                });
+                while self.released.len() > MAX_REMEMBERED_IDS {
+                    self.released.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Whether lock request `id` was let go of before it came (and forgets that it was).
+    fn take_released(&mut self, id: &str) -> bool {
+        match self.released.iter().position(|r| r.id == id) {
+            Some(index) => {
+                self.released.remove(index);
+                true
+            }
+            None => false,
         }
     }
 

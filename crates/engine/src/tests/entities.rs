@@ -51,6 +51,37 @@ fn registry() -> Registry {
             guard.release();
             Ok::<_, OrchestrationError>(())
         })
+        .orchestrator(
+            "LockThenFail",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let a = EntityId::new("Log", "a").expect("a valid id");
+                let b = EntityId::new("Log", "b").expect("a valid id");
+                let guard = ctx.lock_entities(&[a, b]).await?;
+                assert_eq!(guard.entities().len(), 2);
+                ctx.call_activity::<()>("Work", &()).await?;
+                drop(guard);
+                Ok::<_, OrchestrationError>(())
+            },
+        )
+        .orchestrator(
+            "LockOrGiveUp",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let a = EntityId::new("Log", "a").expect("a valid id");
+                let b = EntityId::new("Log", "b").expect("a valid id");
+                let lock = Box::pin(ctx.lock_entities(&[a.clone(), b]));
+                let timeout = Box::pin(
+                    ctx.create_timer(ctx.current_utc_datetime() + chrono::TimeDelta::seconds(60)),
+                );
+                if let crate::Either::Right(((), lost)) = crate::select2(lock, timeout).await {
+                    // The lock request lost the race: its guard goes with it.
+                    drop(lost);
+                    let guard = ctx.lock_entities(&[a]).await?;
+                    guard.release();
+                    return Ok::<_, OrchestrationError>("second lock".to_string());
+                }
+                Ok("first lock".to_string())
+            },
+        )
         .build()
         .expect("a valid registry")
 }
@@ -316,5 +347,209 @@ fn a_critical_section_locks_in_a_fixed_order_and_releases_every_entity() {
             ("@log@a".to_string(), "release"),
             ("@log@b".to_string(), "release"),
         ]
+    );
+}
+
+fn acquired() -> EntityResponse {
+    EntityResponse {
+        result: Some(crate::entity::LOCK_ACQUIRED.to_string()),
+        failure: None,
+    }
+}
+
+/// The releases among a turn's requests: (entity, lock id, whether numbered).
+fn releases(turn: &crate::Turn) -> Vec<(String, String, bool)> {
+    requests(turn)
+        .into_iter()
+        .filter_map(|(target, request)| match request.kind {
+            RequestKind::Release { lock_id } => Some((
+                target,
+                lock_id,
+                request.sender.and_then(|s| s.sequence).is_some(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_orchestration_that_fails_or_is_terminated_in_a_critical_section_lets_go() {
+    let registry = registry();
+    let first = turn(&registry, &[], &started("LockThenFail").build());
+    let [(_, lock)] = &requests(&first)[..] else {
+        panic!("one lock request");
+    };
+    let past = first.history_delta.clone();
+    let answer = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .event_raised(&lock.id, &acquired())
+        .build();
+    let second = turn(&registry, &past, &answer);
+    assert!(releases(&second).is_empty(), "held while the activity runs");
+    let past: Vec<HistoryEvent> = past.into_iter().chain(second.history_delta).collect();
+    let activity = second
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ScheduleTask { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the activity");
+
+    let failed = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .task_failed(activity, "boom")
+        .build();
+    let third = turn(&registry, &past, &failed);
+    assert!(matches!(third.outcome, TurnOutcome::Failed { .. }));
+    let expected = vec![
+        ("@log@a".to_string(), lock.id.clone(), false),
+        ("@log@b".to_string(), lock.id.clone(), false),
+    ];
+    assert_eq!(releases(&third), expected, "{:?}", third.actions);
+    assert!(
+        !third
+            .history_delta
+            .iter()
+            .any(|e| matches!(e.kind, crate::EventKind::EventSent { .. })),
+        "the releases are not recorded"
+    );
+
+    let terminated = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .terminated("stop")
+        .build();
+    let fourth = turn(&registry, &past, &terminated);
+    assert!(matches!(fourth.outcome, TurnOutcome::Terminated { .. }));
+    assert_eq!(releases(&fourth), expected);
+}
+
+#[test]
+fn a_lock_request_that_loses_a_race_lets_go_and_the_next_one_may_lock() {
+    let registry = registry();
+    let first = turn(&registry, &[], &started("LockOrGiveUp").build());
+    let (lock, timer) = (
+        requests(&first),
+        first.actions.iter().find_map(|a| match a {
+            Action::CreateTimer { id, fire_at } => Some((*id, *fire_at)),
+            _ => None,
+        }),
+    );
+    let [(_, lock)] = &lock[..] else {
+        panic!("one lock request");
+    };
+    let (timer, fire_at) = timer.expect("the timeout");
+    let past = first.history_delta.clone();
+    let fired = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .timer_fired(timer, fire_at)
+        .build();
+    let second = turn(&registry, &past, &fired);
+    let sent = requests(&second);
+    let kinds: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|(target, request)| {
+            let kind = match &request.kind {
+                RequestKind::Release { lock_id } if *lock_id == lock.id => "release",
+                RequestKind::Lock { .. } => "lock",
+                other => panic!("unexpected {other:?}"),
+            };
+            (target.as_str(), kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("@log@a", "release"),
+            ("@log@b", "release"),
+            ("@log@a", "lock")
+        ]
+    );
+    let second_lock = &sent[2].1;
+    let past: Vec<HistoryEvent> = past.into_iter().chain(second.history_delta).collect();
+    let answer = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .event_raised(&second_lock.id, &acquired())
+        .build();
+    let third = turn(&registry, &past, &answer);
+    assert_eq!(
+        third.outcome,
+        TurnOutcome::Completed {
+            output: json("second lock")
+        }
+    );
+    assert_eq!(
+        releases(&third),
+        [("@log@a".to_string(), second_lock.id.clone(), true)]
+    );
+}
+
+fn lock_request(id: &str, owner: &str, lockset: &[&str], position: usize) -> Incoming {
+    Incoming {
+        message_id: format!("m-{id}-{position}"),
+        request: EntityRequest {
+            id: id.to_string(),
+            kind: RequestKind::Lock {
+                lockset: lockset.iter().map(|s| s.to_string()).collect(),
+                position,
+            },
+            sender: Some(Sender {
+                instance_id: owner.to_string(),
+                execution_id: Some("e".to_string()),
+                sequence: None,
+                predecessor: None,
+            }),
+        },
+    }
+}
+
+fn unnumbered_release(lock_id: &str, owner: &str) -> Incoming {
+    Incoming {
+        message_id: format!("m-{lock_id}:release"),
+        request: EntityRequest {
+            id: format!("{lock_id}:release"),
+            kind: RequestKind::Release {
+                lock_id: lock_id.to_string(),
+            },
+            sender: Some(Sender {
+                instance_id: owner.to_string(),
+                execution_id: Some("e".to_string()),
+                sequence: None,
+                predecessor: None,
+            }),
+        },
+    }
+}
+
+#[test]
+fn a_lock_request_let_go_of_while_waiting_or_before_it_came_never_takes_the_entity() {
+    let registry = registry();
+    let mut scheduler = EntityScheduler::default();
+    let lockset = ["@log@k"];
+    scheduler.run_batch(
+        &registry,
+        &log(),
+        vec![lock_request("first", "one", &lockset, 0)],
+        now(),
+    );
+    assert_eq!(scheduler.lock_owner(), Some("one"));
+    // "two" waits behind "one", then gives up; a release of "three", whose lock request is
+    // still on its way, comes before it.
+    let batch = vec![
+        lock_request("second", "two", &lockset, 0),
+        unnumbered_release("second", "two"),
+        unnumbered_release("third", "three"),
+        unnumbered_release("first", "one"),
+        lock_request("third", "three", &lockset, 0),
+        operation("o1", "append", "free", None),
+    ];
+    let outcome = scheduler.run_batch(&registry, &log(), batch, now());
+    assert_eq!(scheduler.lock_owner(), None, "{outcome:?}");
+    assert_eq!(scheduler.waiting(), 0);
+    assert_eq!(entries(&scheduler), ["free"]);
+    assert!(
+        outcome.outgoing.is_empty(),
+        "no lock was granted: {:?}",
+        outcome.outgoing
     );
 }
