@@ -12,6 +12,8 @@ mod fan_in;
 mod fire_and_poll;
 #[path = "host_path/fraud.rs"]
 mod fraud;
+#[path = "host_path/fraud_ceiling.rs"]
+mod fraud_ceiling;
 #[path = "host_path/hosts.rs"]
 mod hosts;
 #[path = "host_path/memory.rs"]

@@ -5,6 +5,7 @@
 //! `FraudReview` exists.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use durable_engine::entity::EntityScheduler;
 use durable_engine::EntityId;
 use durable_protocol::connection::{http_client, HttpSettings, StorageConnection};
 use durable_store::backend::Backend;
+use durable_store::model::InstanceState;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
@@ -28,10 +30,10 @@ use seed_app::fraud::stream::{
     generate, parse_transaction, Stream, StreamOptions, MIN_TRANSACTIONS_PER_CARD,
 };
 
-use super::ceiling;
 use super::hosts::counters;
 use super::proxy::kinds_between;
 use super::report::{Runs, Table};
+use super::{ceiling, fraud_ceiling};
 use super::{
     connection_string, cpu_percent_during, load_average, modes_table, percentile, start_proxies,
     App, Counts, Options, Persistence, Storage,
@@ -104,6 +106,7 @@ pub async fn measure(
     record("devhost_cpu_pct", devhost);
     record("azurite_cpu_pct", azurite);
     check(&storage, &app, &stream.stream, stream.per_card).await?;
+    let template = card_template(&storage, &stream.stream).await?;
 
     if options.fraud_alerts > 0 {
         let latencies = alert_latencies(options, run, &app, &queue).await?;
@@ -114,7 +117,50 @@ pub async fn measure(
     drop(app);
     drop(storage);
 
+    let ceiling = ceiling(options, persistence, &stream.stream, &template).await?;
+    record("ceiling_tx_per_s", ceiling);
+    record("fraction_of_ceiling", taken as f64 / seconds / ceiling);
     counted(options, run, persistence, &mut record).await
+}
+
+/// One card entity as the app stored it: what every commit of the ceiling writes.
+async fn card_template(storage: &Storage, stream: &Stream) -> anyhow::Result<InstanceState> {
+    let card = stream
+        .messages
+        .iter()
+        .find_map(|text| parse_transaction(text).ok())
+        .context("the stream has no transaction")?
+        .card_id;
+    let backend = ceiling::connect(&storage.connection_string())?;
+    backend
+        .read_state(&EntityId::new(ENTITY, &card)?.instance_id())
+        .await?
+        .with_context(|| format!("card {card} has no entity"))
+}
+
+/// The same stream, fed the same way, taken by the fraud path's storage calls alone on a fresh
+/// Azurite (`fraud_ceiling`); transactions a second.
+async fn ceiling(
+    options: &Options,
+    persistence: Persistence,
+    stream: &Stream,
+    template: &InstanceState,
+) -> anyhow::Result<f64> {
+    let storage = Storage::start(persistence);
+    let connection = storage.connection_string();
+    let queue = queue_client(&connection, TRANSACTIONS)?;
+    let feed = Feed {
+        queue: &queue,
+        messages: &stream.messages,
+        depth: options.fraud_depth,
+    };
+    feed.fill().await?;
+    let batching = fraud_ceiling::host_batching(Path::new(env!("CARGO_MANIFEST_DIR")))?;
+    let started = Instant::now();
+    let taken = fraud_ceiling::take(&connection, &queue, template, batching, feed.drain()).await?;
+    let per_s = taken as f64 / started.elapsed().as_secs_f64();
+    eprintln!("fraud: the ceiling took {taken} transactions, {per_s:.0} a second");
+    Ok(per_s)
 }
 
 /// A generated stream and how many distinct transactions each card has.

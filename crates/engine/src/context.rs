@@ -2,7 +2,7 @@
 //! execution's bookkeeping (actions by sequence number, result slots, event buffers) behind it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -110,9 +110,11 @@ pub(crate) struct ContextState {
     /// The last request sent to each entity (by instance id): the next one names it as its
     /// predecessor, so the entity applies them in order.
     pub(crate) entity_requests: HashMap<String, crate::entity::Predecessor>,
-    /// Critical sections asked for (held or still being acquired) and not let go of, by lock
-    /// request id, with their entities: at most one.
-    pub(crate) locks: BTreeMap<String, Vec<crate::EntityId>>,
+    /// The code's critical sections (held or still being acquired) not let go of, by lock
+    /// request id: at most one.
+    pub(crate) locks: BTreeSet<String>,
+    /// The critical sections the history holds: what an ending execution lets go of.
+    pub(crate) recorded_locks: crate::entity::RecordedLocks,
     /// Set once the engine drops the code (a turn's end, a failure, a termination): what the
     /// code's values do when dropped then is no decision of the code's.
     pub(crate) code_dropped: bool,
@@ -133,7 +135,8 @@ impl ContextState {
             continue_as_new: None,
             guid_counter: 0,
             entity_requests: HashMap::new(),
-            locks: BTreeMap::new(),
+            locks: BTreeSet::new(),
+            recorded_locks: Default::default(),
             code_dropped: false,
         }
     }

@@ -232,6 +232,15 @@ impl Executor {
     ) -> Result<Turn, ExecuteError> {
         // Engine combinators polled in this turn find its session through the thread.
         let _session = self.shared().session.install();
+        // All of the history, even past where the code stops matching it: what it holds is
+        // let go of if the execution ends here.
+        for event in past_events {
+            self.shared()
+                .state
+                .borrow_mut()
+                .recorded_locks
+                .record(&event.kind);
+        }
         for (index, event) in past_events.iter().chain(new_events).enumerate() {
             self.shared().state.borrow_mut().is_replaying = index < past_events.len();
             self.apply(event)?;
@@ -773,18 +782,16 @@ impl Executor {
                 record.decision = Decision::Recorded;
             }
             self.dispatched = state.actions.len();
-        } else if !ended_earlier
-            && matches!(
-                outcome,
-                TurnOutcome::Failed { .. } | TurnOutcome::Terminated { .. }
-            )
-        {
-            let undispatched: Vec<&Action> = state.actions[self.dispatched..]
-                .iter()
-                .flatten()
-                .filter(|r| r.decision == Decision::Emitted)
-                .map(|r| &r.action)
-                .collect();
+        }
+        let recorded: Vec<EventKind> = history_delta
+            .iter()
+            .filter(|event| matches!(event.kind, EventKind::EventSent { .. }))
+            .map(|event| event.kind.clone())
+            .collect();
+        for kind in &recorded {
+            state.recorded_locks.record(kind);
+        }
+        if !ended_earlier && !matches!(outcome, TurnOutcome::Running | TurnOutcome::Suspended) {
             let info = &self.ctx.shared().info;
             let me = crate::entity::Sender {
                 instance_id: info.instance_id.clone(),
@@ -792,7 +799,7 @@ impl Executor {
                 sequence: None,
                 predecessor: None,
             };
-            actions = crate::entity::releases_at_end(&me, &state.locks, &undispatched);
+            actions.extend(state.recorded_locks.releases(&me));
         }
         if !ended_earlier {
             if let Some(event) = completion_event(&outcome, self.completion_sequence(&state), now) {

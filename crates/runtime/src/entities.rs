@@ -197,7 +197,15 @@ impl<B: Backend> Runtime<B> {
             message_ids: Default::default(),
             version,
         });
-        if !summary_current || had_state != scheduler.state.is_some() {
+        if expected.is_none() {
+            // A new entity has no summary unless an earlier incarnation's purge stopped half
+            // way: try the insert before paying for the read a write starts with.
+            let summary = entity_summary(&known.state, &scheduler);
+            let counted = crate::storage_requests::counted(summary.clone());
+            if !self.backend.create_summary(&counted).await? {
+                self.write_summary(summary).await?;
+            }
+        } else if !summary_current || had_state != scheduler.state.is_some() {
             self.write_summary(entity_summary(&known.state, &scheduler))
                 .await?;
         }

@@ -301,8 +301,8 @@ mod tests {
                 queues: QueueOptions {
                     max_polling_interval: secs(2),
                     visibility_timeout: secs(30),
-                    batch_size: 16,
-                    new_batch_threshold: 8,
+                    batch_size: 32,
+                    new_batch_threshold: 32,
                     max_dequeue_count: 5,
                     base64: true,
                 },

@@ -11,8 +11,8 @@ pub use function::{EntityAction, EntityContext, EntityError};
 pub use messages::{
     EntityRequest, EntityResponse, Predecessor, RequestKind, Sender, LOCK_ACQUIRED, OPERATION_EVENT,
 };
-pub(crate) use orchestration::releases_at_end;
 pub use orchestration::LockGuard;
+pub(crate) use orchestration::RecordedLocks;
 pub use scheduler::{
     BatchOutcome, EntityScheduler, Incoming, OperationOutcome, Outgoing, DEDUPLICATION_WINDOW,
 };

@@ -14,6 +14,7 @@ use super::messages::{
 use super::EntityId;
 use crate::action::Action;
 use crate::client_json::decode_client_json;
+use crate::history::EventKind;
 use crate::{OrchestrationContext, TaskError};
 
 /// The entities an orchestration holds, from [`OrchestrationContext::lock_entities`] until
@@ -164,7 +165,7 @@ impl OrchestrationContext {
                     .state
                     .borrow_mut()
                     .locks
-                    .insert(lock_id.clone(), sorted.clone());
+                    .insert(lock_id.clone());
                 // The guard exists as soon as the request is sent: dropped before the lock is
                 // acquired (the future raced and lost, or never awaited), it still lets go.
                 let guard = LockGuard {
@@ -222,69 +223,68 @@ fn release_id(lock_id: &str) -> String {
     format!("{lock_id}:release")
 }
 
-/// What an execution that fails or is terminated sends to let go of its critical section: a
-/// release to each entity whose lock it asked for and was not sent the release of (the code
-/// may have released it in the failing turn, whose own decisions are never sent). Unnumbered,
-/// because they are not recorded in the history: a rewind replays that history and numbers its
-/// next requests from the same point, and the entities must not take those for duplicates.
-pub(crate) fn releases_at_end(
-    me: &Sender,
-    locks: &BTreeMap<String, Vec<EntityId>>,
-    undispatched: &[&Action],
-) -> Vec<Action> {
-    let requests: Vec<(&str, EntityRequest)> = undispatched
-        .iter()
-        .filter_map(|action| match action {
-            Action::SendEvent {
-                instance_id,
-                name,
-                input: Some(input),
-                ..
-            } if name == OPERATION_EVENT => EntityRequest::from_json(input)
-                .ok()
-                .map(|request| (instance_id.as_str(), request)),
-            _ => None,
-        })
-        .collect();
-    // A lock request of the failing turn itself never went out: nothing to let go of.
-    let never_asked = |lock_id: &str| {
-        requests
-            .iter()
-            .any(|(_, r)| r.id == lock_id && matches!(r.kind, RequestKind::Lock { .. }))
-    };
-    let released_in_turn = requests
-        .iter()
-        .filter_map(|(target, request)| match &request.kind {
-            RequestKind::Release { lock_id } => Some((target.to_string(), lock_id.clone())),
-            _ => None,
-        });
-    let still_held = locks.iter().flat_map(|(lock_id, entities)| {
-        entities
-            .iter()
-            .map(|entity| (entity.instance_id(), lock_id.clone()))
-    });
-    released_in_turn
-        .chain(still_held)
-        .filter(|(_, lock_id)| !never_asked(lock_id))
-        .map(|(target, lock_id)| {
-            let request = EntityRequest {
-                id: release_id(&lock_id),
-                kind: RequestKind::Release { lock_id },
-                sender: Some(Sender {
-                    sequence: None,
-                    predecessor: None,
-                    ..me.clone()
-                }),
-            };
-            Action::SendEvent {
-                // Never recorded, so it needs no place in the sequence.
-                id: -1,
-                instance_id: target,
-                name: OPERATION_EVENT.to_string(),
-                input: Some(request.to_json()),
+/// The critical sections a history asked for and has not let go of, from its `EventSent`
+/// events: lock request id → the entities of its lock set (instance ids).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordedLocks(BTreeMap<String, Vec<String>>);
+
+impl RecordedLocks {
+    pub(crate) fn record(&mut self, event: &EventKind) {
+        let EventKind::EventSent {
+            name,
+            input: Some(input),
+            ..
+        } = event
+        else {
+            return;
+        };
+        if name != OPERATION_EVENT {
+            return;
+        }
+        match EntityRequest::from_json(input).map(|request| (request.id, request.kind)) {
+            Ok((id, RequestKind::Lock { lockset, .. })) => {
+                self.0.insert(id, lockset);
             }
-        })
-        .collect()
+            Ok((_, RequestKind::Release { lock_id })) => {
+                self.0.remove(&lock_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// What an ending execution sends to let go of what its history still holds (or is still
+    /// acquiring): the code may not have released it (continue-as-new, a termination, a failure
+    /// of the engine's), or released it in a failing turn, whose decisions are never sent.
+    /// Unnumbered, because they are not recorded in the history: a rewind replays that history
+    /// and numbers its next requests from the same point, and the entities must not take those
+    /// for duplicates.
+    pub(crate) fn releases(&self, me: &Sender) -> Vec<Action> {
+        self.0
+            .iter()
+            .flat_map(|(lock_id, lockset)| {
+                lockset.iter().map(move |target| {
+                    let request = EntityRequest {
+                        id: release_id(lock_id),
+                        kind: RequestKind::Release {
+                            lock_id: lock_id.clone(),
+                        },
+                        sender: Some(Sender {
+                            sequence: None,
+                            predecessor: None,
+                            ..me.clone()
+                        }),
+                    };
+                    Action::SendEvent {
+                        // Never recorded, so it needs no place in the sequence.
+                        id: -1,
+                        instance_id: target.clone(),
+                        name: OPERATION_EVENT.to_string(),
+                        input: Some(request.to_json()),
+                    }
+                })
+            })
+            .collect()
+    }
 }
 
 fn entity_input(

@@ -52,7 +52,8 @@ pub struct EntityScheduler {
     recent: VecDeque<Recent>,
     /// Lock requests let go of before they reached this entity (a lock set's later entity hears
     /// the release straight from the orchestration, the lock request only once the earlier
-    /// entities are held, if ever): such a lock request is dropped when it comes.
+    /// entities are held, however late that is, if ever): such a lock request is dropped when
+    /// it comes. Kept until then, the newest `MAX_REMEMBERED_IDS`.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     released: VecDeque<Recent>,
 }
@@ -329,9 +330,6 @@ impl EntityScheduler {
         while self.recent.front().is_some_and(|recent| recent.at < cutoff) {
             self.recent.pop_front();
         }
-        while self.released.front().is_some_and(|r| r.at < cutoff) {
-            self.released.pop_front();
-        }
         self.senders.retain(|_, record| record.seen_at >= cutoff);
         while self.senders.len() > MAX_SENDERS {
             let oldest = self
@@ -361,7 +359,16 @@ impl EntityScheduler {
                     .as_ref()
                     .is_some_and(|l| l.request_id == request.id) => {}
             RequestKind::Lock { .. } if self.take_released(&request.id) => {}
-            RequestKind::Lock { .. } | RequestKind::Operation { .. } if locked_out => {
+            // A holder's other lock request (one it withdrew, or a new execution's while the
+            // old one's release is on its way) waits for the lock like anyone's.
+            RequestKind::Lock { .. } if self.lock.is_some() => {
+                self.locked_out.push_back(Waiting {
+                    message_id: request.id.clone(),
+                    request,
+                    since: batch.now,
+                });
+            }
+            RequestKind::Operation { .. } if locked_out => {
                 self.locked_out.push_back(Waiting {
                     message_id: request.id.clone(),
                     request,

@@ -82,6 +82,28 @@ fn registry() -> Registry {
                 Ok("first lock".to_string())
             },
         )
+        .orchestrator(
+            "LockUnpolled",
+            |ctx: OrchestrationContext, (): ()| async move {
+                let a = EntityId::new("Log", "a").expect("a valid id");
+                // Asked for and dropped unpolled: withdrawn, so the next lock is no nesting.
+                drop(ctx.lock_entities(std::slice::from_ref(&a)));
+                let guard = ctx.lock_entities(&[a]).await?;
+                guard.release();
+                Ok::<_, OrchestrationError>(())
+            },
+        )
+        .orchestrator(
+            "LockThenContinue",
+            |ctx: OrchestrationContext, round: u32| async move {
+                let a = EntityId::new("Log", "a").expect("a valid id");
+                let _guard = ctx.lock_entities(&[a]).await?;
+                if round == 0 {
+                    return ctx.continue_as_new(&1).await;
+                }
+                Ok::<_, OrchestrationError>(())
+            },
+        )
         .build()
         .expect("a valid registry")
 }
@@ -552,4 +574,93 @@ fn a_lock_request_let_go_of_while_waiting_or_before_it_came_never_takes_the_enti
         "no lock was granted: {:?}",
         outcome.outgoing
     );
+}
+
+#[test]
+fn a_lock_request_dropped_unpolled_is_withdrawn() {
+    let registry = registry();
+    let first = turn(&registry, &[], &started("LockUnpolled").build());
+    assert!(
+        !matches!(first.outcome, TurnOutcome::Failed { .. }),
+        "{:?}",
+        first.outcome
+    );
+    let sent = requests(&first);
+    let kinds: Vec<&str> = sent
+        .iter()
+        .map(|(_, request)| match request.kind {
+            RequestKind::Lock { .. } => "lock",
+            RequestKind::Release { .. } => "release",
+            RequestKind::Operation { .. } => "operation",
+        })
+        .collect();
+    assert_eq!(kinds, ["lock", "release", "lock"]);
+    assert_eq!(sent[0].1.id, {
+        let RequestKind::Release { lock_id } = &sent[1].1.kind else {
+            unreachable!()
+        };
+        lock_id.clone()
+    });
+}
+
+#[test]
+fn an_execution_that_continues_as_new_in_a_critical_section_lets_go() {
+    let registry = registry();
+    let history = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .execution_started("LockThenContinue", &0)
+        .build();
+    let first = turn(&registry, &[], &history);
+    let [(_, lock)] = &requests(&first)[..] else {
+        panic!("one lock request");
+    };
+    let past = first.history_delta.clone();
+    let answer = crate::HistoryBuilder::new(ID)
+        .orchestrator_started()
+        .event_raised(&lock.id, &acquired())
+        .build();
+    let second = turn(&registry, &past, &answer);
+    assert!(
+        matches!(second.outcome, TurnOutcome::ContinuedAsNew { .. }),
+        "{:?}",
+        second.outcome
+    );
+    assert_eq!(
+        releases(&second),
+        [("@log@a".to_string(), lock.id.clone(), false)]
+    );
+}
+
+#[test]
+fn a_holders_other_lock_request_waits_and_a_late_one_is_dropped_however_late() {
+    let registry = registry();
+    let mut scheduler = EntityScheduler::default();
+    let lockset = ["@log@k"];
+    // "one" holds the entity with its new lock; its withdrawn one comes after, and then its
+    // release: the withdrawn lock never takes over.
+    let batch = vec![
+        lock_request("new", "one", &lockset, 0),
+        lock_request("withdrawn", "one", &lockset, 0),
+        unnumbered_release("withdrawn", "one"),
+    ];
+    let outcome = scheduler.run_batch(&registry, &log(), batch, now());
+    assert_eq!(outcome.outgoing.len(), 1, "only the new lock is granted");
+    assert_eq!(scheduler.waiting(), 0);
+    let later = now() + TimeDelta::hours(2);
+    let batch = vec![
+        unnumbered_release("late", "two"),
+        unnumbered_release("new", "one"),
+    ];
+    scheduler.run_batch(&registry, &log(), batch, later);
+    assert_eq!(scheduler.lock_owner(), None);
+    // Hours after its release, the lock request it withdrew arrives: dropped.
+    let much_later = later + TimeDelta::hours(5);
+    let outcome = scheduler.run_batch(
+        &registry,
+        &log(),
+        vec![lock_request("late", "two", &lockset, 0)],
+        much_later,
+    );
+    assert_eq!(scheduler.lock_owner(), None, "{outcome:?}");
+    assert!(outcome.outgoing.is_empty());
 }
