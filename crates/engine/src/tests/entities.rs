@@ -394,10 +394,13 @@ fn releases(turn: &crate::Turn) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-#[test]
-fn an_orchestration_that_fails_or_is_terminated_in_a_critical_section_lets_go() {
-    let registry = registry();
-    let first = turn(&registry, &[], &started("LockThenFail").build());
+/// Starts an orchestration whose first turn asks for one lock, and grants it: the lock request,
+/// the history before the grant, and the turn the grant ran.
+fn locked(
+    registry: &Registry,
+    start: &[HistoryEvent],
+) -> (EntityRequest, Vec<HistoryEvent>, crate::Turn) {
+    let first = turn(registry, &[], start);
     let [(_, lock)] = &requests(&first)[..] else {
         panic!("one lock request");
     };
@@ -406,7 +409,14 @@ fn an_orchestration_that_fails_or_is_terminated_in_a_critical_section_lets_go() 
         .orchestrator_started()
         .event_raised(&lock.id, &acquired())
         .build();
-    let second = turn(&registry, &past, &answer);
+    let second = turn(registry, &past, &answer);
+    (lock.clone(), past, second)
+}
+
+#[test]
+fn an_orchestration_that_fails_or_is_terminated_in_a_critical_section_lets_go() {
+    let registry = registry();
+    let (lock, past, second) = locked(&registry, &started("LockThenFail").build());
     assert!(releases(&second).is_empty(), "held while the activity runs");
     let past: Vec<HistoryEvent> = past.into_iter().chain(second.history_delta).collect();
     let activity = second
@@ -610,16 +620,7 @@ fn an_execution_that_continues_as_new_in_a_critical_section_lets_go() {
         .orchestrator_started()
         .execution_started("LockThenContinue", &0)
         .build();
-    let first = turn(&registry, &[], &history);
-    let [(_, lock)] = &requests(&first)[..] else {
-        panic!("one lock request");
-    };
-    let past = first.history_delta.clone();
-    let answer = crate::HistoryBuilder::new(ID)
-        .orchestrator_started()
-        .event_raised(&lock.id, &acquired())
-        .build();
-    let second = turn(&registry, &past, &answer);
+    let (lock, _, second) = locked(&registry, &history);
     assert!(
         matches!(second.outcome, TurnOutcome::ContinuedAsNew { .. }),
         "{:?}",
