@@ -50,8 +50,12 @@
 #   and the set of FraudReview instances are checked. Then, while --fraud-background (50)
 #   normal transactions a second are queued, --fraud-alerts (20) times one after the other a
 #   fresh card's two-country pattern: from queueing its second transaction until the review
-#   instance exists, _alert_latency_p50_ms/_p95_ms. Then a tenth of the stream on a fresh
-#   Azurite through the counting proxy: _storage_requests_per_tx and _mix_<kind> per transaction.
+#   instance exists, _alert_latency_p50_ms/_p95_ms. Then the ceiling: the same stream, fed the
+#   same way, on a fresh Azurite, taken by the fraud path's storage calls alone (gets and
+#   deletes batched as host.json says, each card entity's commit with a stored card's state, a
+#   new card's load and summary) with no app between: _ceiling_tx_per_s and
+#   _fraction_of_ceiling (tx_per_s over it). Then a tenth of the stream on a fresh Azurite
+#   through the counting proxy: _storage_requests_per_tx and _mix_<kind> per transaction.
 #
 #   scripts/bench.sh [--only throughput|fanin|hosts|memory|fraud[,...]]
 #                    [--azurite disk|memory|both]

@@ -531,6 +531,11 @@ async fn counted(
 pub fn table(modes: &[Persistence], runs: &Runs) -> Table {
     let rows = [
         ("transactions /s", "tx_per_s"),
+        (
+            "ceiling: Azurite alone, transactions /s",
+            "ceiling_tx_per_s",
+        ),
+        ("fraction of the ceiling", "fraction_of_ceiling"),
         ("transactions per entity batch", "tx_per_batch"),
         (
             "storage requests per transaction",
